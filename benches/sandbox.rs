@@ -1,0 +1,102 @@
+//! Sandbox benchmarks (issue 2): fresh execution, the cost of a tool call, interpreter speed
+//! against CPython on the same machine.
+//!
+//! - `fresh_execution/print`: a whole execution of `print(1+1)` in a fresh instance.
+//! - `tool_calls/1000_calls` vs `tool_calls/1000_iterations`: the same loop with and without a
+//!   tool call per iteration; (calls - iterations) / 1000 is the cost of one call.
+//! - `sum_loop/sandbox` vs `sum_loop/cpython`: `for i in range(1, 1000001): s += i`; CPython is
+//!   timed inside one `python3` process so its start-up is not counted.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use codemode::executor::{Executor, ExecutorConfig, Limits, NoTools, ToolDispatcher, ToolError};
+use criterion::{Criterion, criterion_group, criterion_main};
+use serde_json::Value;
+
+struct Echo;
+
+#[async_trait]
+impl ToolDispatcher for Echo {
+    async fn call(&self, _client: &str, _tool: &str, arguments: Value) -> Result<Value, ToolError> {
+        Ok(arguments)
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+fn executor() -> Executor {
+    Executor::new(ExecutorConfig::default()).expect("executor")
+}
+
+async fn execute(executor: &Executor, code: &str, tools: Arc<dyn ToolDispatcher>) {
+    let result = executor.execute(code, &Limits::DEFAULT, tools).await.expect("runs");
+    assert!(result.ok, "{:?}", result.error);
+}
+
+fn fresh_execution(c: &mut Criterion) {
+    let runtime = runtime();
+    let executor = executor();
+    c.bench_function("fresh_execution/print", |b| {
+        b.to_async(&runtime).iter(|| execute(&executor, "print(1+1)", Arc::new(NoTools)));
+    });
+}
+
+const CALLS: &str = "import codemode\nfor i in range(1000):\n    codemode.call_tool('t', 'echo', i=i)";
+const ITERATIONS: &str = "import codemode\nfor i in range(1000):\n    dict(i=i)";
+
+fn tool_calls(c: &mut Criterion) {
+    let runtime = runtime();
+    let executor = executor();
+    let mut group = c.benchmark_group("tool_calls");
+    group.bench_function("1000_calls", |b| {
+        b.to_async(&runtime).iter(|| execute(&executor, CALLS, Arc::new(Echo)));
+    });
+    group.bench_function("1000_iterations", |b| {
+        b.to_async(&runtime).iter(|| execute(&executor, ITERATIONS, Arc::new(Echo)));
+    });
+    group.finish();
+}
+
+const SUM_LOOP: &str = "s = 0\nfor i in range(1, 1000001):\n    s += i\n";
+
+fn sum_loop(c: &mut Criterion) {
+    let runtime = runtime();
+    let executor = executor();
+    let mut group = c.benchmark_group("sum_loop");
+    group.sample_size(10).measurement_time(Duration::from_secs(10));
+    group.bench_function("sandbox", |b| {
+        b.to_async(&runtime).iter(|| execute(&executor, SUM_LOOP, Arc::new(NoTools)));
+    });
+    group.bench_function("cpython", |b| b.iter_custom(cpython_sum_loop));
+    group.finish();
+}
+
+/// Runs the loop `iterations` times in one CPython process; returns the time CPython measured.
+fn cpython_sum_loop(iterations: u64) -> Duration {
+    let program = format!(
+        "import time\nt = time.perf_counter()\nfor _ in range({iterations}):\n    exec({SUM_LOOP:?}, {{}})\nprint(time.perf_counter() - t)\n"
+    );
+    let mut child = Command::new("python3")
+        .arg("-")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    child.stdin.take().expect("stdin").write_all(program.as_bytes()).expect("program");
+    let output = child.wait_with_output().expect("python3 exits");
+    let seconds: f64 = String::from_utf8_lossy(&output.stdout).trim().parse().expect("seconds");
+    Duration::from_secs_f64(seconds)
+}
+
+criterion_group!(benches, fresh_execution, tool_calls, sum_loop);
+criterion_main!(benches);

@@ -1,0 +1,532 @@
+"""codemode: the runtime every sandboxed script runs in.
+
+Scripts use it as ``import codemode`` (tool calls, fan-out, the exception types); the host uses
+``_boot`` once before the snapshot and the runner it returns once per execution.
+
+Tool calls
+    ``call_tool(client, tool, arguments=None, **kwargs)`` calls a tool and returns its value.
+    ``call_tool_async(...)`` starts the call at once and returns a ``PendingCall``: await it, or
+    pass several to ``gather``. The host runs started calls concurrently, so ten calls that each
+    take 100 ms finish together in about 100 ms::
+
+        a, b = codemode.gather(call_tool_async("x", "slow"), call_tool_async("y", "slow"))
+
+    ``gather`` also accepts coroutines (``async def`` functions that ``await`` calls), and
+    ``run(coroutine)`` drives one to completion. A small ``asyncio`` module with ``run``,
+    ``gather`` and ``sleep`` is provided on top of the same scheduler, because the real one needs
+    sockets and threads that the sandbox does not have.
+
+Errors
+    A tool that fails raises ``ToolError`` (``.server``, ``.tool``); ``ToolTimeoutError`` and
+    ``ToolUnavailableError`` are its subclasses. A tool the caller may not use raises
+    ``PermissionError``; a per-call size limit raises ``LimitExceeded``. Limits on the whole run
+    (time, memory, number of tool calls) end the run; they cannot be caught.
+"""
+
+import sys
+import json
+import builtins
+import _codemode
+
+__all__ = [
+    "call_tool",
+    "call_tool_async",
+    "gather",
+    "run",
+    "PendingCall",
+    "ToolError",
+    "ToolTimeoutError",
+    "ToolUnavailableError",
+    "LimitExceeded",
+]
+
+SCRIPT = "<script>"
+
+
+class LimitExceeded(Exception):
+    """A sandbox limit was reached. ``limit`` names it; ``allowed`` and ``observed`` quantify it."""
+
+    def __init__(self, message, limit=None, allowed=None, observed=None):
+        super().__init__(message)
+        self.limit = limit
+        self.allowed = allowed
+        self.observed = observed
+
+
+class ToolError(Exception):
+    """A tool call failed upstream. ``server`` and ``tool`` name the call."""
+
+    def __init__(self, message, server=None, tool=None):
+        super().__init__(message)
+        self.server = server
+        self.tool = tool
+
+
+class ToolTimeoutError(ToolError, TimeoutError):
+    """The tool did not answer within its time limit."""
+
+
+class ToolUnavailableError(ToolError, ConnectionError):
+    """The tool's server is not connected."""
+
+
+_ERROR_TYPES = {
+    "ToolError": ToolError,
+    "ToolTimeoutError": ToolTimeoutError,
+    "ToolUnavailableError": ToolUnavailableError,
+}
+
+
+def _error_from(error, client, tool):
+    kind = error.get("type", "ToolError")
+    message = error.get("message", "tool call failed")
+    if kind == "PermissionError":
+        return PermissionError(message)
+    if kind == "LimitExceeded":
+        return LimitExceeded(message, error.get("limit"), error.get("allowed"), error.get("observed"))
+    if kind == "TypeError":
+        return TypeError(message)
+    if kind == "ValueError":
+        return ValueError(message)
+    return _ERROR_TYPES.get(kind, ToolError)(message, client, tool)
+
+
+class PendingCall:
+    """A tool call that has been started. Await it, call ``.result()``, or ``gather`` several."""
+
+    __slots__ = ("client", "tool", "_id", "_done", "_value", "_error")
+
+    def __init__(self, client, tool, arguments):
+        if not isinstance(client, str) or not isinstance(tool, str):
+            raise TypeError("client and tool must be strings")
+        try:
+            request = json.dumps({"client": client, "tool": tool, "arguments": arguments})
+        except (TypeError, ValueError) as e:
+            raise TypeError(f"arguments of {client}.{tool} are not JSON-serialisable: {e}") from None
+        self.client = client
+        self.tool = tool
+        self._id = _codemode.call_start(request)
+        self._done = False
+        self._value = None
+        self._error = None
+
+    def done(self):
+        """True once the response has been received."""
+        return self._done
+
+    def _wait(self):
+        if not self._done:
+            response = json.loads(_codemode.call_wait(self._id))
+            if "error" in response:
+                self._error = _error_from(response["error"], self.client, self.tool)
+            else:
+                self._value = response.get("ok")
+            self._done = True
+
+    def result(self):
+        """Blocks until the call has finished; returns its value or raises its error."""
+        self._wait()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+    def __await__(self):
+        if not self._done:
+            yield self
+        return self.result()
+
+    def __repr__(self):
+        state = "done" if self._done else "running"
+        return f"<PendingCall {self.client}.{self.tool} {state}>"
+
+
+def _arguments(arguments, kwargs):
+    if arguments is None:
+        return dict(kwargs)
+    if not isinstance(arguments, dict):
+        raise TypeError("arguments must be a dict of parameter names to values")
+    if kwargs:
+        arguments = dict(arguments)
+        arguments.update(kwargs)
+    return arguments
+
+
+def call_tool_async(client, tool, arguments=None, **kwargs):
+    """Starts ``client``'s ``tool`` and returns a ``PendingCall`` without waiting."""
+    return PendingCall(client, tool, _arguments(arguments, kwargs))
+
+
+def call_tool(client, tool, arguments=None, **kwargs):
+    """Calls ``client``'s ``tool`` with ``arguments`` (a dict) or keyword arguments."""
+    return PendingCall(client, tool, _arguments(arguments, kwargs)).result()
+
+
+class _Task:
+    """One awaitable being driven by the scheduler."""
+
+    __slots__ = ("coro", "call", "waiting", "done", "value", "error")
+
+    def __init__(self, awaitable):
+        self.coro = None
+        self.call = None
+        self.waiting = None
+        self.done = False
+        self.value = None
+        self.error = None
+        if isinstance(awaitable, PendingCall):
+            self.call = awaitable
+            self.waiting = awaitable
+        elif hasattr(awaitable, "send") and hasattr(awaitable, "throw"):
+            self.coro = awaitable
+        elif hasattr(awaitable, "__await__"):
+            self.coro = awaitable.__await__()
+        else:
+            raise TypeError(f"gather() takes tool calls or coroutines, not {type(awaitable).__name__}")
+
+    def ready(self):
+        return self.waiting is None or self.waiting.done()
+
+    def step(self):
+        """Advances until the task finishes or waits on a call that is still running."""
+        if self.call is not None:
+            self.done = True
+            try:
+                self.value = self.call.result()
+            except BaseException as e:  # noqa: B036 - handed to the awaiting code
+                self.error = e
+            return
+        while not self.done and self.ready():
+            try:
+                yielded = self.coro.send(None)
+            except StopIteration as stop:
+                self.done, self.value = True, stop.value
+                return
+            except BaseException as e:  # noqa: B036
+                self.done, self.error = True, e
+                return
+            if not isinstance(yielded, PendingCall):
+                self.coro.throw(TypeError("only tool calls can be awaited in the sandbox"))
+            self.waiting = yielded
+
+
+def gather(*awaitables, return_exceptions=False):
+    """Waits for tool calls and coroutines together; returns their values in order.
+
+    With ``return_exceptions=True`` a failure is returned in its slot instead of raised.
+    """
+    if len(awaitables) == 1 and isinstance(awaitables[0], (list, tuple)):
+        awaitables = tuple(awaitables[0])
+    tasks = [_Task(a) for a in awaitables]
+    while True:
+        progressed = False
+        for task in tasks:
+            if not task.done and task.ready():
+                task.step()
+                progressed = True
+        pending = [t.waiting for t in tasks if not t.done]
+        if not pending:
+            break
+        if not progressed:
+            # Every task waits on a running call: block on the oldest one. All of them run on
+            # the host meanwhile, so the order only decides which task resumes first.
+            pending[0]._wait()
+    results = []
+    for task in tasks:
+        if task.error is not None:
+            if not return_exceptions:
+                raise task.error
+            results.append(task.error)
+        else:
+            results.append(task.value)
+    return results
+
+
+def run(awaitable):
+    """Drives one coroutine (or pending call) to completion and returns its value."""
+    return gather(awaitable)[0]
+
+
+class _Awaitable:
+    """Makes ``await asyncio.gather(...)`` work: the work is already done when it is awaited."""
+
+    __slots__ = ("_thunk",)
+
+    def __init__(self, thunk):
+        self._thunk = thunk
+
+    def __await__(self):
+        return self._thunk()
+        yield  # noqa: unreachable - makes this a generator
+
+
+def _asyncio_module():
+    import types
+    import time
+
+    module = types.ModuleType("asyncio")
+    module.__doc__ = (
+        "codemode's asyncio: run, gather and sleep over the sandbox's tool-call scheduler. "
+        "There are no sockets, subprocesses or threads in the sandbox."
+    )
+
+    def asyncio_gather(*aws, return_exceptions=False):
+        return _Awaitable(lambda: gather(*aws, return_exceptions=return_exceptions))
+
+    def asyncio_sleep(delay, result=None):
+        def thunk():
+            time.sleep(delay)
+            return result
+
+        return _Awaitable(thunk)
+
+    module.run = run
+    module.gather = asyncio_gather
+    module.sleep = asyncio_sleep
+    module.TimeoutError = TimeoutError
+    module.iscoroutine = lambda obj: hasattr(obj, "send") and hasattr(obj, "throw")
+    return module
+
+
+class _Stream:
+    """sys.stdout / sys.stderr: every write goes straight to the host's capped buffer."""
+
+    encoding = "utf-8"
+    errors = "strict"
+
+    def __init__(self, fd, name):
+        self._fd = fd
+        self.name = name
+
+    def write(self, text):
+        if not isinstance(text, str):
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        _codemode.write(self._fd, text)
+        return len(text)
+
+    def writelines(self, lines):
+        for line in lines:
+            self.write(line)
+
+    def flush(self):
+        pass
+
+    def isatty(self):
+        return False
+
+    def writable(self):
+        return True
+
+    def readable(self):
+        return False
+
+    def fileno(self):
+        raise OSError("the sandbox's streams have no file descriptor")
+
+
+# -- lockdown -------------------------------------------------------------------------------------
+#
+# The real boundary is the host: the guest has no WASI preopens, sockets, environment or args.
+# These replacements exist so that a script that tries gets a clear message instead of an obscure
+# errno, and so that nothing the model writes can reach a host resource by accident.
+
+_NO_MODULES = {
+    "socket": "network access",
+    "_socket": "network access",
+    "ssl": "network access",
+    "_ssl": "network access",
+    "select": "network access",
+    "selectors": "network access",
+    "http.client": "network access",
+    "urllib.request": "network access",
+    "ftplib": "network access",
+    "smtplib": "network access",
+    "subprocess": "processes",
+    "_posixsubprocess": "processes",
+    "multiprocessing": "processes",
+    "ctypes": "native code",
+    "_ctypes": "native code",
+    "mmap": "shared memory",
+    "fcntl": "file descriptors",
+}
+
+
+class _Blocked:
+    """A meta-path finder that refuses modules that can only reach outside the sandbox."""
+
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        what = _NO_MODULES.get(name)
+        if what is not None:
+            raise ModuleNotFoundError(
+                f"No module named '{name}': the sandbox has no {what}. "
+                "Tools are the only way out: call them through the server objects.",
+                name=name,
+            )
+        return None
+
+
+def _denied(what):
+    def denied(*args, **kwargs):
+        raise PermissionError(f"{what} is not available in the sandbox: there is no {_WHY[what]}.")
+
+    denied.__name__ = what.rsplit(".", 1)[-1]
+    return denied
+
+
+_WHY = {"open": "file system; tools are the only way to read or write data"}
+
+
+class _NoEnvironment(dict):
+    """os.environ: the sandbox has no environment variables, and says so when asked."""
+
+    def _refuse(self, *args, **kwargs):
+        raise PermissionError("os.environ is not available in the sandbox: there are no environment variables")
+
+    __getitem__ = __setitem__ = __delitem__ = get = setdefault = pop = update = _refuse
+    copy = keys = items = values = __iter__ = __contains__ = _refuse
+
+    def __repr__(self):
+        return "environ({})"
+
+
+def _lock_down():
+    import os
+
+    builtins.open = _denied("open")
+    for name in (
+        "system", "popen", "fork", "forkpty", "kill", "killpg", "execv", "execve", "execvp",
+        "execvpe", "execl", "execle", "execlp", "execlpe", "spawnv", "spawnve", "spawnl",
+        "spawnle", "posix_spawn", "posix_spawnp", "putenv", "unsetenv",
+    ):
+        _WHY[f"os.{name}"] = "operating system to reach"
+        setattr(os, name, _denied(f"os.{name}"))
+    os.environ = _NoEnvironment()
+    if hasattr(os, "environb"):
+        os.environb = _NoEnvironment()
+    os.getenv = lambda *a, **k: os.environ.get(*a, **k)
+    sys.meta_path.insert(0, _Blocked)
+    sys.modules["asyncio"] = _asyncio_module()
+
+
+# -- running a script -----------------------------------------------------------------------------
+
+PRELUDE = (
+    "json", "re", "math", "collections", "itertools", "functools", "datetime", "base64",
+    "textwrap", "string", "time", "operator", "copy", "heapq", "bisect", "dataclasses", "enum",
+    "typing", "decimal", "fractions", "hashlib", "html", "urllib.parse", "csv", "io", "pprint",
+    "traceback", "linecache", "ast", "types", "abc", "contextlib", "difflib", "struct", "uuid",
+)
+
+
+def _boot():
+    """Imports the prelude and locks the sandbox down; returns the runner. Runs before the snapshot."""
+    import importlib
+
+    for name in PRELUDE:
+        importlib.import_module(name)
+    # Modules that seed themselves at import would freeze one seed into every execution.
+    for seeded in ("random", "secrets", "tempfile"):
+        if seeded in sys.modules:
+            raise RuntimeError(f"the prelude imported {seeded}, which would freeze its seed into the snapshot")
+    sys.stdout = sys.__stdout__ = _Stream(1, "<stdout>")
+    sys.stderr = sys.__stderr__ = _Stream(2, "<stderr>")
+    _lock_down()
+    return _run
+
+
+def _jsonable(value):
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    if isinstance(value, (bytes, bytearray)):
+        return value.decode("utf-8", "replace")
+    return repr(value)
+
+
+def _script_line(exc):
+    if isinstance(exc, SyntaxError) and exc.filename == SCRIPT:
+        return exc.lineno
+    line = None
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == SCRIPT:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
+def _traceback(exc):
+    import traceback
+
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename != SCRIPT:
+        tb = tb.tb_next
+    try:
+        return "".join(traceback.format_exception(type(exc), exc, tb))
+    except BaseException:  # noqa: B036 - formatting must never hide the original error
+        return f"{type(exc).__name__}: {exc}\n"
+
+
+def _error(exc):
+    try:
+        message = str(exc)
+    except BaseException:  # noqa: B036
+        message = "<unprintable>"
+    error = {"type": type(exc).__name__, "message": message, "line": _script_line(exc)}
+    if isinstance(exc, LimitExceeded):
+        error.update(limit=exc.limit, allowed=exc.allowed, observed=exc.observed)
+    error["traceback"] = _traceback(exc)
+    return {"ok": False, "result": None, "error": error}
+
+
+_MISSING = object()
+
+
+def _execute(code):
+    import ast
+
+    tree = compile(code, SCRIPT, "exec", ast.PyCF_ONLY_AST)
+    last = None
+    if tree.body and isinstance(tree.body[-1], ast.Expr):
+        last = ast.Expression(tree.body.pop().value)
+    scope = {"__name__": "__main__", "__builtins__": builtins}
+    exec(compile(tree, SCRIPT, "exec"), scope)
+    value = _MISSING
+    if last is not None:
+        value = eval(compile(last, SCRIPT, "eval"), scope)
+    if "result" in scope:
+        value = scope["result"]
+    return None if value is _MISSING else value
+
+
+def _run(code, max_result_bytes):
+    """Runs one script; returns the outcome as JSON text."""
+    import linecache
+
+    linecache.cache[SCRIPT] = (len(code), None, code.splitlines(True), SCRIPT)
+    try:
+        value = _execute(code)
+    except SystemExit as exit:
+        if exit.code in (None, 0):
+            value = None
+        else:
+            return json.dumps(_error(exit))
+    except BaseException as exc:  # noqa: B036 - every failure is reported, none escapes
+        return json.dumps(_error(exc))
+    try:
+        result = json.dumps(value, default=_jsonable, ensure_ascii=False)
+    except BaseException as exc:  # noqa: B036 - e.g. a circular structure
+        return json.dumps(_error(exc))
+    size = len(result.encode("utf-8"))
+    if size > max_result_bytes:
+        return json.dumps(
+            _error(
+                LimitExceeded(
+                    f"the result is {size} bytes of JSON, over the limit of {max_result_bytes}; "
+                    "return less (a summary, a slice) or print it",
+                    "max_result_bytes",
+                    max_result_bytes,
+                    size,
+                )
+            )
+        )
+    return '{"ok": true, "result": ' + result + ', "error": null}'

@@ -1,0 +1,238 @@
+//! The sandbox executor: runs untrusted Python in a fresh wasmtime instance per execution.
+//!
+//! One [`Executor`] owns one wasmtime `Engine` (epoch interruption on), the guest module that
+//! `build.rs` pre-initialised and precompiled, and one `InstancePre` linking it to WASI (with no
+//! files, sockets, environment or arguments) and to the `codemode` host module ([`host`]).
+//! Each [`Executor::execute`] creates a fresh `Store` and instance from the snapshot: nothing
+//! survives from one execution to the next.
+//!
+//! Limits ([`limits`]) are enforced on the host: wall time by a deadline checked at every epoch
+//! tick and around every await; memory, tables and instances by a `ResourceLimiter`; the wasm
+//! stack by the engine; output, result and tool calls in the host calls. A limit ends the run
+//! with a typed error (`TimeoutError`, `MemoryError`, `RecursionError`, `LimitExceeded`) in its
+//! [`RunResult`], never with a host panic.
+//!
+//! Executions run concurrently, at most `max_concurrent` at once; up to `max_queued` more wait,
+//! and beyond that [`ExecuteError::Busy`] answers at once. Long guest computations yield to the
+//! async runtime at every epoch tick, so one script cannot starve others on the same thread.
+
+pub mod dispatch;
+pub mod engine;
+mod host;
+pub mod limits;
+pub mod outcome;
+mod output;
+mod run;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread;
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use wasmtime::{Engine, InstancePre, Linker, Module};
+
+pub use dispatch::{NoTools, ToolDispatcher, ToolError};
+pub use limits::{LimitError, LimitOverrides, LimitPolicy, Limits};
+pub use outcome::{CallRecord, RunError, RunResult, RunStats};
+
+use host::HostState;
+
+/// The pre-initialised, precompiled guest that `build.rs` produced.
+static SANDBOX_CWASM: &[u8] = include_bytes!(env!("CODEMODE_SANDBOX_CWASM"));
+
+/// Identifies the embedded guest (hash of the module and of the engine configuration).
+pub const SANDBOX_KEY: &str = env!("CODEMODE_SANDBOX_KEY");
+
+/// How often the engine's epoch advances: the granularity of deadlines and of yielding.
+const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// Largest script accepted, in bytes.
+pub const MAX_CODE_BYTES: usize = 1 << 20;
+
+/// Settings of an [`Executor`].
+#[derive(Debug, Clone)]
+pub struct ExecutorConfig {
+    /// Default and maximum limits of an execution.
+    pub limits: LimitPolicy,
+    /// Executions running at once.
+    pub max_concurrent: usize,
+    /// Executions waiting for a slot before new ones are refused as busy.
+    pub max_queued: usize,
+    /// The wasm call stack of every execution, in bytes (server-wide: it is an engine setting).
+    pub wasm_stack_bytes: usize,
+}
+
+impl Default for ExecutorConfig {
+    fn default() -> Self {
+        ExecutorConfig {
+            limits: LimitPolicy::default(),
+            max_concurrent: thread::available_parallelism().map_or(2, usize::from),
+            max_queued: 64,
+            wasm_stack_bytes: engine::DEFAULT_WASM_STACK_BYTES,
+        }
+    }
+}
+
+/// Why an execution could not be run at all (as opposed to a script that failed, which is a
+/// [`RunResult`] with `ok: false`).
+#[derive(Debug, thiserror::Error)]
+pub enum ExecuteError {
+    /// Every slot is taken and the queue is full.
+    #[error("the sandbox is busy: {running} executions running and {queued} queued; retry later")]
+    Busy {
+        /// Executions running at once.
+        running: usize,
+        /// Executions allowed to wait.
+        queued: usize,
+    },
+    /// The script is larger than [`MAX_CODE_BYTES`].
+    #[error("the script is {size} bytes, over the limit of {max}")]
+    CodeTooLarge {
+        /// Size of the script.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The requested limits are outside the server's policy.
+    #[error(transparent)]
+    Limits(#[from] LimitError),
+    /// The sandbox itself failed (a bug or a broken build, never the script's fault).
+    #[error("the sandbox failed: {0}")]
+    Sandbox(String),
+}
+
+/// Runs scripts in fresh sandbox instances. Cheap to clone; clones share the engine and slots.
+#[derive(Clone)]
+pub struct Executor {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: ExecutorConfig,
+    engine: Engine,
+    instance_pre: InstancePre<HostState>,
+    slots: Semaphore,
+    queued: AtomicUsize,
+    _ticker: EpochTicker,
+}
+
+impl Executor {
+    /// Loads the embedded guest and starts the epoch ticker.
+    ///
+    /// # Errors
+    /// [`ExecuteError::Sandbox`] when the engine cannot be created or the embedded module was
+    /// compiled for another engine or CPU.
+    pub fn new(config: ExecutorConfig) -> Result<Executor, ExecuteError> {
+        let sandbox = |e: wasmtime::Error| ExecuteError::Sandbox(format!("{e:#}"));
+        let engine = Engine::new(&engine::sandbox_config(config.wasm_stack_bytes)).map_err(sandbox)?;
+        let module = load_module(&engine).map_err(sandbox)?;
+        let mut linker = Linker::<HostState>::new(&engine);
+        wasmtime_wasi::p1::add_to_linker_async(&mut linker, |state| &mut state.wasi).map_err(sandbox)?;
+        host::add_to_linker(&mut linker).map_err(sandbox)?;
+        let instance_pre = linker.instantiate_pre(&module).map_err(sandbox)?;
+        let slots = Semaphore::new(config.max_concurrent.max(1));
+        let ticker = EpochTicker::start(engine.clone())
+            .map_err(|e| ExecuteError::Sandbox(format!("cannot start the epoch ticker: {e}")))?;
+        Ok(Executor {
+            inner: Arc::new(Inner {
+                config,
+                engine,
+                instance_pre,
+                slots,
+                queued: AtomicUsize::new(0),
+                _ticker: ticker,
+            }),
+        })
+    }
+
+    /// The executor's settings.
+    pub fn config(&self) -> &ExecutorConfig {
+        &self.inner.config
+    }
+
+    /// Runs `code` under `limits`, answering its tool calls with `dispatcher`.
+    ///
+    /// Waits for a free slot when all are busy and the queue has room.
+    ///
+    /// # Errors
+    /// [`ExecuteError`] when the run could not start; a failing script is an `Ok` result with
+    /// `ok: false`.
+    pub async fn execute(
+        &self,
+        code: &str,
+        limits: &Limits,
+        dispatcher: Arc<dyn ToolDispatcher>,
+    ) -> Result<RunResult, ExecuteError> {
+        if code.len() > MAX_CODE_BYTES {
+            return Err(ExecuteError::CodeTooLarge {
+                size: code.len(),
+                max: MAX_CODE_BYTES,
+            });
+        }
+        self.inner.config.limits.check(limits)?;
+        let _permit = self.acquire_slot().await?;
+        run::run(&self.inner, code, limits, dispatcher).await
+    }
+
+    async fn acquire_slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>, ExecuteError> {
+        let inner = &*self.inner;
+        if let Ok(permit) = inner.slots.try_acquire() {
+            return Ok(permit);
+        }
+        let busy = || ExecuteError::Busy {
+            running: inner.config.max_concurrent,
+            queued: inner.config.max_queued,
+        };
+        if inner.queued.fetch_add(1, Ordering::AcqRel) >= inner.config.max_queued {
+            inner.queued.fetch_sub(1, Ordering::AcqRel);
+            return Err(busy());
+        }
+        // Leaves the queue even when the caller gives up waiting (the future is dropped).
+        struct Queued<'a>(&'a AtomicUsize);
+        impl Drop for Queued<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+        let _queued = Queued(&inner.queued);
+        inner.slots.acquire().await.map_err(|_| busy())
+    }
+}
+
+/// Loads the module `build.rs` precompiled for this engine configuration.
+#[allow(unsafe_code)]
+fn load_module(engine: &Engine) -> wasmtime::Result<Module> {
+    // SAFETY: `Module::deserialize` trusts its input to be wasmtime's own output. These bytes
+    // were produced by `Engine::precompile_module` of this wasmtime version in our build script
+    // and embedded at compile time; nothing at run time can change them. wasmtime still checks
+    // the version and configuration and refuses a mismatch.
+    unsafe { Module::deserialize(engine, SANDBOX_CWASM) }
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] until dropped.
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+}
+
+impl EpochTicker {
+    fn start(engine: Engine) -> std::io::Result<EpochTicker> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        thread::Builder::new()
+            .name("codemode-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            })?;
+        Ok(EpochTicker { stop })
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,206 @@
+//! One execution: a fresh instance from the snapshot, the script, and what came of it.
+//!
+//! The outcome is decided in this order: a host [`Fault`] (deadline, run-wide limit, ABI
+//! breach) wins, because the guest may not have had the chance to report anything; then a
+//! trap (stack exhaustion, memory refused, interpreter crash); then the guest's own report.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use serde_json::Value;
+use wasmtime::{Store, Trap, UpdateDeadline};
+use wasmtime_wasi::WasiCtxBuilder;
+
+use super::host::{Fault, HostState};
+use super::outcome::{RunError, RunResult, RunStats};
+use super::output::Stream;
+use super::{ExecuteError, Inner, Limits, ToolDispatcher};
+
+/// What the guest's runner reports (see `_run` in `sandbox/python/codemode.py`).
+#[derive(Deserialize)]
+struct GuestOutcome {
+    ok: bool,
+    #[serde(default)]
+    result: Value,
+    error: Option<GuestError>,
+}
+
+#[derive(Deserialize)]
+struct GuestError {
+    #[serde(rename = "type")]
+    kind: String,
+    message: String,
+    line: Option<u32>,
+    #[serde(default)]
+    traceback: String,
+    #[serde(default)]
+    limit: Option<String>,
+}
+
+pub(super) async fn run(
+    inner: &Inner,
+    code: &str,
+    limits: &Limits,
+    dispatcher: Arc<dyn ToolDispatcher>,
+) -> Result<RunResult, ExecuteError> {
+    let started = Instant::now();
+    let deadline = started + limits.timeout();
+    // No preopened directories, no environment, no arguments, no sockets; stdin is closed and
+    // stdout/stderr go nowhere (the guest writes through the `output` host call instead).
+    let wasi = WasiCtxBuilder::new()
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .build_p1();
+    let mut store = Store::new(&inner.engine, HostState::new(wasi, *limits, deadline, dispatcher));
+    store.limiter(|state| &mut state.limiter);
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(|mut context| {
+        if Instant::now() >= context.data().deadline {
+            context.data_mut().fault.get_or_insert(Fault::Timeout);
+            Ok(UpdateDeadline::Interrupt)
+        } else {
+            // Let other tasks on this thread run, then check again at the next tick.
+            Ok(UpdateDeadline::Yield(1))
+        }
+    });
+
+    let ran = tokio::time::timeout_at(deadline.into(), enter(inner, &mut store, code, limits)).await;
+    let trap = match ran {
+        Ok(Ok(())) => None,
+        Ok(Err(trap)) => Some(trap),
+        Err(_elapsed) => {
+            // The run was waiting on the host (a tool call, a sleep) when time ran out.
+            store.data_mut().fault.get_or_insert(Fault::Timeout);
+            None
+        }
+    };
+    store.data_mut().settle_calls().await;
+    let wall = started.elapsed();
+    Ok(assemble(store.into_data(), trap, wall, inner.config.wasm_stack_bytes))
+}
+
+async fn enter(
+    inner: &Inner,
+    store: &mut Store<HostState>,
+    code: &str,
+    limits: &Limits,
+) -> wasmtime::Result<()> {
+    let instance = inner.instance_pre.instantiate_async(&mut *store).await?;
+    let memory = instance
+        .get_memory(&mut *store, "memory")
+        .ok_or_else(|| wasmtime::Error::msg("the guest exports no memory"))?;
+    store.data_mut().memory = Some(memory);
+    let alloc = instance.get_typed_func::<u32, u32>(&mut *store, "codemode_alloc")?;
+    let run = instance.get_typed_func::<(u32, u32, u32), ()>(&mut *store, "codemode_run")?;
+
+    let len = u32::try_from(code.len())?;
+    let ptr = alloc.call_async(&mut *store, len).await?;
+    if ptr == 0 && len > 0 {
+        return Err(wasmtime::Error::msg("no guest memory for the script"));
+    }
+    memory.write(&mut *store, ptr as usize, code.as_bytes())?;
+    let max_result = u32::try_from(limits.max_result_bytes).unwrap_or(u32::MAX);
+    run.call_async(&mut *store, (ptr, len, max_result)).await
+}
+
+fn assemble(state: HostState, trap: Option<wasmtime::Error>, wall: Duration, stack_bytes: usize) -> RunResult {
+    let (result, error) = if let Some(fault) = &state.fault {
+        (Value::Null, Some(fault_error(fault, &state.limits)))
+    } else if let Some(trap) = trap {
+        (Value::Null, Some(trap_error(&trap, &state, stack_bytes)))
+    } else {
+        guest_outcome(&state)
+    };
+    RunResult {
+        ok: error.is_none(),
+        result,
+        stdout: state.output.text(Stream::Stdout),
+        stderr: state.output.text(Stream::Stderr),
+        error,
+        calls: state.records.into_iter().flatten().collect(),
+        stats: RunStats {
+            wall_ms: wall.as_secs_f64() * 1e3,
+            peak_memory_bytes: state.limiter.peak_bytes as u64,
+            output_bytes: state.output.total_bytes(),
+            output_truncated: state.output.truncated(),
+        },
+    }
+}
+
+fn guest_outcome(state: &HostState) -> (Value, Option<RunError>) {
+    let Some(bytes) = &state.outcome else {
+        return (Value::Null, Some(host_error("InternalError", "the sandbox ended without reporting an outcome", None)));
+    };
+    let outcome = match serde_json::from_slice::<GuestOutcome>(bytes) {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            let message = format!("the sandbox reported an unreadable outcome: {e}");
+            return (Value::Null, Some(host_error("InternalError", &message, None)));
+        }
+    };
+    if outcome.ok {
+        return (outcome.result, None);
+    }
+    let error = outcome.error.map_or_else(
+        || host_error("InternalError", "the script failed without an error", None),
+        |e| {
+            let limit = if e.kind == "MemoryError" && state.limiter.refused {
+                Some("memory_mb".to_string())
+            } else {
+                e.limit
+            };
+            RunError {
+                kind: e.kind,
+                message: e.message,
+                line: e.line,
+                traceback: e.traceback,
+                limit,
+            }
+        },
+    );
+    (Value::Null, Some(error))
+}
+
+fn fault_error(fault: &Fault, limits: &Limits) -> RunError {
+    match fault {
+        Fault::Timeout => host_error(
+            "TimeoutError",
+            &format!("the script did not finish within its time limit of {} ms", limits.timeout_ms),
+            Some("timeout_ms"),
+        ),
+        Fault::Limit { name, message } => host_error("LimitExceeded", message, Some(name)),
+        Fault::Abi(message) => host_error("InternalError", &format!("the sandbox broke its host protocol: {message}"), None),
+    }
+}
+
+fn trap_error(trap: &wasmtime::Error, state: &HostState, stack_bytes: usize) -> RunError {
+    match trap.downcast_ref::<Trap>() {
+        Some(Trap::StackOverflow) => host_error(
+            "RecursionError",
+            &format!(
+                "maximum recursion depth exceeded: the script used up the sandbox's {} KiB stack",
+                stack_bytes >> 10
+            ),
+            Some("wasm_stack"),
+        ),
+        Some(Trap::Interrupt) => fault_error(&Fault::Timeout, &state.limits),
+        _ if state.limiter.refused => host_error(
+            "MemoryError",
+            &format!("the script exceeded its memory limit of {} MiB", state.limits.memory_mb),
+            Some("memory_mb"),
+        ),
+        _ => host_error("InternalError", &format!("the interpreter crashed: {trap:#}"), None),
+    }
+}
+
+fn host_error(kind: &str, message: &str, limit: Option<&str>) -> RunError {
+    RunError {
+        kind: kind.to_string(),
+        message: message.to_string(),
+        line: None,
+        traceback: String::new(),
+        limit: limit.map(str::to_string),
+    }
+}

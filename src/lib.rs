@@ -1,0 +1,10 @@
+//! codemode: an MCP gateway whose centre is a code-mode sandbox.
+//!
+//! Models read short Python stubs of the tools they may use and write one script that calls them;
+//! the script runs in RustPython compiled to WebAssembly, isolated in wasmtime, and every tool call
+//! crosses one host boundary where it is checked and dispatched. See `DESIGN.md` in the docs and
+//! the module documentation below.
+//!
+//! - [`executor`]: the sandbox: engine, limits, the host-call boundary, run results.
+
+pub mod executor;

@@ -1,0 +1,154 @@
+//! The `codemode` command line.
+//!
+//! Exit codes (documented in the README): 0 success; 1 the script raised a Python exception;
+//! 2 the script hit a sandbox limit; 64 usage error (bad flags, unreadable script, limits over
+//! the maxima); 70 the sandbox itself failed. Every failure prints exactly one line on stderr.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use codemode::executor::{Executor, ExecutorConfig, LimitOverrides, NoTools, RunResult};
+use serde_json::json;
+
+#[derive(Parser)]
+#[command(name = "codemode", version, about = "Run model-written Python against MCP tools, in a sandbox")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a Python script in the sandbox; print its output, then the result as JSON.
+    Run {
+        /// The script to run, or `-` to read it from stdin.
+        script: PathBuf,
+        /// Wall-clock limit of the run, in milliseconds.
+        #[arg(long)]
+        timeout_ms: Option<u64>,
+        /// Memory limit of the run, in MiB.
+        #[arg(long)]
+        memory_mb: Option<u64>,
+    },
+}
+
+/// How a command ended; `main` turns it into the exit code and the one stderr line.
+enum Failure {
+    Usage(String),
+    Script(String),
+    Limit(String),
+    Internal(String),
+}
+
+impl Failure {
+    fn exit_code(&self) -> u8 {
+        match self {
+            Failure::Script(_) => 1,
+            Failure::Limit(_) => 2,
+            Failure::Usage(_) => 64,
+            Failure::Internal(_) => 70,
+        }
+    }
+
+    fn message(&self) -> &str {
+        match self {
+            Failure::Usage(m) | Failure::Script(m) | Failure::Limit(m) | Failure::Internal(m) => m,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let usage = error.use_stderr();
+            let _ = error.print();
+            return ExitCode::from(if usage { 64 } else { 0 });
+        }
+    };
+    let outcome = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Internal(format!("cannot start the async runtime: {e}")))
+        .and_then(|runtime| runtime.block_on(dispatch(cli.command)));
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("codemode: {}", failure.message());
+            ExitCode::from(failure.exit_code())
+        }
+    }
+}
+
+async fn dispatch(command: Command) -> Result<(), Failure> {
+    match command {
+        Command::Run {
+            script,
+            timeout_ms,
+            memory_mb,
+        } => {
+            let overrides = LimitOverrides {
+                timeout_ms,
+                memory_mb,
+                ..LimitOverrides::default()
+            };
+            run_script(&script, &overrides).await
+        }
+    }
+}
+
+async fn run_script(script: &PathBuf, overrides: &LimitOverrides) -> Result<(), Failure> {
+    let code = read_script(script)?;
+    let config = ExecutorConfig::default();
+    let limits = config
+        .limits
+        .resolve(overrides)
+        .map_err(|e| Failure::Usage(e.to_string()))?;
+    let executor = Executor::new(config).map_err(|e| Failure::Internal(e.to_string()))?;
+    let result = executor
+        .execute(&code, &limits, Arc::new(NoTools))
+        .await
+        .map_err(|e| Failure::Internal(e.to_string()))?;
+    print_result(&result);
+    match &result.error {
+        None => Ok(()),
+        Some(error) => {
+            let line = error.line.map(|l| format!(" (line {l})")).unwrap_or_default();
+            let message = format!("{}: {}{line}", error.kind, error.message);
+            Err(if error.limit.is_some() {
+                Failure::Limit(message)
+            } else {
+                Failure::Script(message)
+            })
+        }
+    }
+}
+
+fn read_script(script: &PathBuf) -> Result<String, Failure> {
+    if script.as_os_str() == "-" {
+        let mut code = String::new();
+        std::io::stdin()
+            .read_to_string(&mut code)
+            .map_err(|e| Failure::Usage(format!("cannot read the script from stdin: {e}")))?;
+        return Ok(code);
+    }
+    std::fs::read_to_string(script)
+        .map_err(|e| Failure::Usage(format!("cannot read {}: {e}", script.display())))
+}
+
+/// The script's own output first, then everything else about the run as one JSON document.
+fn print_result(result: &RunResult) {
+    print!("{}", result.stdout);
+    eprint!("{}", result.stderr);
+    let summary = json!({
+        "ok": result.ok,
+        "result": result.result,
+        "error": result.error,
+        "calls": result.calls,
+        "stats": result.stats,
+    });
+    println!("{summary}");
+}

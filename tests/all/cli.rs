@@ -1,0 +1,87 @@
+//! `codemode run`: output, the result JSON, exit codes and the one stderr line.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+fn codemode(args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_codemode"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("codemode starts");
+    child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("write stdin");
+    child.wait_with_output().expect("codemode exits")
+}
+
+fn script(code: &str) -> tempfile::NamedTempFile {
+    let mut file = tempfile::Builder::new().suffix(".py").tempfile().expect("temp file");
+    file.write_all(code.as_bytes()).expect("write script");
+    file
+}
+
+fn last_json_line(output: &Output) -> serde_json::Value {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout.lines().last().expect("a result line");
+    serde_json::from_str(line).expect("the last line is JSON")
+}
+
+fn stderr_lines(output: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&output.stderr).lines().map(str::to_string).collect()
+}
+
+#[test]
+fn a_successful_script_prints_output_then_the_result() {
+    let file = script("print('hello')\nresult = 6 * 7\n");
+    let output = codemode(&["run", file.path().to_str().expect("utf-8 path")], "");
+    assert_eq!(output.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.starts_with("hello\n"), "{stdout}");
+    let result = last_json_line(&output);
+    assert_eq!(result["ok"], true);
+    assert_eq!(result["result"], 42);
+}
+
+#[test]
+fn a_script_can_come_from_stdin() {
+    let output = codemode(&["run", "-"], "result = 'piped'");
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(last_json_line(&output)["result"], "piped");
+}
+
+#[test]
+fn a_python_error_exits_1_with_one_line() {
+    let output = codemode(&["run", "-"], "x = 1\nraise ValueError('bad value')\n");
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(stderr_lines(&output), ["codemode: ValueError: bad value (line 2)"]);
+    assert_eq!(last_json_line(&output)["error"]["type"], "ValueError");
+}
+
+#[test]
+fn a_limit_exits_2() {
+    let output = codemode(&["run", "-", "--timeout-ms", "200"], "while True: pass");
+    assert_eq!(output.status.code(), Some(2));
+    let lines = stderr_lines(&output);
+    assert_eq!(lines.len(), 1);
+    assert!(lines[0].starts_with("codemode: TimeoutError:"), "{lines:?}");
+}
+
+#[test]
+fn memory_limit_flag_is_applied() {
+    let output = codemode(&["run", "-", "--memory-mb", "80"], "x = bytearray(100 << 20)");
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(last_json_line(&output)["error"]["type"], "MemoryError");
+}
+
+#[test]
+fn usage_errors_exit_64() {
+    let missing = codemode(&["run", "/nonexistent/script.py"], "");
+    assert_eq!(missing.status.code(), Some(64));
+    assert_eq!(stderr_lines(&missing).len(), 1);
+    let over = codemode(&["run", "-", "--timeout-ms", "999999999"], "1");
+    assert_eq!(over.status.code(), Some(64));
+    assert!(stderr_lines(&over)[0].contains("timeout_ms"));
+    let unknown = codemode(&["run", "-", "--bogus"], "1");
+    assert_eq!(unknown.status.code(), Some(64));
+}

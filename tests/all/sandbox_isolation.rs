@@ -1,0 +1,78 @@
+//! The sandbox reaches nothing of the host: each attempt fails with a clear Python error, and
+//! nothing survives from one execution to the next.
+
+use crate::support::{run, run_ok};
+
+/// Runs `code`, expects it to fail with `kind`, and the message to explain itself.
+async fn assert_refused(code: &str, kind: &str) {
+    let result = run(code).await;
+    let error = result.error.unwrap_or_else(|| panic!("`{code}` should fail, printed {:?}", result.stdout));
+    assert_eq!(error.kind, kind, "`{code}`: {}", error.message);
+    assert!(error.message.contains("sandbox"), "`{code}` should say why: {}", error.message);
+    assert_eq!(error.line, Some(1), "`{code}`");
+}
+
+#[tokio::test]
+async fn files_cannot_be_opened() {
+    assert_refused("open('/etc/passwd').read()", "PermissionError").await;
+}
+
+#[tokio::test]
+async fn files_cannot_be_opened_through_io_either() {
+    let result = run("import io\nio.open('/etc/passwd').read()").await;
+    let error = result.error.expect("io.open fails");
+    assert!(["PermissionError", "FileNotFoundError", "OSError"].contains(&error.kind.as_str()), "{error:?}");
+}
+
+#[tokio::test]
+async fn directories_cannot_be_listed() {
+    assert_refused("import os; os.listdir('/')", "PermissionError").await;
+}
+
+#[tokio::test]
+async fn sockets_do_not_exist() {
+    assert_refused("import socket", "ModuleNotFoundError").await;
+}
+
+#[tokio::test]
+async fn the_environment_is_not_visible() {
+    assert_refused("import os; os.environ['HOME']", "PermissionError").await;
+    assert_refused("import os; os.getenv('PATH')", "PermissionError").await;
+}
+
+#[tokio::test]
+async fn processes_cannot_be_started() {
+    assert_refused("import subprocess", "ModuleNotFoundError").await;
+    assert_refused("__import__('os').system('id')", "PermissionError").await;
+}
+
+#[tokio::test]
+async fn native_code_cannot_be_loaded() {
+    assert_refused("import ctypes", "ModuleNotFoundError").await;
+}
+
+#[tokio::test]
+async fn randomness_is_fresh_in_every_execution() {
+    let code = "import random, os\nresult = [random.random(), os.urandom(8).hex()]";
+    let first = run_ok(code).await.result;
+    let second = run_ok(code).await.result;
+    assert_ne!(first[0], second[0]);
+    assert_ne!(first[1], second[1]);
+}
+
+#[tokio::test]
+async fn nothing_leaks_between_executions() {
+    let polluter = "import builtins, sys, json\nbuiltins.leaked = 1\nsys.modules['json'].leaked = 2\nLEAK = 3\njson.dumps = None";
+    run_ok(polluter).await;
+    let probe = run_ok(
+        "import builtins, json\nresult = [hasattr(builtins, 'leaked'), hasattr(json, 'leaked'), 'LEAK' in globals(), json.dumps([1])]",
+    )
+    .await;
+    assert_eq!(probe.result, serde_json::json!([false, false, false, "[1]"]));
+}
+
+#[tokio::test]
+async fn clocks_are_readable() {
+    let result = run_ok("import time, datetime\nresult = [time.time() > 1.7e9, datetime.datetime.now().year >= 2025]").await;
+    assert_eq!(result.result, serde_json::json!([true, true]));
+}

@@ -1,0 +1,10 @@
+import datetime, base64, textwrap, string, math, itertools
+d = datetime.date(2024, 2, 28) + datetime.timedelta(days=2)
+print(d.isoformat(), d.strftime("%A %d %B %Y"), datetime.datetime(2020, 1, 1, 12, 30).isoformat())
+print((datetime.datetime(2024, 3, 1) - datetime.datetime(2023, 3, 1)).days)
+print(base64.b64encode(b"codemode").decode(), base64.b64decode("aGk=").decode())
+print(textwrap.wrap("The quick brown fox jumps over the lazy dog", width=15))
+print(textwrap.dedent("    a\n      b").splitlines())
+print(string.ascii_lowercase[:5], string.Template("$who likes $what").substitute(who="tim", what="pie"))
+print(math.pi, math.sqrt(2), math.floor(-2.5), math.ceil(2.1), math.comb(10, 3))
+print(list(itertools.chain([1], (2, 3))), list(itertools.product("ab", repeat=2)))
