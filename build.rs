@@ -75,7 +75,10 @@ fn build() -> Result<(), String> {
     let embedded = out_dir.join("sandbox.cwasm");
     std::fs::copy(&cached, &embedded)
         .map_err(|e| format!("cannot copy the snapshot to {}: {e}", embedded.display()))?;
-    println!("cargo:rustc-env=CODEMODE_SANDBOX_CWASM={}", embedded.display());
+    println!(
+        "cargo:rustc-env=CODEMODE_SANDBOX_CWASM={}",
+        embedded.display()
+    );
     println!("cargo:rustc-env=CODEMODE_SANDBOX_KEY={key}");
     Ok(())
 }
@@ -133,7 +136,15 @@ fn build_guest(manifest_dir: &Path, guest_dir: &Path) -> Result<PathBuf, String>
             || name.starts_with("DEP_")
             || matches!(
                 name.as_ref(),
-                "RUSTFLAGS" | "RUSTDOCFLAGS" | "TARGET" | "HOST" | "OUT_DIR" | "PROFILE" | "OPT_LEVEL" | "DEBUG" | "NUM_JOBS"
+                "RUSTFLAGS"
+                    | "RUSTDOCFLAGS"
+                    | "TARGET"
+                    | "HOST"
+                    | "OUT_DIR"
+                    | "PROFILE"
+                    | "OPT_LEVEL"
+                    | "DEBUG"
+                    | "NUM_JOBS"
             );
         if outer && !keep {
             command.env_remove(name.as_ref());
@@ -143,7 +154,9 @@ fn build_guest(manifest_dir: &Path, guest_dir: &Path) -> Result<PathBuf, String>
         .status()
         .map_err(|e| format!("cannot start cargo to build the sandbox guest: {e}"))?;
     if !status.success() {
-        return Err(format!("building the sandbox guest failed ({status}); see the output above"));
+        return Err(format!(
+            "building the sandbox guest failed ({status}); see the output above"
+        ));
     }
     Ok(guest_dir
         .join(GUEST_TARGET)
@@ -154,12 +167,18 @@ fn build_guest(manifest_dir: &Path, guest_dir: &Path) -> Result<PathBuf, String>
 fn build_engine() -> Result<wasmtime::Engine, String> {
     let mut config = engine::sandbox_config(engine::DEFAULT_WASM_STACK_BYTES);
     config.cranelift_opt_level(wasmtime::OptLevel::Speed);
+    // Wizer compiles wasmtime with `threads` and `gc` (which brings exceptions); the runtime has
+    // neither and would refuse a module compiled with them enabled.
+    config.wasm_threads(false);
+    config.wasm_exceptions(false);
     wasmtime::Engine::new(&config).map_err(|e| format!("cannot create the wasm engine: {e:#}"))
 }
 
 fn cache_key(wasm: &[u8], engine: &wasmtime::Engine) -> String {
     let mut engine_hasher = DefaultHasher::new();
-    engine.precompile_compatibility_hash().hash(&mut engine_hasher);
+    engine
+        .precompile_compatibility_hash()
+        .hash(&mut engine_hasher);
     let mut digest = Sha256::new();
     digest.update(wasm);
     digest.update(engine_hasher.finish().to_le_bytes());
@@ -172,8 +191,12 @@ fn cache_key(wasm: &[u8], engine: &wasmtime::Engine) -> String {
 fn preinitialise(engine: &wasmtime::Engine, wasm: &[u8]) -> Result<Vec<u8>, String> {
     // Boot sees no environment, arguments or files; what it reads of clocks and randomness is
     // frozen into the snapshot (the guest fixes its hash seed and defers `random`).
-    let wasi = wasmtime_wasi::WasiCtxBuilder::new().inherit_stderr().build_p1();
+    let wasi = wasmtime_wasi::WasiCtxBuilder::new()
+        .inherit_stderr()
+        .build_p1();
     let mut store = wasmtime::Store::new(engine, wasi);
+    // Compiled code checks epochs; nothing advances this engine's epoch, so one tick never passes.
+    store.set_epoch_deadline(1);
     let mut linker = wasmtime::Linker::<wasmtime_wasi::p1::WasiP1Ctx>::new(engine);
     wasmtime_wasi::p1::add_to_linker_async(&mut linker, |ctx| ctx)
         .map_err(|e| format!("cannot link WASI: {e:#}"))?;

@@ -7,6 +7,8 @@
 //! - `sum_loop/sandbox` vs `sum_loop/cpython`: `for i in range(1, 1000001): s += i`; CPython is
 //!   timed inside one `python3` process so its start-up is not counted.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -39,7 +41,10 @@ fn executor() -> Executor {
 }
 
 async fn execute(executor: &Executor, code: &str, tools: Arc<dyn ToolDispatcher>) {
-    let result = executor.execute(code, &Limits::DEFAULT, tools).await.expect("runs");
+    let result = executor
+        .execute(code, &Limits::DEFAULT, tools)
+        .await
+        .expect("runs");
     assert!(result.ok, "{:?}", result.error);
 }
 
@@ -47,11 +52,13 @@ fn fresh_execution(c: &mut Criterion) {
     let runtime = runtime();
     let executor = executor();
     c.bench_function("fresh_execution/print", |b| {
-        b.to_async(&runtime).iter(|| execute(&executor, "print(1+1)", Arc::new(NoTools)));
+        b.to_async(&runtime)
+            .iter(|| execute(&executor, "print(1+1)", Arc::new(NoTools)));
     });
 }
 
-const CALLS: &str = "import codemode\nfor i in range(1000):\n    codemode.call_tool('t', 'echo', i=i)";
+const CALLS: &str =
+    "import codemode\nfor i in range(1000):\n    codemode.call_tool('t', 'echo', i=i)";
 const ITERATIONS: &str = "import codemode\nfor i in range(1000):\n    dict(i=i)";
 
 fn tool_calls(c: &mut Criterion) {
@@ -59,10 +66,12 @@ fn tool_calls(c: &mut Criterion) {
     let executor = executor();
     let mut group = c.benchmark_group("tool_calls");
     group.bench_function("1000_calls", |b| {
-        b.to_async(&runtime).iter(|| execute(&executor, CALLS, Arc::new(Echo)));
+        b.to_async(&runtime)
+            .iter(|| execute(&executor, CALLS, Arc::new(Echo)));
     });
     group.bench_function("1000_iterations", |b| {
-        b.to_async(&runtime).iter(|| execute(&executor, ITERATIONS, Arc::new(Echo)));
+        b.to_async(&runtime)
+            .iter(|| execute(&executor, ITERATIONS, Arc::new(Echo)));
     });
     group.finish();
 }
@@ -73,9 +82,12 @@ fn sum_loop(c: &mut Criterion) {
     let runtime = runtime();
     let executor = executor();
     let mut group = c.benchmark_group("sum_loop");
-    group.sample_size(10).measurement_time(Duration::from_secs(10));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(10));
     group.bench_function("sandbox", |b| {
-        b.to_async(&runtime).iter(|| execute(&executor, SUM_LOOP, Arc::new(NoTools)));
+        b.to_async(&runtime)
+            .iter(|| execute(&executor, SUM_LOOP, Arc::new(NoTools)));
     });
     group.bench_function("cpython", |b| b.iter_custom(cpython_sum_loop));
     group.finish();
@@ -92,9 +104,17 @@ fn cpython_sum_loop(iterations: u64) -> Duration {
         .stdout(Stdio::piped())
         .spawn()
         .expect("python3 runs");
-    child.stdin.take().expect("stdin").write_all(program.as_bytes()).expect("program");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(program.as_bytes())
+        .expect("program");
     let output = child.wait_with_output().expect("python3 exits");
-    let seconds: f64 = String::from_utf8_lossy(&output.stdout).trim().parse().expect("seconds");
+    let seconds: f64 = String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .expect("seconds");
     Duration::from_secs_f64(seconds)
 }
 

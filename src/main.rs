@@ -14,7 +14,11 @@ use codemode::executor::{Executor, ExecutorConfig, LimitOverrides, NoTools, RunR
 use serde_json::json;
 
 #[derive(Parser)]
-#[command(name = "codemode", version, about = "Run model-written Python against MCP tools, in a sandbox")]
+#[command(
+    name = "codemode",
+    version,
+    about = "Run model-written Python against MCP tools, in a sandbox"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -116,7 +120,10 @@ async fn run_script(script: &PathBuf, overrides: &LimitOverrides) -> Result<(), 
     match &result.error {
         None => Ok(()),
         Some(error) => {
-            let line = error.line.map(|l| format!(" (line {l})")).unwrap_or_default();
+            let line = error
+                .line
+                .map(|l| format!(" (line {l})"))
+                .unwrap_or_default();
             let message = format!("{}: {}{line}", error.kind, error.message);
             Err(if error.limit.is_some() {
                 Failure::Limit(message)

@@ -28,6 +28,10 @@ import json
 import builtins
 import _codemode
 
+# Bound once: a script that replaces json.dumps must not break the runner's own reporting.
+_dumps = json.dumps
+_loads = json.loads
+
 __all__ = [
     "call_tool",
     "call_tool_async",
@@ -100,7 +104,7 @@ class PendingCall:
         if not isinstance(client, str) or not isinstance(tool, str):
             raise TypeError("client and tool must be strings")
         try:
-            request = json.dumps({"client": client, "tool": tool, "arguments": arguments})
+            request = _dumps({"client": client, "tool": tool, "arguments": arguments})
         except (TypeError, ValueError) as e:
             raise TypeError(f"arguments of {client}.{tool} are not JSON-serialisable: {e}") from None
         self.client = client
@@ -116,7 +120,7 @@ class PendingCall:
 
     def _wait(self):
         if not self._done:
-            response = json.loads(_codemode.call_wait(self._id))
+            response = _loads(_codemode.call_wait(self._id))
             if "error" in response:
                 self._error = _error_from(response["error"], self.client, self.tool)
             else:
@@ -365,15 +369,32 @@ class _Blocked:
         return None
 
 
-def _denied(what):
+_NO_FILES = "file system; tools are the only way to read or write data"
+_NO_PROCESSES = "operating system to reach"
+
+# The stdlib probes some of these with hasattr (random calls os.register_at_fork when os.fork
+# exists), so fork stays absent; the rest are defined even where WASI lacks them, so that a script
+# reaching for them learns why.
+_OS_DENIED = {
+    _NO_FILES: (
+        "listdir", "scandir", "stat", "lstat", "open", "mkdir", "makedirs", "remove", "unlink",
+        "rmdir", "removedirs", "rename", "renames", "replace", "chdir", "chmod", "chown", "link",
+        "symlink", "readlink", "truncate", "utime", "walk", "access", "mkfifo", "mknod",
+    ),
+    _NO_PROCESSES: (
+        "system", "popen", "kill", "killpg", "execv", "execve", "execvp",
+        "execvpe", "execl", "execle", "execlp", "execlpe", "spawnv", "spawnve", "spawnl",
+        "spawnle", "posix_spawn", "posix_spawnp", "putenv", "unsetenv",
+    ),
+}
+
+
+def _denied(what, why):
     def denied(*args, **kwargs):
-        raise PermissionError(f"{what} is not available in the sandbox: there is no {_WHY[what]}.")
+        raise PermissionError(f"{what} is not available in the sandbox: there is no {why}.")
 
     denied.__name__ = what.rsplit(".", 1)[-1]
     return denied
-
-
-_WHY = {"open": "file system; tools are the only way to read or write data"}
 
 
 class _NoEnvironment(dict):
@@ -390,16 +411,13 @@ class _NoEnvironment(dict):
 
 
 def _lock_down():
+    import io
     import os
 
-    builtins.open = _denied("open")
-    for name in (
-        "system", "popen", "fork", "forkpty", "kill", "killpg", "execv", "execve", "execvp",
-        "execvpe", "execl", "execle", "execlp", "execlpe", "spawnv", "spawnve", "spawnl",
-        "spawnle", "posix_spawn", "posix_spawnp", "putenv", "unsetenv",
-    ):
-        _WHY[f"os.{name}"] = "operating system to reach"
-        setattr(os, name, _denied(f"os.{name}"))
+    builtins.open = io.open = _denied("open", _NO_FILES)
+    for why, names in _OS_DENIED.items():
+        for name in names:
+            setattr(os, name, _denied(f"os.{name}", why))
     os.environ = _NoEnvironment()
     if hasattr(os, "environb"):
         os.environb = _NoEnvironment()
@@ -509,16 +527,16 @@ def _run(code, max_result_bytes):
         if exit.code in (None, 0):
             value = None
         else:
-            return json.dumps(_error(exit))
+            return _dumps(_error(exit))
     except BaseException as exc:  # noqa: B036 - every failure is reported, none escapes
-        return json.dumps(_error(exc))
+        return _dumps(_error(exc))
     try:
-        result = json.dumps(value, default=_jsonable, ensure_ascii=False)
+        result = _dumps(value, default=_jsonable, ensure_ascii=False)
     except BaseException as exc:  # noqa: B036 - e.g. a circular structure
-        return json.dumps(_error(exc))
+        return _dumps(_error(exc))
     size = len(result.encode("utf-8"))
     if size > max_result_bytes:
-        return json.dumps(
+        return _dumps(
             _error(
                 LimitExceeded(
                     f"the result is {size} bytes of JSON, over the limit of {max_result_bytes}; "

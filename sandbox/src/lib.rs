@@ -87,7 +87,10 @@ fn boot() -> Result<Guest, String> {
     })
 }
 
-fn describe(vm: &rustpython_vm::VirtualMachine, error: &rustpython_vm::builtins::PyBaseExceptionRef) -> String {
+fn describe(
+    vm: &rustpython_vm::VirtualMachine,
+    error: &rustpython_vm::builtins::PyBaseExceptionRef,
+) -> String {
     let mut text = String::new();
     let _ = vm.write_exception(&mut text, error);
     text
@@ -151,8 +154,13 @@ fn run(guest: &Guest, code: String, max_result_bytes: u32) -> String {
 
 /// An outcome for failures of the runtime itself (not of the user's script).
 fn internal_error(message: &str) -> String {
-    let message = message.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
-    format!(r#"{{"ok":false,"error":{{"type":"InternalError","message":"{message}","line":null,"traceback":""}}}}"#)
+    let message = message
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n");
+    format!(
+        r#"{{"ok":false,"error":{{"type":"InternalError","message":"{message}","line":null,"traceback":""}}}}"#
+    )
 }
 
 /// Allocates `len` bytes for the host to write into. Returns null when `len` is 0 or memory is

@@ -29,7 +29,8 @@ pub fn sandbox_config(wasm_stack_bytes: usize) -> wasmtime::Config {
     // Instantiate from the snapshot by mapping its memory image copy-on-write.
     config.memory_init_cow(true);
     // The guest is a plain Rust module: no proposals beyond what rustc emits by default.
-    config.wasm_threads(false);
+    // No GC types: the build's wasmtime has GC compiled in (Wizer needs it), the runtime's not.
+    config.gc_support(false);
     config.wasm_gc(false);
     config.wasm_stack_switching(false);
     config.wasm_component_model(false);

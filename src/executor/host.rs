@@ -42,10 +42,7 @@ pub(crate) enum Fault {
     /// The wall-clock deadline passed.
     Timeout,
     /// A counted or sized limit was exceeded.
-    Limit {
-        name: &'static str,
-        message: String,
-    },
+    Limit { name: &'static str, message: String },
     /// The guest broke the ABI (a bad pointer, an unknown call id). Only hostile code does this.
     Abi(String),
 }
@@ -88,26 +85,24 @@ impl HostState {
         }
     }
 
-    /// Records the calls the script started but never waited for, in start order. Finished ones
-    /// are recorded with their real outcome (their side effects happened); running ones are
-    /// cancelled.
+    /// Records the calls whose outcome the script never collected, in start order. Finished ones
+    /// are recorded with their real outcome (their side effects happened); the others, still
+    /// running or abandoned by a run cut short while waiting, are cancelled.
     pub(crate) async fn settle_calls(&mut self) {
-        for index in 0..self.calls.len() {
-            if let CallState::Running(_) = self.calls[index].state {
-                let slot = &mut self.calls[index];
-                let CallState::Running(task) = std::mem::replace(&mut slot.state, CallState::Collected)
-                else {
-                    continue;
-                };
-                let record = if task.0.is_finished() {
+        for (index, slot) in self.calls.iter_mut().enumerate() {
+            if self.records[index].is_some() {
+                continue;
+            }
+            let state = std::mem::replace(&mut slot.state, CallState::Collected);
+            let record = match state {
+                CallState::Running(task) if task.0.is_finished() => {
                     let (answer, duration) = task.finish().await;
                     let response = response_json(&answer, &slot.client, &slot.tool, &self.limits);
                     slot.record(&answer_type(&answer, &response), duration, response.len())
-                } else {
-                    slot.record(&Some("Cancelled".into()), slot.started.elapsed(), 0)
-                };
-                self.records[index] = Some(record);
-            }
+                }
+                _ => slot.record(&Some("Cancelled".into()), slot.started.elapsed(), 0),
+            };
+            self.records[index] = Some(record);
         }
     }
 }
@@ -197,7 +192,9 @@ impl CallTask {
         match (&mut self.0).await {
             Ok(answer) => answer,
             Err(error) => (
-                Err(ToolError::Failed(format!("the tool call did not complete: {error}"))),
+                Err(ToolError::Failed(format!(
+                    "the tool call did not complete: {error}"
+                ))),
                 Duration::ZERO,
             ),
         }
@@ -211,7 +208,12 @@ impl Drop for CallTask {
 }
 
 impl CallSlot {
-    fn record(&self, error_type: &Option<String>, duration: Duration, response_bytes: usize) -> CallRecord {
+    fn record(
+        &self,
+        error_type: &Option<String>,
+        duration: Duration,
+        response_bytes: usize,
+    ) -> CallRecord {
         CallRecord {
             client: self.client.clone(),
             tool: self.tool.clone(),
@@ -253,7 +255,11 @@ fn abi_fault(caller: &mut Caller<'_, HostState>, message: String) -> wasmtime::E
 }
 
 /// Ends the run because a run-wide limit was exceeded.
-fn limit_fault(caller: &mut Caller<'_, HostState>, name: &'static str, message: String) -> wasmtime::Error {
+fn limit_fault(
+    caller: &mut Caller<'_, HostState>,
+    name: &'static str,
+    message: String,
+) -> wasmtime::Error {
     caller.data_mut().fault = Some(Fault::Limit {
         name,
         message: message.clone(),
@@ -282,11 +288,21 @@ fn guest_slice<'a>(
     }
 }
 
-fn output(mut caller: Caller<'_, HostState>, stream: i32, ptr: i32, len: i32) -> wasmtime::Result<()> {
+fn output(
+    mut caller: Caller<'_, HostState>,
+    stream: i32,
+    ptr: i32,
+    len: i32,
+) -> wasmtime::Result<()> {
     let stream = match stream {
         1 => Stream::Stdout,
         2 => Stream::Stderr,
-        other => return Err(abi_fault(&mut caller, format!("unknown output stream {other}"))),
+        other => {
+            return Err(abi_fault(
+                &mut caller,
+                format!("unknown output stream {other}"),
+            ));
+        }
     };
     let (bytes, state) = guest_slice(&mut caller, ptr, len)?;
     state.output.write(stream, bytes);
@@ -294,7 +310,11 @@ fn output(mut caller: Caller<'_, HostState>, stream: i32, ptr: i32, len: i32) ->
 }
 
 fn result(mut caller: Caller<'_, HostState>, ptr: i32, len: i32) -> wasmtime::Result<()> {
-    let allowed = caller.data().limits.max_result_bytes.saturating_add(OUTCOME_OVERHEAD_BYTES);
+    let allowed = caller
+        .data()
+        .limits
+        .max_result_bytes
+        .saturating_add(OUTCOME_OVERHEAD_BYTES);
     if u64::from(len as u32) > allowed {
         let message = format!(
             "the script's outcome is {} bytes, over the limit of {allowed}",
@@ -311,9 +331,8 @@ fn tool_start(mut caller: Caller<'_, HostState>, ptr: i32, len: i32) -> wasmtime
     let state = caller.data();
     let limit = state.limits.max_tool_calls;
     if state.calls.len() as u64 >= limit {
-        let message = format!(
-            "the script started more than {limit} tool calls, the limit of one run"
-        );
+        let message =
+            format!("the script started more than {limit} tool calls, the limit of one run");
         return Err(limit_fault(&mut caller, "max_tool_calls", message));
     }
     let (bytes, state) = guest_slice(&mut caller, ptr, len)?;
@@ -326,7 +345,6 @@ fn tool_start(mut caller: Caller<'_, HostState>, ptr: i32, len: i32) -> wasmtime
             "?",
             "?",
             request_bytes,
-            id,
             &ToolError::InvalidArguments(format!("malformed tool request: {error}")),
         ),
         Ok(request) => {
@@ -340,9 +358,14 @@ fn tool_start(mut caller: Caller<'_, HostState>, ptr: i32, len: i32) -> wasmtime
                     "allowed": state.limits.max_tool_arg_bytes,
                     "observed": request_bytes,
                 }});
-                ready_slot(request.client, request.tool, request_bytes, id, error.to_string())
+                ready_slot(
+                    request.client,
+                    request.tool,
+                    request_bytes,
+                    error.to_string(),
+                )
             } else {
-                dispatch(state, request, request_bytes, id, started)
+                dispatch(state, request, request_bytes, started)
             }
         }
     };
@@ -351,7 +374,12 @@ fn tool_start(mut caller: Caller<'_, HostState>, ptr: i32, len: i32) -> wasmtime
     i32::try_from(id).map_err(|_| wasmtime::Error::msg("too many calls"))
 }
 
-fn dispatch(state: &HostState, request: ToolRequest, request_bytes: u64, id: usize, started: Instant) -> CallSlot {
+fn dispatch(
+    state: &HostState,
+    request: ToolRequest,
+    request_bytes: u64,
+    started: Instant,
+) -> CallSlot {
     let arguments = match request.arguments {
         Value::Null => Value::Object(Default::default()),
         Value::Object(map) => Value::Object(map),
@@ -362,7 +390,7 @@ fn dispatch(state: &HostState, request: ToolRequest, request_bytes: u64, id: usi
                 request.tool,
                 json_kind(&other)
             ));
-            return refused_slot(&request.client, &request.tool, request_bytes, id, &error);
+            return refused_slot(&request.client, &request.tool, request_bytes, &error);
         }
     };
     let dispatcher = Arc::clone(&state.dispatcher);
@@ -380,12 +408,12 @@ fn dispatch(state: &HostState, request: ToolRequest, request_bytes: u64, id: usi
     }
 }
 
-fn refused_slot(client: &str, tool: &str, request_bytes: u64, id: usize, error: &ToolError) -> CallSlot {
+fn refused_slot(client: &str, tool: &str, request_bytes: u64, error: &ToolError) -> CallSlot {
     let response = error_json(error);
-    ready_slot(client.into(), tool.into(), request_bytes, id, response)
+    ready_slot(client.into(), tool.into(), request_bytes, response)
 }
 
-fn ready_slot(client: String, tool: String, request_bytes: u64, id: usize, response: String) -> CallSlot {
+fn ready_slot(client: String, tool: String, request_bytes: u64, response: String) -> CallSlot {
     CallSlot {
         client,
         tool,
@@ -427,14 +455,20 @@ async fn tool_wait(mut caller: Caller<'_, HostState>, id: i32) -> wasmtime::Resu
             error_json(&ToolError::InvalidArguments(message)).into_bytes()
         }
     };
-    let len = i32::try_from(response.len()).map_err(|_| wasmtime::Error::msg("response too large"))?;
+    let len =
+        i32::try_from(response.len()).map_err(|_| wasmtime::Error::msg("response too large"))?;
     if let Some(slot) = caller.data_mut().calls.get_mut(index) {
         slot.state = CallState::Ready(response);
     }
     Ok(len)
 }
 
-fn tool_read(mut caller: Caller<'_, HostState>, id: i32, ptr: i32, len: i32) -> wasmtime::Result<()> {
+fn tool_read(
+    mut caller: Caller<'_, HostState>,
+    id: i32,
+    ptr: i32,
+    len: i32,
+) -> wasmtime::Result<()> {
     let index = id as u32 as usize;
     let (buffer, state) = guest_slice(&mut caller, ptr, len)?;
     let Some(slot) = state.calls.get_mut(index) else {
@@ -442,13 +476,18 @@ fn tool_read(mut caller: Caller<'_, HostState>, id: i32, ptr: i32, len: i32) -> 
         state.fault = Some(Fault::Abi(message.clone()));
         return Err(wasmtime::Error::msg(message));
     };
-    let CallState::Ready(response) = std::mem::replace(&mut slot.state, CallState::Collected) else {
+    let CallState::Ready(response) = std::mem::replace(&mut slot.state, CallState::Collected)
+    else {
         let message = format!("tool call {id} has no response to read");
         state.fault = Some(Fault::Abi(message.clone()));
         return Err(wasmtime::Error::msg(message));
     };
     if response.len() != buffer.len() {
-        let message = format!("tool call {id}: buffer of {} bytes for a {}-byte response", buffer.len(), response.len());
+        let message = format!(
+            "tool call {id}: buffer of {} bytes for a {}-byte response",
+            buffer.len(),
+            response.len()
+        );
         state.fault = Some(Fault::Abi(message.clone()));
         return Err(wasmtime::Error::msg(message));
     }
@@ -457,7 +496,12 @@ fn tool_read(mut caller: Caller<'_, HostState>, id: i32, ptr: i32, len: i32) -> 
 }
 
 /// The JSON response the guest receives for a finished call.
-fn response_json(answer: &Result<Value, ToolError>, client: &str, tool: &str, limits: &Limits) -> String {
+fn response_json(
+    answer: &Result<Value, ToolError>,
+    client: &str,
+    tool: &str,
+    limits: &Limits,
+) -> String {
     match answer {
         Err(error) => error_json(error),
         Ok(value) => {
@@ -495,9 +539,12 @@ fn answer_type(answer: &Result<Value, ToolError>, response: &str) -> Option<Stri
 
 fn error_type_of(response: &str) -> Option<String> {
     let value: Value = serde_json::from_str(response).ok()?;
-    value
-        .get("error")
-        .map(|e| e.get("type").and_then(Value::as_str).unwrap_or("ToolError").to_string())
+    value.get("error").map(|e| {
+        e.get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("ToolError")
+            .to_string()
+    })
 }
 
 fn json_kind(value: &Value) -> &'static str {

@@ -175,7 +175,9 @@ impl LimitPolicy {
     /// # Errors
     /// [`LimitError`] naming the first offending limit.
     pub fn check(&self, limits: &Limits) -> Result<(), LimitError> {
-        for ((name, requested), (_, maximum)) in limits.fields().into_iter().zip(self.maxima.fields()) {
+        for ((name, requested), (_, maximum)) in
+            limits.fields().into_iter().zip(self.maxima.fields())
+        {
             if requested > maximum {
                 return Err(LimitError::AboveMaximum {
                     name,
@@ -207,7 +209,10 @@ mod tests {
     #[test]
     fn absent_overrides_take_the_defaults() {
         let policy = LimitPolicy::default();
-        assert_eq!(policy.resolve(&LimitOverrides::default()), Ok(Limits::DEFAULT));
+        assert_eq!(
+            policy.resolve(&LimitOverrides::default()),
+            Ok(Limits::DEFAULT)
+        );
     }
 
     #[test]
@@ -218,7 +223,13 @@ mod tests {
             ..LimitOverrides::default()
         };
         let error = policy.resolve(&overrides).err();
-        assert!(matches!(error, Some(LimitError::AboveMaximum { name: "timeout_ms", .. })));
+        assert!(matches!(
+            error,
+            Some(LimitError::AboveMaximum {
+                name: "timeout_ms",
+                ..
+            })
+        ));
     }
 
     #[test]
@@ -229,6 +240,12 @@ mod tests {
             ..LimitOverrides::default()
         };
         let error = policy.resolve(&overrides).err();
-        assert!(matches!(error, Some(LimitError::BelowMinimum { name: "memory_mb", .. })));
+        assert!(matches!(
+            error,
+            Some(LimitError::BelowMinimum {
+                name: "memory_mb",
+                ..
+            })
+        ));
     }
 }

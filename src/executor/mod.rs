@@ -125,10 +125,12 @@ impl Executor {
     /// compiled for another engine or CPU.
     pub fn new(config: ExecutorConfig) -> Result<Executor, ExecuteError> {
         let sandbox = |e: wasmtime::Error| ExecuteError::Sandbox(format!("{e:#}"));
-        let engine = Engine::new(&engine::sandbox_config(config.wasm_stack_bytes)).map_err(sandbox)?;
+        let engine =
+            Engine::new(&engine::sandbox_config(config.wasm_stack_bytes)).map_err(sandbox)?;
         let module = load_module(&engine).map_err(sandbox)?;
         let mut linker = Linker::<HostState>::new(&engine);
-        wasmtime_wasi::p1::add_to_linker_async(&mut linker, |state| &mut state.wasi).map_err(sandbox)?;
+        wasmtime_wasi::p1::add_to_linker_async(&mut linker, |state| &mut state.wasi)
+            .map_err(sandbox)?;
         host::add_to_linker(&mut linker).map_err(sandbox)?;
         let instance_pre = linker.instantiate_pre(&module).map_err(sandbox)?;
         let slots = Semaphore::new(config.max_concurrent.max(1));

@@ -91,7 +91,10 @@ mod tests {
         output.write(Stream::Stdout, b"hello world");
         assert_eq!(output.total_bytes(), 11);
         assert!(output.truncated());
-        assert_eq!(output.text(Stream::Stdout), "hello\n[codemode: output truncated, 6 more bytes dropped]\n");
+        assert_eq!(
+            output.text(Stream::Stdout),
+            "hello\n[codemode: output truncated, 6 more bytes dropped]\n"
+        );
     }
 
     #[test]
@@ -100,7 +103,11 @@ mod tests {
         output.write(Stream::Stdout, b"abc");
         output.write(Stream::Stderr, b"def");
         assert_eq!(output.text(Stream::Stdout), "abc");
-        assert!(output.text(Stream::Stderr).starts_with("d\n[codemode: output truncated, 2"));
+        assert!(
+            output
+                .text(Stream::Stderr)
+                .starts_with("d\n[codemode: output truncated, 2")
+        );
     }
 
     #[test]

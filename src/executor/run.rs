@@ -53,7 +53,10 @@ pub(super) async fn run(
         .allow_udp(false)
         .allow_ip_name_lookup(false)
         .build_p1();
-    let mut store = Store::new(&inner.engine, HostState::new(wasi, *limits, deadline, dispatcher));
+    let mut store = Store::new(
+        &inner.engine,
+        HostState::new(wasi, *limits, deadline, dispatcher),
+    );
     store.limiter(|state| &mut state.limiter);
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(|mut context| {
@@ -66,7 +69,8 @@ pub(super) async fn run(
         }
     });
 
-    let ran = tokio::time::timeout_at(deadline.into(), enter(inner, &mut store, code, limits)).await;
+    let ran =
+        tokio::time::timeout_at(deadline.into(), enter(inner, &mut store, code, limits)).await;
     let trap = match ran {
         Ok(Ok(())) => None,
         Ok(Err(trap)) => Some(trap),
@@ -78,7 +82,12 @@ pub(super) async fn run(
     };
     store.data_mut().settle_calls().await;
     let wall = started.elapsed();
-    Ok(assemble(store.into_data(), trap, wall, inner.config.wasm_stack_bytes))
+    Ok(assemble(
+        store.into_data(),
+        trap,
+        wall,
+        inner.config.wasm_stack_bytes,
+    ))
 }
 
 async fn enter(
@@ -105,7 +114,12 @@ async fn enter(
     run.call_async(&mut *store, (ptr, len, max_result)).await
 }
 
-fn assemble(state: HostState, trap: Option<wasmtime::Error>, wall: Duration, stack_bytes: usize) -> RunResult {
+fn assemble(
+    state: HostState,
+    trap: Option<wasmtime::Error>,
+    wall: Duration,
+    stack_bytes: usize,
+) -> RunResult {
     let (result, error) = if let Some(fault) = &state.fault {
         (Value::Null, Some(fault_error(fault, &state.limits)))
     } else if let Some(trap) = trap {
@@ -131,13 +145,23 @@ fn assemble(state: HostState, trap: Option<wasmtime::Error>, wall: Duration, sta
 
 fn guest_outcome(state: &HostState) -> (Value, Option<RunError>) {
     let Some(bytes) = &state.outcome else {
-        return (Value::Null, Some(host_error("InternalError", "the sandbox ended without reporting an outcome", None)));
+        return (
+            Value::Null,
+            Some(host_error(
+                "InternalError",
+                "the sandbox ended without reporting an outcome",
+                None,
+            )),
+        );
     };
     let outcome = match serde_json::from_slice::<GuestOutcome>(bytes) {
         Ok(outcome) => outcome,
         Err(e) => {
             let message = format!("the sandbox reported an unreadable outcome: {e}");
-            return (Value::Null, Some(host_error("InternalError", &message, None)));
+            return (
+                Value::Null,
+                Some(host_error("InternalError", &message, None)),
+            );
         }
     };
     if outcome.ok {
@@ -146,7 +170,9 @@ fn guest_outcome(state: &HostState) -> (Value, Option<RunError>) {
     let error = outcome.error.map_or_else(
         || host_error("InternalError", "the script failed without an error", None),
         |e| {
-            let limit = if e.kind == "MemoryError" && state.limiter.refused {
+            // Python raises MemoryError both when growth was refused and when a size cannot
+            // exist in the sandbox's 32-bit memory at all: either way the memory bound fired.
+            let limit = if e.kind == "MemoryError" {
                 Some("memory_mb".to_string())
             } else {
                 e.limit
@@ -167,11 +193,18 @@ fn fault_error(fault: &Fault, limits: &Limits) -> RunError {
     match fault {
         Fault::Timeout => host_error(
             "TimeoutError",
-            &format!("the script did not finish within its time limit of {} ms", limits.timeout_ms),
+            &format!(
+                "the script did not finish within its time limit of {} ms",
+                limits.timeout_ms
+            ),
             Some("timeout_ms"),
         ),
         Fault::Limit { name, message } => host_error("LimitExceeded", message, Some(name)),
-        Fault::Abi(message) => host_error("InternalError", &format!("the sandbox broke its host protocol: {message}"), None),
+        Fault::Abi(message) => host_error(
+            "InternalError",
+            &format!("the sandbox broke its host protocol: {message}"),
+            None,
+        ),
     }
 }
 
@@ -188,10 +221,17 @@ fn trap_error(trap: &wasmtime::Error, state: &HostState, stack_bytes: usize) -> 
         Some(Trap::Interrupt) => fault_error(&Fault::Timeout, &state.limits),
         _ if state.limiter.refused => host_error(
             "MemoryError",
-            &format!("the script exceeded its memory limit of {} MiB", state.limits.memory_mb),
+            &format!(
+                "the script exceeded its memory limit of {} MiB",
+                state.limits.memory_mb
+            ),
             Some("memory_mb"),
         ),
-        _ => host_error("InternalError", &format!("the interpreter crashed: {trap:#}"), None),
+        _ => host_error(
+            "InternalError",
+            &format!("the interpreter crashed: {trap:#}"),
+            None,
+        ),
     }
 }
 

@@ -11,12 +11,20 @@ fn codemode(args: &[&str], stdin: &str) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("codemode starts");
-    child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("write stdin");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
     child.wait_with_output().expect("codemode exits")
 }
 
 fn script(code: &str) -> tempfile::NamedTempFile {
-    let mut file = tempfile::Builder::new().suffix(".py").tempfile().expect("temp file");
+    let mut file = tempfile::Builder::new()
+        .suffix(".py")
+        .tempfile()
+        .expect("temp file");
     file.write_all(code.as_bytes()).expect("write script");
     file
 }
@@ -28,7 +36,10 @@ fn last_json_line(output: &Output) -> serde_json::Value {
 }
 
 fn stderr_lines(output: &Output) -> Vec<String> {
-    String::from_utf8_lossy(&output.stderr).lines().map(str::to_string).collect()
+    String::from_utf8_lossy(&output.stderr)
+        .lines()
+        .map(str::to_string)
+        .collect()
 }
 
 #[test]
@@ -54,7 +65,10 @@ fn a_script_can_come_from_stdin() {
 fn a_python_error_exits_1_with_one_line() {
     let output = codemode(&["run", "-"], "x = 1\nraise ValueError('bad value')\n");
     assert_eq!(output.status.code(), Some(1));
-    assert_eq!(stderr_lines(&output), ["codemode: ValueError: bad value (line 2)"]);
+    assert_eq!(
+        stderr_lines(&output),
+        ["codemode: ValueError: bad value (line 2)"]
+    );
     assert_eq!(last_json_line(&output)["error"]["type"], "ValueError");
 }
 
@@ -69,7 +83,10 @@ fn a_limit_exits_2() {
 
 #[test]
 fn memory_limit_flag_is_applied() {
-    let output = codemode(&["run", "-", "--memory-mb", "80"], "x = bytearray(100 << 20)");
+    let output = codemode(
+        &["run", "-", "--memory-mb", "80"],
+        "x = bytearray(100 << 20)",
+    );
     assert_eq!(output.status.code(), Some(2));
     assert_eq!(last_json_line(&output)["error"]["type"], "MemoryError");
 }

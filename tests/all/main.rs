@@ -1,5 +1,7 @@
 //! Integration tests: one binary, one file per feature, all against the real sandbox.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
 mod cli;
 mod sandbox_cases;
 mod sandbox_isolation;

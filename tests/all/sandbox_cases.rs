@@ -14,7 +14,11 @@ fn cases() -> Vec<PathBuf> {
         .filter(|path| path.extension().is_some_and(|e| e == "py"))
         .collect();
     cases.sort();
-    assert!(cases.len() >= 7, "expected the Python cases in {}", dir.display());
+    assert!(
+        cases.len() >= 7,
+        "expected the Python cases in {}",
+        dir.display()
+    );
     cases
 }
 
@@ -28,7 +32,12 @@ async fn every_case_prints_what_cpython_prints() {
         let code = std::fs::read_to_string(&case).expect("readable case");
         let result = run(&code).await;
         assert!(result.ok, "{} failed: {:#?}", case.display(), result.error);
-        assert_eq!(result.stdout, expected(&case), "stdout of {}", case.display());
+        assert_eq!(
+            result.stdout,
+            expected(&case),
+            "stdout of {}",
+            case.display()
+        );
     }
 }
 
@@ -36,8 +45,20 @@ async fn every_case_prints_what_cpython_prints() {
 #[test]
 fn expected_outputs_match_cpython() {
     for case in cases() {
-        let output = Command::new("python3").arg(&case).output().expect("python3 runs");
-        assert!(output.status.success(), "CPython failed on {}", case.display());
-        assert_eq!(String::from_utf8_lossy(&output.stdout), expected(&case), "{}", case.display());
+        let output = Command::new("python3")
+            .arg(&case)
+            .output()
+            .expect("python3 runs");
+        assert!(
+            output.status.success(),
+            "CPython failed on {}",
+            case.display()
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&output.stdout),
+            expected(&case),
+            "{}",
+            case.display()
+        );
     }
 }

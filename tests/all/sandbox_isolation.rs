@@ -6,9 +6,15 @@ use crate::support::{run, run_ok};
 /// Runs `code`, expects it to fail with `kind`, and the message to explain itself.
 async fn assert_refused(code: &str, kind: &str) {
     let result = run(code).await;
-    let error = result.error.unwrap_or_else(|| panic!("`{code}` should fail, printed {:?}", result.stdout));
+    let error = result
+        .error
+        .unwrap_or_else(|| panic!("`{code}` should fail, printed {:?}", result.stdout));
     assert_eq!(error.kind, kind, "`{code}`: {}", error.message);
-    assert!(error.message.contains("sandbox"), "`{code}` should say why: {}", error.message);
+    assert!(
+        error.message.contains("sandbox"),
+        "`{code}` should say why: {}",
+        error.message
+    );
     assert_eq!(error.line, Some(1), "`{code}`");
 }
 
@@ -21,7 +27,10 @@ async fn files_cannot_be_opened() {
 async fn files_cannot_be_opened_through_io_either() {
     let result = run("import io\nio.open('/etc/passwd').read()").await;
     let error = result.error.expect("io.open fails");
-    assert!(["PermissionError", "FileNotFoundError", "OSError"].contains(&error.kind.as_str()), "{error:?}");
+    assert!(
+        ["PermissionError", "FileNotFoundError", "OSError"].contains(&error.kind.as_str()),
+        "{error:?}"
+    );
 }
 
 #[tokio::test]
@@ -68,7 +77,10 @@ async fn nothing_leaks_between_executions() {
         "import builtins, json\nresult = [hasattr(builtins, 'leaked'), hasattr(json, 'leaked'), 'LEAK' in globals(), json.dumps([1])]",
     )
     .await;
-    assert_eq!(probe.result, serde_json::json!([false, false, false, "[1]"]));
+    assert_eq!(
+        probe.result,
+        serde_json::json!([false, false, false, "[1]"])
+    );
 }
 
 #[tokio::test]

@@ -17,7 +17,12 @@ fn limits(change: impl FnOnce(&mut Limits)) -> Limits {
 #[tokio::test]
 async fn an_endless_loop_is_stopped_at_the_deadline() {
     let started = Instant::now();
-    let result = run_with("while True:\n    pass", limits(|l| l.timeout_ms = 300), Arc::new(NoTools)).await;
+    let result = run_with(
+        "while True:\n    pass",
+        limits(|l| l.timeout_ms = 300),
+        Arc::new(NoTools),
+    )
+    .await;
     let elapsed = started.elapsed().as_millis();
     let error = result.error.expect("a timeout");
     assert_eq!(error.kind, "TimeoutError");
@@ -28,7 +33,12 @@ async fn an_endless_loop_is_stopped_at_the_deadline() {
 #[tokio::test]
 async fn a_sleep_never_outlives_the_deadline() {
     let started = Instant::now();
-    let result = run_with("import time\ntime.sleep(30)", limits(|l| l.timeout_ms = 200), Arc::new(NoTools)).await;
+    let result = run_with(
+        "import time\ntime.sleep(30)",
+        limits(|l| l.timeout_ms = 200),
+        Arc::new(NoTools),
+    )
+    .await;
     assert_eq!(result.error.expect("a timeout").kind, "TimeoutError");
     assert!(started.elapsed().as_millis() < 200 + 100);
 }
@@ -73,7 +83,8 @@ async fn python_recursion_stops_at_the_recursion_limit() {
 
 #[tokio::test]
 async fn recursion_past_a_raised_limit_is_a_clean_error() {
-    let result = run("import sys\nsys.setrecursionlimit(10**6)\ndef f(n):\n    return f(n + 1)\nf(0)").await;
+    let result =
+        run("import sys\nsys.setrecursionlimit(10**6)\ndef f(n):\n    return f(n + 1)\nf(0)").await;
     let error = result.error.expect("an error");
     assert_eq!(error.kind, "RecursionError", "{error:?}");
     assert_eq!(run_ok("result = 1").await.result, 1);
@@ -85,13 +96,22 @@ async fn a_huge_print_is_truncated_with_a_marker() {
     assert_eq!(result.result, "still running");
     assert!(result.stats.output_truncated);
     assert!(result.stdout.len() < (1 << 20) + 200);
-    assert!(result.stdout.ends_with(" more bytes dropped]\n"), "{}", &result.stdout[result.stdout.len() - 80..]);
+    assert!(
+        result.stdout.ends_with(" more bytes dropped]\n"),
+        "{}",
+        &result.stdout[result.stdout.len() - 80..]
+    );
     assert!(result.stats.output_bytes > 100 * 1024 * 1024);
 }
 
 #[tokio::test]
 async fn an_oversized_result_is_refused() {
-    let result = run_with("result = 'y' * 5000", limits(|l| l.max_result_bytes = 1000), Arc::new(NoTools)).await;
+    let result = run_with(
+        "result = 'y' * 5000",
+        limits(|l| l.max_result_bytes = 1000),
+        Arc::new(NoTools),
+    )
+    .await;
     let error = result.error.expect("an error");
     assert_eq!(error.kind, "LimitExceeded");
     assert_eq!(error.limit.as_deref(), Some("max_result_bytes"));
@@ -105,7 +125,11 @@ async fn the_call_past_the_limit_ends_the_run() {
     let error = result.error.expect("a limit");
     assert_eq!(error.kind, "LimitExceeded");
     assert_eq!(error.limit.as_deref(), Some("max_tool_calls"));
-    assert_eq!(tools.calls.load(Ordering::SeqCst), 1000, "the 1001st call never reached the tool");
+    assert_eq!(
+        tools.calls.load(Ordering::SeqCst),
+        1000,
+        "the 1001st call never reached the tool"
+    );
     assert_eq!(result.calls.len(), 1000);
 }
 
@@ -123,14 +147,22 @@ async fn an_oversized_argument_raises_in_python_and_reaches_no_tool() {
     let code = "import codemode\ntry:\n    codemode.call_tool('test', 'echo', data='z' * 5000)\nexcept codemode.LimitExceeded as e:\n    result = [e.limit, e.allowed]";
     let result = run_with(code, limits(|l| l.max_tool_arg_bytes = 1000), tools.clone()).await;
     assert!(result.ok, "{:?}", result.error);
-    assert_eq!(result.result, serde_json::json!(["max_tool_arg_bytes", 1000]));
+    assert_eq!(
+        result.result,
+        serde_json::json!(["max_tool_arg_bytes", 1000])
+    );
     assert_eq!(tools.calls.load(Ordering::SeqCst), 0);
 }
 
 #[tokio::test]
 async fn an_oversized_tool_result_raises_in_python() {
     let code = "import codemode\ntry:\n    codemode.call_tool('test', 'big', bytes=10000)\nexcept codemode.LimitExceeded as e:\n    result = e.limit";
-    let result = run_with(code, limits(|l| l.max_tool_result_bytes = 1000), TestTools::new(1)).await;
+    let result = run_with(
+        code,
+        limits(|l| l.max_tool_result_bytes = 1000),
+        TestTools::new(1),
+    )
+    .await;
     assert_eq!(result.result, "max_tool_result_bytes");
     assert_eq!(result.calls[0].error_type.as_deref(), Some("LimitExceeded"));
 }
@@ -159,7 +191,11 @@ async fn a_full_queue_answers_busy() {
         let tools: Arc<dyn ToolDispatcher> = tools.clone();
         tokio::spawn(async move {
             executor
-                .execute("import codemode\ncodemode.call_tool('test', 'meet')", &Limits::DEFAULT, tools)
+                .execute(
+                    "import codemode\ncodemode.call_tool('test', 'meet')",
+                    &Limits::DEFAULT,
+                    tools,
+                )
                 .await
         })
     };
@@ -167,10 +203,18 @@ async fn a_full_queue_answers_busy() {
     while tools.calls.load(Ordering::SeqCst) == 0 {
         tokio::task::yield_now().await;
     }
-    let second = executor.execute("1", &Limits::DEFAULT, Arc::new(NoTools)).await;
-    assert!(matches!(second, Err(ExecuteError::Busy { .. })), "{second:?}");
+    let second = executor
+        .execute("1", &Limits::DEFAULT, Arc::new(NoTools))
+        .await;
+    assert!(
+        matches!(second, Err(ExecuteError::Busy { .. })),
+        "{second:?}"
+    );
     use codemode::executor::ToolDispatcher as _;
-    tools.call("test", "meet", serde_json::json!({})).await.expect("meet");
+    tools
+        .call("test", "meet", serde_json::json!({}))
+        .await
+        .expect("meet");
     let first = first.await.expect("joined").expect("ran");
     assert!(first.ok, "{:?}", first.error);
 }

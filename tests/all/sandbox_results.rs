@@ -25,7 +25,10 @@ async fn a_script_without_either_has_a_null_result() {
 
 #[tokio::test]
 async fn values_json_cannot_hold_are_converted_not_lost() {
-    let result = run_ok("class P:\n    def __repr__(self): return 'P()'\nresult = {'s': {1}, 'b': b'hi', 'p': P()}").await;
+    let result = run_ok(
+        "class P:\n    def __repr__(self): return 'P()'\nresult = {'s': {1}, 'b': b'hi', 'p': P()}",
+    )
+    .await;
     assert_eq!(result.result, json!({"s": [1], "b": "hi", "p": "P()"}));
 }
 
@@ -38,8 +41,16 @@ async fn an_exception_reports_type_message_and_the_scripts_line() {
     assert_eq!(error.kind, "ZeroDivisionError");
     assert_eq!(error.message, "division by zero");
     assert_eq!(error.line, Some(4));
-    assert!(error.traceback.contains("line 4"), "traceback: {}", error.traceback);
-    assert!(error.traceback.contains("ratio = total / 0"), "traceback shows the source: {}", error.traceback);
+    assert!(
+        error.traceback.contains("line 4"),
+        "traceback: {}",
+        error.traceback
+    );
+    assert!(
+        error.traceback.contains("ratio = total / 0"),
+        "traceback shows the source: {}",
+        error.traceback
+    );
     assert_eq!(error.limit, None);
 }
 
@@ -56,12 +67,19 @@ async fn a_syntax_error_reports_its_line() {
     let result = run("x = 1\ny = (2 +\nprint(x\n").await;
     let error = result.error.expect("an error");
     assert_eq!(error.kind, "SyntaxError");
-    assert!(error.line.is_some_and(|l| (2..=4).contains(&l)), "line {:?}", error.line);
+    assert!(
+        error.line.is_some_and(|l| (2..=4).contains(&l)),
+        "line {:?}",
+        error.line
+    );
 }
 
 #[tokio::test]
 async fn stderr_is_captured_apart_from_stdout() {
-    let result = run_ok("import sys\nprint('out')\nprint('err', file=sys.stderr)\nsys.stderr.write('more\\n')").await;
+    let result = run_ok(
+        "import sys\nprint('out')\nprint('err', file=sys.stderr)\nsys.stderr.write('more\\n')",
+    )
+    .await;
     assert_eq!(result.stdout, "out\n");
     assert_eq!(result.stderr, "err\nmore\n");
 }
@@ -90,5 +108,9 @@ async fn an_empty_script_succeeds() {
 async fn stats_report_time_and_memory() {
     let result = run_ok("data = list(range(200000))").await;
     assert!(result.stats.wall_ms > 0.0);
-    assert!(result.stats.peak_memory_bytes > 16 << 20, "peak {}", result.stats.peak_memory_bytes);
+    assert!(
+        result.stats.peak_memory_bytes > 16 << 20,
+        "peak {}",
+        result.stats.peak_memory_bytes
+    );
 }

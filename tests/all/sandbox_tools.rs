@@ -15,7 +15,10 @@ async fn a_call_returns_the_tools_value_and_is_recorded() {
     let result = run_with(code, Limits::DEFAULT, TestTools::new(1)).await;
     assert_eq!(result.result, json!(42));
     let call = &result.calls[0];
-    assert_eq!((call.client.as_str(), call.tool.as_str(), call.ok), ("test", "add", true));
+    assert_eq!(
+        (call.client.as_str(), call.tool.as_str(), call.ok),
+        ("test", "add", true)
+    );
     assert!(call.request_bytes > 0 && call.response_bytes > 0);
 }
 
@@ -34,7 +37,7 @@ async fn ten_awaited_calls_run_at_once() {
     let code = "import codemode\nresult = codemode.gather(*[codemode.call_tool_async('test', 'meet') for _ in range(10)])";
     let result = run_with(code, Limits::DEFAULT, tools.clone()).await;
     assert!(result.ok, "{:?}", result.error);
-    assert_eq!(result.result, json!(["met"; 10]));
+    assert_eq!(result.result, json!(vec!["met"; 10]));
     assert_eq!(tools.max_in_flight.load(Ordering::SeqCst), 10);
 }
 
@@ -45,7 +48,10 @@ async fn ten_slow_calls_take_the_time_of_one() {
     let result = run_with(code, Limits::DEFAULT, TestTools::new(1)).await;
     assert_eq!(result.result, json!(10));
     let elapsed = started.elapsed().as_millis();
-    assert!(elapsed < 500, "10 x 100 ms calls took {elapsed} ms; sequential would be 1000");
+    assert!(
+        elapsed < 500,
+        "10 x 100 ms calls took {elapsed} ms; sequential would be 1000"
+    );
 }
 
 #[tokio::test]
@@ -54,7 +60,10 @@ async fn coroutines_that_await_calls_interleave() {
     let code = "import codemode\nasync def step(i):\n    met = await codemode.call_tool_async('test', 'meet')\n    total = await codemode.call_tool_async('test', 'add', a=i, b=10)\n    return (met, total)\nresult = codemode.gather(step(1), step(2), step(3))";
     let result = run_with(code, Limits::DEFAULT, tools).await;
     assert!(result.ok, "{:?}", result.error);
-    assert_eq!(result.result, json!([["met", 11], ["met", 12], ["met", 13]]));
+    assert_eq!(
+        result.result,
+        json!([["met", 11], ["met", 12], ["met", 13]])
+    );
 }
 
 #[tokio::test]
@@ -77,7 +86,10 @@ async fn an_uncaught_tool_error_fails_the_run_at_the_calling_line() {
 async fn a_denied_tool_raises_permission_error() {
     let code = "import codemode\ntry:\n    codemode.call_tool('test', 'deny')\nexcept PermissionError as e:\n    result = str(e)";
     let result = run_with(code, Limits::DEFAULT, TestTools::new(1)).await;
-    assert_eq!(result.result, json!("test.deny is not allowed for this caller"));
+    assert_eq!(
+        result.result,
+        json!("test.deny is not allowed for this caller")
+    );
 }
 
 #[tokio::test]

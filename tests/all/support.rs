@@ -5,7 +5,9 @@ use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use codemode::executor::{Executor, ExecutorConfig, Limits, NoTools, RunResult, ToolDispatcher, ToolError};
+use codemode::executor::{
+    Executor, ExecutorConfig, Limits, NoTools, RunResult, ToolDispatcher, ToolError,
+};
 use serde_json::{Value, json};
 
 /// One executor (one engine, one loaded module) shared by every test of this binary.
@@ -24,7 +26,10 @@ pub async fn run(code: &str) -> RunResult {
 
 /// Runs `code` with `limits` and `tools`.
 pub async fn run_with(code: &str, limits: Limits, tools: Arc<dyn ToolDispatcher>) -> RunResult {
-    EXECUTOR.execute(code, &limits, tools).await.expect("the execution starts")
+    EXECUTOR
+        .execute(code, &limits, tools)
+        .await
+        .expect("the execution starts")
 }
 
 /// Runs `code` and asserts that it succeeded, showing the error otherwise.
@@ -77,9 +82,13 @@ impl ToolDispatcher for TestTools {
                 Ok(json!("met"))
             }
             ("test", "fail") => Err(ToolError::Failed("upstream said no".into())),
-            ("test", "deny") => Err(ToolError::Denied("test.deny is not allowed for this caller".into())),
+            ("test", "deny") => Err(ToolError::Denied(
+                "test.deny is not allowed for this caller".into(),
+            )),
             ("test", "slow_timeout") => Err(ToolError::Timeout(Duration::from_millis(5))),
-            ("test", "big") => Ok(json!("x".repeat(args["bytes"].as_u64().unwrap_or(0) as usize))),
+            ("test", "big") => Ok(json!(
+                "x".repeat(args["bytes"].as_u64().unwrap_or(0) as usize)
+            )),
             _ => Err(ToolError::NotFound(format!("no tool {client}.{tool}"))),
         };
         self.in_flight.fetch_sub(1, Ordering::SeqCst);

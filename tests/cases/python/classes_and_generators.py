@@ -34,7 +34,7 @@ print(Counter("mississippi").most_common(2))
 d = defaultdict(list)
 for k, v in [("a", 1), ("b", 2), ("a", 3)]:
     d[k].append(v)
-print(dict(d), deque([1, 2, 3], maxlen=2), OrderedDict(x=1))
+print(dict(d), deque([1, 2, 3], maxlen=2), list(OrderedDict(x=1, y=2).items()))
 P = namedtuple("P", "x y")
 print(P(1, 2), functools.reduce(lambda a, b: a * b, range(1, 6)))
 
