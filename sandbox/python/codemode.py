@@ -496,24 +496,12 @@ def _error(exc):
     return {"ok": False, "result": None, "error": error}
 
 
-_MISSING = object()
-
-
 def _execute(code):
-    import ast
-
-    tree = compile(code, SCRIPT, "exec", ast.PyCF_ONLY_AST)
-    last = None
-    if tree.body and isinstance(tree.body[-1], ast.Expr):
-        last = ast.Expression(tree.body.pop().value)
     scope = {"__name__": "__main__", "__builtins__": builtins}
-    exec(compile(tree, SCRIPT, "exec"), scope)
-    value = _MISSING
-    if last is not None:
-        value = eval(compile(last, SCRIPT, "eval"), scope)
+    value = eval(_codemode.compile_script(code, SCRIPT), scope)
     if "result" in scope:
         value = scope["result"]
-    return None if value is _MISSING else value
+    return value
 
 
 def _run(code, max_result_bytes):

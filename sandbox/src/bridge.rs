@@ -7,7 +7,11 @@ pub(crate) use _codemode::module_def;
 
 #[rustpython_vm::pymodule]
 mod _codemode {
-    use rustpython_vm::{PyResult, VirtualMachine, builtins::PyStrRef};
+    use rustpython_vm::{
+        PyRef, PyResult, VirtualMachine,
+        builtins::{PyCode, PyStrRef},
+        compiler::Mode,
+    };
 
     use crate::host;
 
@@ -19,6 +23,23 @@ mod _codemode {
         }
         host::write_output(stream, text.to_string_lossy().as_bytes());
         Ok(())
+    }
+
+    /// Compiles a script so that running it returns the value of its last expression statement
+    /// (RustPython's block-expression mode): no AST round trip through Python is needed.
+    #[pyfunction]
+    fn compile_script(
+        source: PyStrRef,
+        filename: PyStrRef,
+        vm: &VirtualMachine,
+    ) -> PyResult<PyRef<PyCode>> {
+        let text = source.to_string_lossy();
+        vm.compile(
+            &text,
+            Mode::BlockExpr,
+            filename.to_string_lossy().into_owned(),
+        )
+        .map_err(|err| err.into_pyexception(vm, Some(&text)))
     }
 
     /// Starts a tool call; `request` is `{"client", "tool", "arguments"}` as JSON.

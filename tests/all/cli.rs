@@ -11,12 +11,19 @@ fn codemode(args: &[&str], stdin: &str) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("codemode starts");
-    child
+    // A command that fails on its flags exits without reading stdin: a broken pipe is expected.
+    let written = child
         .stdin
         .take()
         .expect("stdin")
-        .write_all(stdin.as_bytes())
-        .expect("write stdin");
+        .write_all(stdin.as_bytes());
+    assert!(
+        written.is_ok()
+            || written
+                .as_ref()
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe),
+        "{written:?}"
+    );
     child.wait_with_output().expect("codemode exits")
 }
 

@@ -87,6 +87,11 @@ async fn recursion_past_a_raised_limit_is_a_clean_error() {
         run("import sys\nsys.setrecursionlimit(10**6)\ndef f(n):\n    return f(n + 1)\nf(0)").await;
     let error = result.error.expect("an error");
     assert_eq!(error.kind, "RecursionError", "{error:?}");
+    assert_eq!(
+        error.limit.as_deref(),
+        Some("wasm_stack"),
+        "the wasm stack, not Python, stopped it"
+    );
     assert_eq!(run_ok("result = 1").await.result, 1);
 }
 
