@@ -126,7 +126,7 @@ impl MemoryLimiter {
 }
 
 /// Tables hold function references; RustPython's needs a few thousand entries.
-const MAX_TABLE_ELEMENTS: usize = 1 << 16;
+pub(crate) const MAX_TABLE_ELEMENTS: usize = 1 << 16;
 
 impl ResourceLimiter for MemoryLimiter {
     fn memory_growing(

@@ -88,3 +88,18 @@ async fn clocks_are_readable() {
     let result = run_ok("import time, datetime\nresult = [time.time() > 1.7e9, datetime.datetime.now().year >= 2025]").await;
     assert_eq!(result.result, serde_json::json!([true, true]));
 }
+
+#[tokio::test]
+async fn a_script_that_abuses_the_host_bridge_only_ends_its_own_run() {
+    let result = run("import _codemode\n_codemode.call_wait(12345)").await;
+    let error = result.error.expect("an error");
+    assert_eq!(error.kind, "InternalError");
+    assert!(
+        error.message.contains("unknown tool call id 12345"),
+        "{}",
+        error.message
+    );
+    let bad_stream = run("import _codemode\n_codemode.write(7, 'x')").await;
+    assert_eq!(bad_stream.error.expect("an error").kind, "ValueError");
+    assert_eq!(run_ok("result = 'fine'").await.result, "fine");
+}
