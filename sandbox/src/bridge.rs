@@ -8,12 +8,22 @@ pub(crate) use _codemode::module_def;
 #[rustpython_vm::pymodule]
 mod _codemode {
     use rustpython_vm::{
-        PyRef, PyResult, VirtualMachine,
+        PyObjectRef, PyRef, PyResult, VirtualMachine,
         builtins::{PyCode, PyStrRef},
         compiler::Mode,
+        py_serde::{PyObjectDeserializer, PyObjectSerializer},
     };
+    use serde::de::DeserializeSeed;
 
     use crate::host;
+
+    /// The JSON request the host's `tool_start` parses.
+    #[derive(serde::Serialize)]
+    struct ToolRequest<'a> {
+        client: &'a str,
+        tool: &'a str,
+        arguments: PyObjectSerializer<'a>,
+    }
 
     /// Appends `text` to stdout (1) or stderr (2).
     #[pyfunction]
@@ -42,15 +52,36 @@ mod _codemode {
         .map_err(|err| err.into_pyexception(vm, Some(&text)))
     }
 
-    /// Starts a tool call; `request` is `{"client", "tool", "arguments"}` as JSON.
+    /// Starts a tool call with a dict of JSON-compatible `arguments`; returns its call id.
     #[pyfunction]
-    fn call_start(request: PyStrRef) -> i32 {
-        host::start_call(request.to_string_lossy().as_bytes())
+    fn call_start(
+        client: PyStrRef,
+        tool: PyStrRef,
+        arguments: PyObjectRef,
+        vm: &VirtualMachine,
+    ) -> PyResult<i32> {
+        let (client, tool) = (client.to_string_lossy(), tool.to_string_lossy());
+        let request = ToolRequest {
+            client: &client,
+            tool: &tool,
+            arguments: PyObjectSerializer::new(vm, &arguments),
+        };
+        let bytes = serde_json::to_vec(&request).map_err(|e| {
+            vm.new_type_error(format!(
+                "arguments of {client}.{tool} are not JSON-serialisable: {e}"
+            ))
+        })?;
+        Ok(host::start_call(&bytes))
     }
 
-    /// Blocks until call `id` has finished and returns the host's JSON response.
+    /// Blocks until call `id` has finished; returns the host's response, `{"ok": value}` or
+    /// `{"error": {...}}`, as Python objects.
     #[pyfunction]
-    fn call_wait(id: i32) -> String {
-        String::from_utf8_lossy(&host::wait_call(id)).into_owned()
+    fn call_wait(id: i32, vm: &VirtualMachine) -> PyResult {
+        let bytes = host::wait_call(id);
+        let mut json = serde_json::Deserializer::from_slice(&bytes);
+        PyObjectDeserializer::new(vm)
+            .deserialize(&mut json)
+            .map_err(|e| vm.new_value_error(format!("unreadable tool response: {e}")))
     }
 }

@@ -19,7 +19,7 @@ pub const MIN_MEMORY_MB: u64 = 64;
 pub struct Limits {
     /// Wall-clock time for the whole run, tool calls and sleeps included.
     pub timeout_ms: u64,
-    /// Linear memory of the guest, in MiB, the interpreter's own ~30 MiB included.
+    /// Linear memory of the guest, in MiB, the interpreter's own ~40 MiB included.
     pub memory_mb: u64,
     /// Bytes of stdout and stderr kept together; the rest is counted and dropped.
     pub max_output_bytes: u64,

@@ -16,6 +16,7 @@
 //! and beyond that [`ExecuteError::Busy`] answers at once. Long guest computations yield to the
 //! async runtime at every epoch tick, so one script cannot starve others on the same thread.
 
+mod calls;
 pub mod dispatch;
 pub mod engine;
 mod host;
@@ -206,10 +207,11 @@ const POOL_SLACK: u32 = 2;
 
 /// Linear memory that a finished execution's slot keeps mapped, resetting only the pages the
 /// script dirtied (found with Linux's `PAGEMAP_SCAN`) by copying them back from the snapshot; the
-/// next execution then takes no page faults on them. It must cover the snapshot (the 8 MiB stack,
-/// the data and the booted interpreter's heap end near 80 MiB); memory above it is released with
-/// `madvise` instead.
-const KEEP_RESIDENT_BYTES: usize = 128 << 20;
+/// next execution then takes no page faults on them. It covers the snapshot (the 8 MiB stack, the
+/// data and the booted interpreter's heap end near 40 MiB) and the first 24 MiB a script grows;
+/// memory above it is released with `madvise` instead, so a big run does not make the next reset
+/// copy more than this.
+const KEEP_RESIDENT_BYTES: usize = 64 << 20;
 
 /// The same for the function table (a few thousand entries).
 const TABLE_KEEP_RESIDENT_BYTES: usize = 1 << 20;

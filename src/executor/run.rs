@@ -80,7 +80,6 @@ pub(super) async fn run(
             None
         }
     };
-    store.data_mut().settle_calls().await;
     let wall = started.elapsed();
     Ok(assemble(
         store.into_data(),
@@ -127,19 +126,20 @@ fn assemble(
     } else {
         guest_outcome(&state)
     };
+    let stats = RunStats {
+        wall_ms: wall.as_secs_f64() * 1e3,
+        peak_memory_bytes: state.limiter.peak_bytes as u64,
+        output_bytes: state.output.total_bytes(),
+        output_truncated: state.output.truncated(),
+    };
     RunResult {
         ok: error.is_none(),
         result,
         stdout: state.output.text(Stream::Stdout),
         stderr: state.output.text(Stream::Stderr),
         error,
-        calls: state.records.into_iter().flatten().collect(),
-        stats: RunStats {
-            wall_ms: wall.as_secs_f64() * 1e3,
-            peak_memory_bytes: state.limiter.peak_bytes as u64,
-            output_bytes: state.output.total_bytes(),
-            output_truncated: state.output.truncated(),
-        },
+        calls: state.calls.into_records(),
+        stats,
     }
 }
 

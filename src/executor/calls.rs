@@ -1,0 +1,362 @@
+//! The tool calls of one execution: started, driven to an answer, handed back, recorded.
+//!
+//! A call's future is created when the guest starts it and polled once at once, so its request
+//! leaves immediately. It is polled again, together with every other call in flight, whenever the
+//! guest waits on any call. That is what makes fan-out concurrent: a script that starts ten calls
+//! and then waits has all ten in flight during the wait. Nothing is spawned, so a call that
+//! answers at once costs no thread hop, and dropping the execution's state cancels whatever is
+//! still in flight.
+//!
+//! Each slot moves `Running → Answered → Ready → Collected`; a request refused before dispatch
+//! (malformed, too large) starts at `Ready`. The record of a call is written when its response is
+//! built, or by [`Calls::into_records`] for calls the script never collected.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::dispatch::{ToolDispatcher, ToolError};
+use super::limits::Limits;
+use super::outcome::CallRecord;
+
+/// What a dispatched call came back with, and how long it took.
+type Answer = (Result<Value, ToolError>, Duration);
+
+type CallFuture = Pin<Box<dyn Future<Output = Answer> + Send>>;
+
+/// The guest used a call id it was never given, or out of order. Only hostile code does this.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct ProtocolError(String);
+
+/// The request the guest sends to `tool_start`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ToolRequest {
+    client: String,
+    tool: String,
+    #[serde(default)]
+    arguments: Value,
+}
+
+enum State {
+    Running(CallFuture),
+    Answered(Answer),
+    /// The JSON response, waiting for the guest to read it.
+    Ready(Vec<u8>),
+    Collected,
+}
+
+struct Slot {
+    client: String,
+    tool: String,
+    request_bytes: u64,
+    started: Instant,
+    state: State,
+    record: Option<CallRecord>,
+}
+
+/// Every call started by one execution, indexed by call id.
+pub(crate) struct Calls {
+    slots: Vec<Slot>,
+    dispatcher: Arc<dyn ToolDispatcher>,
+    limits: Limits,
+}
+
+impl Calls {
+    pub(crate) fn new(dispatcher: Arc<dyn ToolDispatcher>, limits: Limits) -> Self {
+        Calls {
+            slots: Vec::new(),
+            dispatcher,
+            limits,
+        }
+    }
+
+    /// Calls started so far.
+    pub(crate) fn started(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Parses `request` and dispatches it, or answers it at once with the reason it cannot be
+    /// sent. Returns the new call's id.
+    pub(crate) fn start(&mut self, request: &[u8]) -> usize {
+        let request_bytes = request.len() as u64;
+        let slot = match serde_json::from_slice::<ToolRequest>(request) {
+            Err(error) => refused(
+                "?",
+                "?",
+                request_bytes,
+                error_json(&ToolError::InvalidArguments(format!(
+                    "malformed tool request: {error}"
+                ))),
+            ),
+            Ok(request) if request_bytes > self.limits.max_tool_arg_bytes => {
+                let response = limit_json(
+                    format!(
+                        "the request to {}.{} is {request_bytes} bytes, over the limit of {}; send less per call",
+                        request.client, request.tool, self.limits.max_tool_arg_bytes
+                    ),
+                    "max_tool_arg_bytes",
+                    self.limits.max_tool_arg_bytes,
+                    request_bytes,
+                );
+                refused(&request.client, &request.tool, request_bytes, response)
+            }
+            Ok(request) => self.dispatch(request, request_bytes),
+        };
+        self.slots.push(slot);
+        self.slots.len() - 1
+    }
+
+    fn dispatch(&self, request: ToolRequest, request_bytes: u64) -> Slot {
+        let arguments = match request.arguments {
+            Value::Null => Value::Object(Default::default()),
+            Value::Object(map) => Value::Object(map),
+            other => {
+                let error = ToolError::InvalidArguments(format!(
+                    "arguments of {}.{} must be an object of parameter names to values, not {}",
+                    request.client,
+                    request.tool,
+                    json_kind(&other)
+                ));
+                return refused(
+                    &request.client,
+                    &request.tool,
+                    request_bytes,
+                    error_json(&error),
+                );
+            }
+        };
+        let dispatcher = Arc::clone(&self.dispatcher);
+        let (client, tool) = (request.client.clone(), request.tool.clone());
+        let started = Instant::now();
+        let future: CallFuture = Box::pin(async move {
+            let answer = dispatcher.call(&client, &tool, arguments).await;
+            (answer, started.elapsed())
+        });
+        Slot {
+            client: request.client,
+            tool: request.tool,
+            request_bytes,
+            started,
+            state: State::Running(future),
+            record: None,
+        }
+    }
+
+    /// Polls call `id` once, if it is running.
+    pub(crate) fn poll_one(&mut self, id: usize, cx: &mut Context<'_>) {
+        if let Some(slot) = self.slots.get_mut(id) {
+            slot.poll(cx);
+        }
+    }
+
+    /// Polls every running call; ready when call `id` has its answer.
+    pub(crate) fn poll_until_answered(
+        &mut self,
+        id: usize,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), ProtocolError>> {
+        for slot in &mut self.slots {
+            slot.poll(cx);
+        }
+        match self.slots.get(id).map(|slot| &slot.state) {
+            None => Poll::Ready(Err(ProtocolError(format!("unknown tool call id {id}")))),
+            Some(State::Running(_)) => Poll::Pending,
+            Some(_) => Poll::Ready(Ok(())),
+        }
+    }
+
+    /// Builds the JSON response of answered call `id` and records the call; returns the
+    /// response's length. A call collected before answers with an error response.
+    pub(crate) fn respond(&mut self, id: usize) -> Result<usize, ProtocolError> {
+        let limits = self.limits;
+        let slot = self
+            .slots
+            .get_mut(id)
+            .ok_or_else(|| ProtocolError(format!("unknown tool call id {id}")))?;
+        let response = match std::mem::replace(&mut slot.state, State::Collected) {
+            State::Answered((answer, duration)) => {
+                let response = response_json(&answer, &slot.client, &slot.tool, &limits);
+                slot.record = Some(slot.record_of(&response, duration));
+                response
+            }
+            State::Ready(response) => {
+                // Refused before dispatch: recorded now, when the script learns of it.
+                if slot.record.is_none() {
+                    slot.record = Some(slot_record(slot, &response, Duration::ZERO));
+                }
+                String::from_utf8_lossy(&response).into_owned()
+            }
+            State::Collected => error_json(&ToolError::InvalidArguments(format!(
+                "tool call {id} was already collected"
+            ))),
+            State::Running(_) => {
+                return Err(ProtocolError(format!(
+                    "tool call {id} has not answered yet"
+                )));
+            }
+        };
+        let len = response.len();
+        slot.state = State::Ready(response.into_bytes());
+        Ok(len)
+    }
+
+    /// Takes the response of call `id`, which must be exactly `len` bytes long.
+    pub(crate) fn take_response(
+        &mut self,
+        id: usize,
+        len: usize,
+    ) -> Result<Vec<u8>, ProtocolError> {
+        let slot = self
+            .slots
+            .get_mut(id)
+            .ok_or_else(|| ProtocolError(format!("unknown tool call id {id}")))?;
+        match std::mem::replace(&mut slot.state, State::Collected) {
+            State::Ready(response) if response.len() == len => Ok(response),
+            State::Ready(response) => Err(ProtocolError(format!(
+                "tool call {id}: a buffer of {len} bytes for a {}-byte response",
+                response.len()
+            ))),
+            _ => Err(ProtocolError(format!(
+                "tool call {id} has no response to read"
+            ))),
+        }
+    }
+
+    /// The records of every call, in start order. Calls the script never collected are recorded
+    /// with their outcome when they had one (their effects happened), else as `Cancelled`; the
+    /// ones still in flight are cancelled when `self` is dropped.
+    pub(crate) fn into_records(self) -> Vec<CallRecord> {
+        let limits = self.limits;
+        self.slots
+            .into_iter()
+            .map(|slot| match (slot.record.clone(), &slot.state) {
+                (Some(record), _) => record,
+                (None, State::Answered((answer, duration))) => {
+                    let response = response_json(answer, &slot.client, &slot.tool, &limits);
+                    slot.record_of(&response, *duration)
+                }
+                (None, State::Ready(response)) => slot_record(&slot, response, Duration::ZERO),
+                (None, _) => CallRecord {
+                    error_type: Some("Cancelled".into()),
+                    ok: false,
+                    ..slot_record(&slot, b"", slot.started.elapsed())
+                },
+            })
+            .collect()
+    }
+}
+
+impl Slot {
+    fn poll(&mut self, cx: &mut Context<'_>) {
+        if let State::Running(future) = &mut self.state
+            && let Poll::Ready(answer) = future.as_mut().poll(cx)
+        {
+            self.state = State::Answered(answer);
+        }
+    }
+
+    fn record_of(&self, response: &str, duration: Duration) -> CallRecord {
+        slot_record(self, response.as_bytes(), duration)
+    }
+}
+
+/// The record of `slot`, whose response to the guest is `response`.
+fn slot_record(slot: &Slot, response: impl AsRef<[u8]>, duration: Duration) -> CallRecord {
+    let response = response.as_ref();
+    let error_type = error_type_of(response);
+    CallRecord {
+        client: slot.client.clone(),
+        tool: slot.tool.clone(),
+        ok: error_type.is_none(),
+        error_type,
+        duration_ms: duration.as_secs_f64() * 1e3,
+        request_bytes: slot.request_bytes,
+        response_bytes: response.len() as u64,
+    }
+}
+
+fn refused(client: &str, tool: &str, request_bytes: u64, response: String) -> Slot {
+    Slot {
+        client: client.into(),
+        tool: tool.into(),
+        request_bytes,
+        started: Instant::now(),
+        state: State::Ready(response.into_bytes()),
+        record: None,
+    }
+}
+
+/// The JSON response the guest receives for an answered call.
+fn response_json(
+    answer: &Result<Value, ToolError>,
+    client: &str,
+    tool: &str,
+    limits: &Limits,
+) -> String {
+    let value = match answer {
+        Err(error) => return error_json(error),
+        Ok(value) => value,
+    };
+    let response = json!({ "ok": value }).to_string();
+    let size = response.len() as u64;
+    if size <= limits.max_tool_result_bytes {
+        return response;
+    }
+    limit_json(
+        format!(
+            "the result of {client}.{tool} is {size} bytes, over the limit of {}; ask the tool for less",
+            limits.max_tool_result_bytes
+        ),
+        "max_tool_result_bytes",
+        limits.max_tool_result_bytes,
+        size,
+    )
+}
+
+fn error_json(error: &ToolError) -> String {
+    json!({"error": {"type": error.python_type(), "message": error.to_string()}}).to_string()
+}
+
+fn limit_json(message: String, limit: &str, allowed: u64, observed: u64) -> String {
+    json!({"error": {
+        "type": "LimitExceeded",
+        "message": message,
+        "limit": limit,
+        "allowed": allowed,
+        "observed": observed,
+    }})
+    .to_string()
+}
+
+/// The Python exception type a response carries, `None` for success.
+fn error_type_of(response: &[u8]) -> Option<String> {
+    if response.starts_with(br#"{"ok""#) {
+        return None;
+    }
+    let value: Value = serde_json::from_slice(response).ok()?;
+    value.get("error").map(|error| {
+        error
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("ToolError")
+            .to_string()
+    })
+}
+
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
