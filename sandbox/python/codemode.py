@@ -141,7 +141,7 @@ class PendingCall:
 
 def _arguments(arguments, kwargs):
     if arguments is None:
-        return dict(kwargs)
+        return kwargs  # a fresh dict for every call already
     if not isinstance(arguments, dict):
         raise TypeError("arguments must be a dict of parameter names to values")
     if kwargs:
@@ -157,7 +157,14 @@ def call_tool_async(client, tool, arguments=None, **kwargs):
 
 def call_tool(client, tool, arguments=None, **kwargs):
     """Calls ``client``'s ``tool`` with ``arguments`` (a dict) or keyword arguments."""
-    return PendingCall(client, tool, _arguments(arguments, kwargs)).result()
+    if kwargs or arguments is None:
+        arguments = _arguments(arguments, kwargs)
+    elif not isinstance(arguments, dict):
+        raise TypeError("arguments must be a dict of parameter names to values")
+    ok, value = _codemode.call(client, tool, arguments)
+    if ok:
+        return value
+    raise _error_from(value, client, tool)
 
 
 class _Task:

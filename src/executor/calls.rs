@@ -64,6 +64,8 @@ struct Slot {
 /// Every call started by one execution, indexed by call id.
 pub(crate) struct Calls {
     slots: Vec<Slot>,
+    /// Ids of the calls still running, so a wait polls only those.
+    running: Vec<usize>,
     dispatcher: Arc<dyn ToolDispatcher>,
     limits: Limits,
 }
@@ -72,6 +74,7 @@ impl Calls {
     pub(crate) fn new(dispatcher: Arc<dyn ToolDispatcher>, limits: Limits) -> Self {
         Calls {
             slots: Vec::new(),
+            running: Vec::new(),
             dispatcher,
             limits,
         }
@@ -109,8 +112,12 @@ impl Calls {
             }
             Ok(request) => self.dispatch(request, request_bytes),
         };
+        let id = self.slots.len();
+        if let State::Running(_) = slot.state {
+            self.running.push(id);
+        }
         self.slots.push(slot);
-        self.slots.len() - 1
+        id
     }
 
     fn dispatch(&self, request: ToolRequest, request_bytes: u64) -> Slot {
