@@ -155,16 +155,9 @@ def call_tool_async(client, tool, arguments=None, **kwargs):
     return PendingCall(client, tool, _arguments(arguments, kwargs))
 
 
-def call_tool(client, tool, arguments=None, **kwargs):
-    """Calls ``client``'s ``tool`` with ``arguments`` (a dict) or keyword arguments."""
-    if kwargs or arguments is None:
-        arguments = _arguments(arguments, kwargs)
-    elif not isinstance(arguments, dict):
-        raise TypeError("arguments must be a dict of parameter names to values")
-    ok, value = _codemode.call(client, tool, arguments)
-    if ok:
-        return value
-    raise _error_from(value, client, tool)
+# call_tool(client, tool, arguments=None, **kwargs): calls client's tool with arguments (a dict)
+# and/or keyword arguments and returns its value. Native: see `_codemode.call_tool`.
+call_tool = _codemode.call_tool
 
 
 class _Task:
@@ -448,6 +441,7 @@ def _boot():
     for seeded in ("random", "secrets", "tempfile"):
         if seeded in sys.modules:
             raise RuntimeError(f"the prelude imported {seeded}, which would freeze its seed into the snapshot")
+    _codemode.set_error_factory(_error_from)
     sys.stdout = sys.__stdout__ = _Stream(1, "<stdout>")
     sys.stderr = sys.__stderr__ = _Stream(2, "<stderr>")
     _lock_down()

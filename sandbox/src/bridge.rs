@@ -8,9 +8,10 @@ pub(crate) use _codemode::module_def;
 #[rustpython_vm::pymodule]
 mod _codemode {
     use rustpython_vm::{
-        PyObjectRef, PyRef, PyResult, VirtualMachine,
-        builtins::{PyCode, PyStrRef},
+        PyObject, PyObjectRef, PyRef, PyResult, VirtualMachine,
+        builtins::{PyCode, PyDict, PyStrRef},
         compiler::Mode,
+        function::{KwArgs, OptionalArg},
         py_serde::{PyObjectDeserializer, PyObjectSerializer},
     };
     use serde::de::DeserializeSeed;
@@ -19,10 +20,10 @@ mod _codemode {
 
     /// The JSON request the host's `tool_start` parses.
     #[derive(serde::Serialize)]
-    struct ToolRequest<'a> {
+    struct ToolRequest<'a, A: serde::Serialize> {
         client: &'a str,
         tool: &'a str,
-        arguments: PyObjectSerializer<'a>,
+        arguments: &'a A,
     }
 
     /// Appends `text` to stdout (1) or stderr (2).
@@ -52,20 +53,91 @@ mod _codemode {
         .map_err(|err| err.into_pyexception(vm, Some(&text)))
     }
 
-    /// Calls a tool and waits for it: `(True, value)` or `(False, error dict)`. The synchronous
-    /// path in one native call, because every Python-level step costs a microsecond.
+    thread_local! {
+        /// Turns a host error into the Python exception to raise (`codemode._error_from`).
+        static ERROR_FACTORY: std::cell::RefCell<Option<PyObjectRef>> = const { std::cell::RefCell::new(None) };
+    }
+
+    /// Registers the function that builds exceptions from host errors; called once at boot.
     #[pyfunction]
-    fn call(
+    fn set_error_factory(factory: PyObjectRef) {
+        ERROR_FACTORY.with(|cell| *cell.borrow_mut() = Some(factory));
+    }
+
+    /// `codemode.call_tool(client, tool, arguments=None, **kwargs)`: calls a tool and waits for
+    /// its value, raising the matching exception on failure. The synchronous path is one native
+    /// call end to end, because every Python-level step costs about a microsecond.
+    #[pyfunction]
+    fn call_tool(
         client: PyStrRef,
         tool: PyStrRef,
-        arguments: PyObjectRef,
+        arguments: OptionalArg<PyObjectRef>,
+        kwargs: KwArgs,
         vm: &VirtualMachine,
-    ) -> PyResult<(bool, PyObjectRef)> {
-        let id = call_start(client, tool, arguments, vm)?;
+    ) -> PyResult {
+        let base = arguments.into_option().filter(|a| !vm.is_none(a));
+        if let Some(base) = &base
+            && base.downcast_ref::<PyDict>().is_none()
+        {
+            return Err(vm.new_type_error("arguments must be a dict of parameter names to values"));
+        }
+        let arguments = Arguments {
+            base: base.as_deref(),
+            kwargs: &kwargs,
+            vm,
+        };
+        let id = start(&client, &tool, &arguments, vm)?;
         let response = call_wait(id, vm)?;
-        match response.get_item("ok", vm) {
-            Ok(value) => Ok((true, value)),
-            Err(_) => Ok((false, response.get_item("error", vm)?)),
+        if let Ok(value) = response.get_item("ok", vm) {
+            return Ok(value);
+        }
+        let error = response.get_item("error", vm)?;
+        let factory = ERROR_FACTORY.with(|cell| cell.borrow().clone());
+        let Some(factory) = factory else {
+            return Err(vm.new_runtime_error("codemode's runtime is not initialised"));
+        };
+        let exception = factory.call((error, client, tool), vm)?;
+        Err(exception
+            .downcast()
+            .map_err(|_| vm.new_type_error("the error factory did not return an exception"))?)
+    }
+
+    /// A call's arguments: an optional dict merged with keyword arguments (which win).
+    struct Arguments<'a> {
+        base: Option<&'a PyObject>,
+        kwargs: &'a KwArgs,
+        vm: &'a VirtualMachine,
+    }
+
+    impl serde::Serialize for Arguments<'_> {
+        fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            use serde::ser::SerializeMap;
+            if self.kwargs.is_empty()
+                && let Some(base) = self.base
+            {
+                return PyObjectSerializer::new(self.vm, base).serialize(serializer);
+            }
+            let mut map = serializer.serialize_map(None)?;
+            if let Some(dict) = self.base.and_then(|b| b.downcast_ref::<PyDict>()) {
+                for (key, value) in dict.items_vec() {
+                    let overridden = key
+                        .downcast_ref::<rustpython_vm::builtins::PyStr>()
+                        .is_some_and(|k| self.kwargs.contains_key(&k.to_string_lossy()));
+                    if !overridden {
+                        map.serialize_entry(
+                            &PyObjectSerializer::new(self.vm, &key),
+                            &PyObjectSerializer::new(self.vm, &value),
+                        )?;
+                    }
+                }
+            }
+            for (key, value) in self.kwargs.iter() {
+                map.serialize_entry(
+                    &key.to_string_lossy(),
+                    &PyObjectSerializer::new(self.vm, value),
+                )?;
+            }
+            map.end()
         }
     }
 
@@ -77,11 +149,20 @@ mod _codemode {
         arguments: PyObjectRef,
         vm: &VirtualMachine,
     ) -> PyResult<i32> {
+        start(&client, &tool, &PyObjectSerializer::new(vm, &arguments), vm)
+    }
+
+    fn start(
+        client: &PyStrRef,
+        tool: &PyStrRef,
+        arguments: &impl serde::Serialize,
+        vm: &VirtualMachine,
+    ) -> PyResult<i32> {
         let (client, tool) = (client.to_string_lossy(), tool.to_string_lossy());
         let request = ToolRequest {
             client: &client,
             tool: &tool,
-            arguments: PyObjectSerializer::new(vm, &arguments),
+            arguments,
         };
         let bytes = serde_json::to_vec(&request).map_err(|e| {
             vm.new_type_error(format!(

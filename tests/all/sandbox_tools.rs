@@ -121,3 +121,19 @@ async fn calls_never_awaited_are_still_recorded() {
     assert!(result.ok);
     assert_eq!(result.calls.len(), 1);
 }
+
+#[tokio::test]
+async fn keyword_arguments_merge_into_the_dict_and_win() {
+    let code = "import codemode\nresult = codemode.call_tool('test', 'echo', {'a': 1, 'b': 2}, b=3, c=[4])";
+    let result = run_with(code, Limits::DEFAULT, TestTools::new(1)).await;
+    assert_eq!(result.result, json!({"a": 1, "b": 3, "c": [4]}));
+}
+
+#[tokio::test]
+async fn arguments_that_are_not_a_dict_raise_type_error() {
+    let code = "import codemode\ncodemode.call_tool('test', 'echo', [1, 2])";
+    let result = run_with(code, Limits::DEFAULT, TestTools::new(1)).await;
+    let error = result.error.expect("an error");
+    assert_eq!(error.kind, "TypeError");
+    assert!(error.message.contains("dict"), "{}", error.message);
+}
