@@ -5,9 +5,10 @@ Scripts use it as ``import codemode`` (tool calls, fan-out, the exception types)
 
 Tool calls
     ``call_tool(client, tool, arguments=None, **kwargs)`` calls a tool and returns its value.
-    ``call_tool_async(...)`` starts the call at once and returns a ``PendingCall``: await it, or
-    pass several to ``gather``. The host runs started calls concurrently, so ten calls that each
-    take 100 ms finish together in about 100 ms::
+    ``call_tool_async(...)`` starts the call at once (its request leaves immediately) and returns
+    a ``PendingCall``: await it, or pass several to ``gather``. Every started call stays in flight
+    while the script waits on any of them, so ten calls that each take 100 ms finish together in
+    about 100 ms::
 
         a, b = codemode.gather(call_tool_async("x", "slow"), call_tool_async("y", "slow"))
 

@@ -77,6 +77,21 @@ impl HostState {
             calls: Calls::new(dispatcher, limits),
         }
     }
+
+    /// Ends the run because the guest broke the ABI; the returned error traps.
+    fn abi_fault(&mut self, message: String) -> wasmtime::Error {
+        self.fault = Some(Fault::Abi(message.clone()));
+        wasmtime::Error::msg(message)
+    }
+
+    /// Ends the run because a run-wide limit was exceeded; the returned error traps.
+    fn limit_fault(&mut self, name: &'static str, message: String) -> wasmtime::Error {
+        self.fault = Some(Fault::Limit {
+            name,
+            message: message.clone(),
+        });
+        wasmtime::Error::msg(message)
+    }
 }
 
 /// Refuses memory growth past the limit (the guest then sees `MemoryError`) and remembers that it
@@ -152,25 +167,6 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
     Ok(())
 }
 
-/// Ends the run because the guest broke the ABI.
-fn abi_fault(caller: &mut Caller<'_, HostState>, message: String) -> wasmtime::Error {
-    caller.data_mut().fault = Some(Fault::Abi(message.clone()));
-    wasmtime::Error::msg(message)
-}
-
-/// Ends the run because a run-wide limit was exceeded.
-fn limit_fault(
-    caller: &mut Caller<'_, HostState>,
-    name: &'static str,
-    message: String,
-) -> wasmtime::Error {
-    caller.data_mut().fault = Some(Fault::Limit {
-        name,
-        message: message.clone(),
-    });
-    wasmtime::Error::msg(message)
-}
-
 /// Bounds-checked view of guest memory `[ptr, ptr + len)`, with the host state beside it.
 fn guest_slice<'a>(
     caller: &'a mut Caller<'_, HostState>,
@@ -178,17 +174,15 @@ fn guest_slice<'a>(
     len: i32,
 ) -> wasmtime::Result<(&'a mut [u8], &'a mut HostState)> {
     let Some(memory) = caller.data().memory else {
-        return Err(abi_fault(caller, "the guest has no memory".into()));
+        return Err(caller
+            .data_mut()
+            .abi_fault("the guest has no memory".into()));
     };
     let range = (ptr as u32 as usize)..(ptr as u32 as usize).saturating_add(len as u32 as usize);
     let (data, state) = memory.data_and_store_mut(caller);
     match data.get_mut(range.clone()) {
         Some(bytes) => Ok((bytes, state)),
-        None => {
-            let message = format!("guest buffer {range:?} is outside its memory");
-            state.fault = Some(Fault::Abi(message.clone()));
-            Err(wasmtime::Error::msg(message))
-        }
+        None => Err(state.abi_fault(format!("guest buffer {range:?} is outside its memory"))),
     }
 }
 
@@ -202,10 +196,9 @@ fn output(
         1 => Stream::Stdout,
         2 => Stream::Stderr,
         other => {
-            return Err(abi_fault(
-                &mut caller,
-                format!("unknown output stream {other}"),
-            ));
+            return Err(caller
+                .data_mut()
+                .abi_fault(format!("unknown output stream {other}")));
         }
     };
     let (bytes, state) = guest_slice(&mut caller, ptr, len)?;
@@ -224,7 +217,7 @@ fn result(mut caller: Caller<'_, HostState>, ptr: i32, len: i32) -> wasmtime::Re
             "the script's outcome is {} bytes, over the limit of {allowed}",
             len as u32
         );
-        return Err(limit_fault(&mut caller, "max_result_bytes", message));
+        return Err(caller.data_mut().limit_fault("max_result_bytes", message));
     }
     let (bytes, state) = guest_slice(&mut caller, ptr, len)?;
     state.outcome = Some(bytes.to_vec());
@@ -240,7 +233,7 @@ async fn tool_start(
     if caller.data().calls.started() as u64 >= limit {
         let message =
             format!("the script started more than {limit} tool calls, the limit of one run");
-        return Err(limit_fault(&mut caller, "max_tool_calls", message));
+        return Err(caller.data_mut().limit_fault("max_tool_calls", message));
     }
     let (request, state) = guest_slice(&mut caller, ptr, len)?;
     let id = state.calls.start(request);
@@ -261,7 +254,7 @@ async fn tool_wait(mut caller: Caller<'_, HostState>, id: i32) -> wasmtime::Resu
     let responded = answered.and_then(|()| caller.data_mut().calls.respond(id));
     match responded {
         Ok(len) => i32::try_from(len).map_err(|_| wasmtime::Error::msg("response too large")),
-        Err(error) => Err(abi_fault(&mut caller, error.to_string())),
+        Err(error) => Err(caller.data_mut().abi_fault(error.to_string())),
     }
 }
 
@@ -277,9 +270,6 @@ fn tool_read(
             buffer.copy_from_slice(&response);
             Ok(())
         }
-        Err(error) => {
-            state.fault = Some(Fault::Abi(error.to_string()));
-            Err(wasmtime::Error::msg(error.to_string()))
-        }
+        Err(error) => Err(state.abi_fault(error.to_string())),
     }
 }

@@ -4,7 +4,9 @@
 //! `build.rs` pre-initialised and precompiled, and one `InstancePre` linking it to WASI (with no
 //! files, sockets, environment or arguments) and to the `codemode` host module ([`host`]).
 //! Each [`Executor::execute`] creates a fresh `Store` and instance from the snapshot: nothing
-//! survives from one execution to the next.
+//! survives from one execution to the next. Instances come from wasmtime's pooling allocator,
+//! whose memory slots are reset to the snapshot between executions (only the pages a run dirtied
+//! are copied back), so a short run pays for what it touches, not for mapping 40 MiB.
 //!
 //! Limits ([`limits`]) are enforced on the host: wall time by a deadline checked at every epoch
 //! tick and around every await; memory, tables and instances by a `ResourceLimiter`; the wasm
