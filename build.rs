@@ -208,7 +208,9 @@ fn preinitialise(engine: &wasmtime::Engine, wasm: &[u8]) -> Result<Vec<u8>, Stri
         .map_err(|e| format!("cannot start a runtime for Wizer: {e}"))?;
     runtime
         .block_on(wizer.run(&mut store, wasm, async |store, module| {
-            // The host module's imports are never called during boot.
+            // Boot runs a warm-up script: its output and outcome are dropped; it calls no tools.
+            linker.func_wrap("codemode", "output", |_: i32, _: i32, _: i32| {})?;
+            linker.func_wrap("codemode", "result", |_: i32, _: i32| {})?;
             linker.define_unknown_imports_as_traps(module)?;
             linker.instantiate_async(store, module).await
         }))

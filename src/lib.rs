@@ -5,6 +5,10 @@
 //! crosses one host boundary where it is checked and dispatched. See `DESIGN.md` in the docs and
 //! the module documentation below.
 //!
+//! - [`config`]: the configuration file (Bifrost's shapes), `env.NAME` references, validation.
 //! - [`executor`]: the sandbox: engine, limits, the host-call boundary, run results.
+//! - [`mcp`]: upstream MCP servers: connections, tools, and the dispatch of calls.
 
+pub mod config;
 pub mod executor;
+pub mod mcp;

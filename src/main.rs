@@ -10,7 +10,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use codemode::executor::{Executor, ExecutorConfig, LimitOverrides, NoTools, RunResult};
+use codemode::config::Config;
+use codemode::executor::{
+    Executor, ExecutorConfig, LimitOverrides, NoTools, RunResult, ToolDispatcher,
+};
+use codemode::mcp::McpManager;
 use serde_json::json;
 
 #[derive(Parser)]
@@ -36,6 +40,15 @@ enum Command {
         /// Memory limit of the run, in MiB.
         #[arg(long)]
         memory_mb: Option<u64>,
+        /// A configuration file whose MCP clients the script may call.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Check a configuration file without starting anything; report every problem found.
+    Check {
+        /// The configuration file.
+        #[arg(long)]
+        config: PathBuf,
     },
 }
 
@@ -73,6 +86,13 @@ fn main() -> ExitCode {
             return ExitCode::from(if usage { 64 } else { 0 });
         }
     };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
     let outcome = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -93,27 +113,74 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
             script,
             timeout_ms,
             memory_mb,
+            config,
         } => {
-            let overrides = LimitOverrides {
+            let requested = LimitOverrides {
                 timeout_ms,
                 memory_mb,
                 ..LimitOverrides::default()
             };
-            run_script(&script, &overrides).await
+            run_script(&script, requested, config.as_deref()).await
         }
+        Command::Check { config } => check_config(&config),
     }
 }
 
-async fn run_script(script: &PathBuf, overrides: &LimitOverrides) -> Result<(), Failure> {
+fn load_config(path: &std::path::Path) -> Result<Config, Failure> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Failure::Usage(format!("cannot read {}: {e}", path.display())))?;
+    Config::parse(&text).map_err(|e| Failure::Usage(format!("{}: {e}", path.display())))
+}
+
+/// Reports what would stop start-up (an error) and what would fail one client (a warning).
+fn check_config(path: &std::path::Path) -> Result<(), Failure> {
+    let config = load_config(path)?;
+    let mut missing = 0;
+    for client in &config.mcp.client_configs {
+        for name in client.env_references() {
+            if std::env::var(&name).is_err() {
+                missing += 1;
+                println!(
+                    "warning: client {}: environment variable {name} is not set",
+                    client.name
+                );
+            }
+        }
+    }
+    let clients = config.mcp.client_configs.len();
+    println!(
+        "{}: valid, {clients} client(s), {missing} missing variable(s)",
+        path.display()
+    );
+    Ok(())
+}
+
+async fn run_script(
+    script: &std::path::Path,
+    requested: LimitOverrides,
+    config: Option<&std::path::Path>,
+) -> Result<(), Failure> {
     let code = read_script(script)?;
-    let config = ExecutorConfig::default();
-    let limits = config
+    let config = config.map(load_config).transpose()?;
+    let executor_config = ExecutorConfig::default();
+    // Flags win over the file's `sandbox` section, which wins over the built-in defaults.
+    let file_limits = config.as_ref().map(|c| c.sandbox).unwrap_or_default();
+    let overrides = LimitOverrides {
+        timeout_ms: requested.timeout_ms.or(file_limits.timeout_ms),
+        memory_mb: requested.memory_mb.or(file_limits.memory_mb),
+        ..file_limits
+    };
+    let limits = executor_config
         .limits
-        .resolve(overrides)
+        .resolve(&overrides)
         .map_err(|e| Failure::Usage(e.to_string()))?;
-    let executor = Executor::new(config).map_err(|e| Failure::Internal(e.to_string()))?;
+    let executor = Executor::new(executor_config).map_err(|e| Failure::Internal(e.to_string()))?;
+    let tools: Arc<dyn ToolDispatcher> = match &config {
+        Some(config) => Arc::new(McpManager::start(&config.mcp).await),
+        None => Arc::new(NoTools),
+    };
     let result = executor
-        .execute(&code, &limits, Arc::new(NoTools))
+        .execute(&code, &limits, tools)
         .await
         .map_err(|e| Failure::Internal(e.to_string()))?;
     print_result(&result);
@@ -134,7 +201,7 @@ async fn run_script(script: &PathBuf, overrides: &LimitOverrides) -> Result<(), 
     }
 }
 
-fn read_script(script: &PathBuf) -> Result<String, Failure> {
+fn read_script(script: &std::path::Path) -> Result<String, Failure> {
     if script.as_os_str() == "-" {
         let mut code = String::new();
         std::io::stdin()

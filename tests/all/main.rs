@@ -3,6 +3,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 mod cli;
+mod config_files;
+mod mcp_stdio;
 mod sandbox_cases;
 mod sandbox_isolation;
 mod sandbox_limits;
