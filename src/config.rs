@@ -369,7 +369,7 @@ mod tests {
         let text = r#"{"mcp": {"client_configs": [{"name": "a", "connection_type": "stdio",
             "stdio_config": {"command": "x", "arg": []}}]}}"#;
         let error = Config::parse(text).expect_err("unknown field");
-        assert_eq!(error.path, "mcp.client_configs[0].stdio_config");
+        assert_eq!(error.path, "mcp.client_configs[0].stdio_config.arg");
         assert!(error.reason.contains("unknown field `arg`"), "{error}");
     }
 
