@@ -8,7 +8,9 @@
 //! - [`config`]: the configuration file (Bifrost's shapes), `env.NAME` references, validation.
 //! - [`executor`]: the sandbox: engine, limits, the host-call boundary, run results.
 //! - [`mcp`]: upstream MCP servers: connections, tools, and the dispatch of calls.
+//! - [`server`]: the HTTP service: management API and tool execution.
 
 pub mod config;
 pub mod executor;
 pub mod mcp;
+pub mod server;

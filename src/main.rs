@@ -44,6 +44,21 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Run the HTTP service: management API and tool execution.
+    Serve {
+        /// A configuration file; without one the service starts with no clients.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Port to listen on.
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+        /// Log as JSON lines instead of human-readable text.
+        #[arg(long)]
+        log_json: bool,
+    },
     /// Check a configuration file without starting anything; report every problem found.
     Check {
         /// The configuration file.
@@ -86,13 +101,7 @@ fn main() -> ExitCode {
             return ExitCode::from(if usage { 64 } else { 0 });
         }
     };
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .init();
+    init_logging(&cli.command);
     let outcome = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -104,6 +113,24 @@ fn main() -> ExitCode {
             eprintln!("codemode: {}", failure.message());
             ExitCode::from(failure.exit_code())
         }
+    }
+}
+
+/// Logs go to stderr: `info` for the service, `warn` for one-shot commands; `RUST_LOG` overrides.
+fn init_logging(command: &Command) {
+    let (default, json) = match command {
+        Command::Serve { log_json, .. } => ("info,rmcp=warn", *log_json),
+        _ => ("warn", false),
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let logs = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter);
+    if json {
+        logs.json().init();
+    } else {
+        logs.init();
     }
 }
 
@@ -123,7 +150,66 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
             run_script(&script, requested, config.as_deref()).await
         }
         Command::Check { config } => check_config(&config),
+        Command::Serve {
+            config, port, host, ..
+        } => serve(config.as_deref(), &host, port).await,
     }
+}
+
+/// How long in-flight requests may take to finish after a shutdown signal.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+async fn serve(config: Option<&std::path::Path>, host: &str, port: u16) -> Result<(), Failure> {
+    let config = config.map(load_config).transpose()?.unwrap_or_default();
+    let listener = tokio::net::TcpListener::bind((host, port))
+        .await
+        .map_err(|e| Failure::Usage(format!("cannot listen on {host}:{port}: {e}")))?;
+    let manager = Arc::new(McpManager::start(&config.mcp).await);
+    let state = Arc::new(codemode::server::AppState {
+        manager: Arc::clone(&manager),
+    });
+    let address = listener
+        .local_addr()
+        .map_err(|e| Failure::Internal(e.to_string()))?;
+    tracing::info!(%address, "codemode is listening");
+    let (signalled, signal) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(codemode::server::serve(listener, state, async move {
+        let _ = signal.await;
+    }));
+    shutdown_signal().await;
+    tracing::info!("shutting down: finishing in-flight requests");
+    let _ = signalled.send(());
+    match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => return Err(Failure::Internal(format!("the server failed: {e}"))),
+        Ok(Err(e)) => return Err(Failure::Internal(format!("the server task failed: {e}"))),
+        Err(_) => tracing::warn!("in-flight requests did not finish within the grace period"),
+    }
+    // Dropping the manager ends every session; stdio children are stopped with it.
+    drop(manager);
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let terminate = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut stream) => {
+                    stream.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {},
+            () = terminate => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
 }
 
 fn load_config(path: &std::path::Path) -> Result<Config, Failure> {

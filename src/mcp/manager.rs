@@ -43,6 +43,8 @@ pub enum ClientState {
 pub struct ClientStatus {
     /// The client's name.
     pub name: String,
+    /// Its configuration as written, with literal header values redacted.
+    pub config: ClientConfig,
     /// Its state.
     pub state: ClientState,
     /// The last connection error, if any.
@@ -88,6 +90,7 @@ impl ManagedClient {
         };
         ClientStatus {
             name: self.config.name.clone(),
+            config: redacted(&self.config),
             state,
             last_error,
             tools,
@@ -112,6 +115,17 @@ impl ManagedClient {
         };
         *self.connection.write().await = connection;
     }
+}
+
+/// A change to the set of clients that cannot be made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ManagerError {
+    /// No client has this name.
+    #[error("there is no MCP client named {0}")]
+    NotFound(String),
+    /// A client with this name exists already.
+    #[error("an MCP client named {0} exists already")]
+    Duplicate(String),
 }
 
 /// All upstream clients.
@@ -144,6 +158,109 @@ impl McpManager {
         drop(clients);
         futures::future::join_all(all.iter().map(|client| client.connect())).await;
         manager
+    }
+
+    /// Adds a client and connects it. The client stays listed whatever the outcome; its status
+    /// says whether it connected.
+    ///
+    /// # Errors
+    /// [`ManagerError::Duplicate`] when the name is taken.
+    pub async fn add(&self, config: ClientConfig) -> Result<ClientStatus, ManagerError> {
+        let client = Arc::new(ManagedClient {
+            config,
+            connection: RwLock::new(Connection::Connecting),
+        });
+        {
+            let mut clients = self.clients.write().await;
+            if clients.contains_key(&client.config.name) {
+                return Err(ManagerError::Duplicate(client.config.name.clone()));
+            }
+            clients.insert(client.config.name.clone(), Arc::clone(&client));
+        }
+        client.connect().await;
+        Ok(client.status().await)
+    }
+
+    /// Replaces a client's configuration. A change of tool lists only applies at once; any other
+    /// change reconnects the client.
+    ///
+    /// # Errors
+    /// [`ManagerError::NotFound`] when there is no such client.
+    pub async fn replace(
+        &self,
+        name: &str,
+        config: ClientConfig,
+    ) -> Result<ClientStatus, ManagerError> {
+        let old = self.get(name).await?;
+        let reconnect = !same_connection(&old.config, &config);
+        let client = Arc::new(ManagedClient {
+            config,
+            connection: RwLock::new(Connection::Connecting),
+        });
+        if !reconnect {
+            let mut connection = old.connection.write().await;
+            *client.connection.write().await =
+                std::mem::replace(&mut *connection, Connection::Connecting);
+        }
+        self.clients
+            .write()
+            .await
+            .insert(name.to_string(), Arc::clone(&client));
+        if reconnect {
+            client.connect().await;
+        }
+        Ok(client.status().await)
+    }
+
+    /// Removes a client, ending its session (a stdio child is stopped).
+    ///
+    /// # Errors
+    /// [`ManagerError::NotFound`] when there is no such client.
+    pub async fn remove(&self, name: &str) -> Result<(), ManagerError> {
+        let removed = self.clients.write().await.remove(name);
+        let client = removed.ok_or_else(|| ManagerError::NotFound(name.to_string()))?;
+        *client.connection.write().await = Connection::Failed("removed".into());
+        Ok(())
+    }
+
+    /// Drops a client's session and connects it again.
+    ///
+    /// # Errors
+    /// [`ManagerError::NotFound`] when there is no such client.
+    pub async fn reconnect(&self, name: &str) -> Result<ClientStatus, ManagerError> {
+        let client = self.get(name).await?;
+        client.connect().await;
+        Ok(client.status().await)
+    }
+
+    /// A client's configuration as written.
+    ///
+    /// # Errors
+    /// [`ManagerError::NotFound`] when there is no such client.
+    pub async fn config(&self, name: &str) -> Result<ClientConfig, ManagerError> {
+        Ok(self.get(name).await?.config.clone())
+    }
+
+    async fn get(&self, name: &str) -> Result<Arc<ManagedClient>, ManagerError> {
+        self.clients
+            .read()
+            .await
+            .get(name)
+            .cloned()
+            .ok_or_else(|| ManagerError::NotFound(name.to_string()))
+    }
+
+    /// Splits an OpenAI-style tool name `<client>-<tool>` by the longest client name it starts
+    /// with (client names may themselves hold hyphens).
+    pub async fn resolve(&self, qualified: &str) -> Option<(String, String)> {
+        let clients = self.clients.read().await;
+        clients
+            .keys()
+            .filter_map(|client| {
+                let tool = qualified.strip_prefix(client.as_str())?.strip_prefix('-')?;
+                (!tool.is_empty()).then(|| (client.clone(), tool.to_string()))
+            })
+            .max_by_key(|(client, _)| client.len())
     }
 
     /// The state of every client, by name.
@@ -226,6 +343,25 @@ fn service_error(client: &str, error: ServiceError) -> ToolError {
         }
         other => ToolError::Failed(other.to_string()),
     }
+}
+
+/// Whether two configurations reach the server the same way (only tool lists differ).
+fn same_connection(a: &ClientConfig, b: &ClientConfig) -> bool {
+    a.connection_type == b.connection_type
+        && a.stdio_config == b.stdio_config
+        && a.connection_string == b.connection_string
+        && a.headers == b.headers
+}
+
+/// `config` with literal header values hidden; `env.NAME` references are shown, being names.
+fn redacted(config: &ClientConfig) -> ClientConfig {
+    let mut config = config.clone();
+    for value in config.headers.values_mut() {
+        if !value.starts_with("env.") {
+            *value = "<redacted>".into();
+        }
+    }
+    config
 }
 
 /// Whether `config` lets `tool` run: `tools_to_execute` absent or `["*"]` allows all, `[]`

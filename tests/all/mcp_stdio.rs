@@ -24,7 +24,7 @@ fn server_script(package: &str) -> PathBuf {
     path
 }
 
-fn stdio_client(name: &str, package: &str, extra_args: &[&str], envs: &[&str]) -> Value {
+pub fn stdio_client(name: &str, package: &str, extra_args: &[&str], envs: &[&str]) -> Value {
     let mut args = vec![server_script(package).display().to_string()];
     args.extend(extra_args.iter().map(|a| a.to_string()));
     json!({

@@ -1,0 +1,105 @@
+//! The one error type of the HTTP API: `{"error": {"type", "message"}}` with a fitting status.
+//!
+//! Messages are written for the caller; nothing here echoes a resolved secret (configurations are
+//! kept with their `env.NAME` references) or an internal path.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::config::ConfigError;
+use crate::executor::ToolError;
+use crate::mcp::ManagerError;
+
+/// An API failure. Each variant has its own status and `type`.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request is malformed or names a bad field.
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// The named client does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The client exists already.
+    #[error("{0}")]
+    Conflict(String),
+    /// The upstream server failed (did not connect, or a tool reported an error).
+    #[error("{0}")]
+    Upstream(String),
+    /// A tool's arguments are not a JSON object.
+    #[error("{0}")]
+    InvalidArguments(String),
+    /// No client offers this tool.
+    #[error("{0}")]
+    ToolNotFound(String),
+    /// The tool exists but may not be run.
+    #[error("{0}")]
+    ToolNotAllowed(String),
+    /// The tool ran and reported an error.
+    #[error("{0}")]
+    ToolFailed(String),
+    /// The client is not connected.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The tool did not answer in time.
+    #[error("{0}")]
+    Timeout(String),
+}
+
+impl ApiError {
+    fn status_and_type(&self) -> (StatusCode, &'static str) {
+        match self {
+            ApiError::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::Upstream(_) => (StatusCode::BAD_GATEWAY, "upstream_error"),
+            ApiError::InvalidArguments(_) => (StatusCode::BAD_REQUEST, "invalid_arguments"),
+            ApiError::ToolNotFound(_) => (StatusCode::NOT_FOUND, "tool_not_found"),
+            ApiError::ToolNotAllowed(_) => (StatusCode::FORBIDDEN, "tool_not_allowed"),
+            ApiError::ToolFailed(_) => (StatusCode::BAD_GATEWAY, "tool_error"),
+            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "client_unavailable"),
+            ApiError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "tool_timeout"),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, kind) = self.status_and_type();
+        if status.is_server_error() {
+            tracing::warn!(error = %self, kind, "request failed");
+        }
+        let body = json!({"error": {"type": kind, "message": self.to_string()}});
+        (status, Json(body)).into_response()
+    }
+}
+
+impl From<ConfigError> for ApiError {
+    fn from(error: ConfigError) -> Self {
+        ApiError::InvalidRequest(error.to_string())
+    }
+}
+
+impl From<ManagerError> for ApiError {
+    fn from(error: ManagerError) -> Self {
+        match error {
+            ManagerError::NotFound(_) => ApiError::NotFound(error.to_string()),
+            ManagerError::Duplicate(_) => ApiError::Conflict(error.to_string()),
+        }
+    }
+}
+
+impl From<ToolError> for ApiError {
+    fn from(error: ToolError) -> Self {
+        let message = error.to_string();
+        match error {
+            ToolError::Failed(_) => ApiError::ToolFailed(message),
+            ToolError::NotFound(_) => ApiError::ToolNotFound(message),
+            ToolError::Denied(_) => ApiError::ToolNotAllowed(message),
+            ToolError::InvalidArguments(_) => ApiError::InvalidArguments(message),
+            ToolError::Timeout(_) => ApiError::Timeout(message),
+            ToolError::Unavailable(_) => ApiError::Unavailable(message),
+        }
+    }
+}

@@ -1,0 +1,108 @@
+//! `POST /v1/mcp/tool/execute`: run one tool call given in OpenAI's chat or responses shape.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Query, State};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::error::ApiError;
+use crate::executor::ToolDispatcher;
+
+/// `?format=chat` (the default) or `?format=responses`.
+#[derive(Deserialize)]
+pub struct FormatQuery {
+    format: Option<String>,
+}
+
+/// A chat-completions tool call: `{id, type: "function", function: {name, arguments}}`.
+#[derive(Deserialize)]
+struct ChatToolCall {
+    id: String,
+    #[serde(rename = "type", default)]
+    _kind: Option<String>,
+    function: FunctionCall,
+}
+
+#[derive(Deserialize)]
+struct FunctionCall {
+    name: String,
+    #[serde(default)]
+    arguments: Value,
+}
+
+/// A responses-API tool call: `{type: "function_call", call_id, name, arguments}`.
+#[derive(Deserialize)]
+struct ResponsesToolCall {
+    #[serde(rename = "type", default)]
+    _kind: Option<String>,
+    call_id: String,
+    name: String,
+    #[serde(default)]
+    arguments: Value,
+}
+
+/// The handler: parse the call in the requested shape, run it, answer in the same shape.
+pub async fn execute(
+    State(state): State<Arc<AppState>>,
+    Query(query): Query<FormatQuery>,
+    body: String,
+) -> Result<Json<Value>, ApiError> {
+    match query.format.as_deref().unwrap_or("chat") {
+        "chat" => {
+            let call: ChatToolCall = parse(&body)?;
+            let output = run(&state, &call.function.name, call.function.arguments).await?;
+            Ok(Json(
+                json!({"role": "tool", "content": output, "tool_call_id": call.id}),
+            ))
+        }
+        "responses" => {
+            let call: ResponsesToolCall = parse(&body)?;
+            let output = run(&state, &call.name, call.arguments).await?;
+            Ok(Json(
+                json!({"type": "function_call_output", "call_id": call.call_id, "output": output}),
+            ))
+        }
+        other => Err(ApiError::InvalidRequest(format!(
+            "format: unknown format {other:?}; use chat or responses"
+        ))),
+    }
+}
+
+fn parse<T: serde::de::DeserializeOwned>(body: &str) -> Result<T, ApiError> {
+    let mut json = serde_json::Deserializer::from_str(body);
+    serde_path_to_error::deserialize(&mut json).map_err(|e| {
+        let path = e.path().to_string();
+        ApiError::InvalidRequest(format!("{path}: {}", e.into_inner()))
+    })
+}
+
+/// Runs `<client>-<tool>` with OpenAI-style arguments (a JSON string, or an object); returns the
+/// tool's output as text: strings as they are, anything else as JSON.
+async fn run(state: &AppState, name: &str, arguments: Value) -> Result<String, ApiError> {
+    let arguments = match arguments {
+        Value::Null => json!({}),
+        Value::String(text) if text.trim().is_empty() => json!({}),
+        Value::String(text) => serde_json::from_str(&text).map_err(|e| {
+            ApiError::InvalidArguments(format!("arguments of {name} are not valid JSON: {e}"))
+        })?,
+        other => other,
+    };
+    if !arguments.is_object() {
+        return Err(ApiError::InvalidArguments(format!(
+            "arguments of {name} must be a JSON object"
+        )));
+    }
+    let Some((client, tool)) = state.manager.resolve(name).await else {
+        return Err(ApiError::ToolNotFound(format!(
+            "no tool named {name}: tools are addressed as <client>-<tool>"
+        )));
+    };
+    let value = state.manager.call(&client, &tool, arguments).await?;
+    Ok(match value {
+        Value::String(text) => text,
+        other => other.to_string(),
+    })
+}

@@ -1,0 +1,103 @@
+//! `/api/mcp/*`: list, add, edit, remove and reconnect MCP clients at run time.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::error::ApiError;
+use crate::config::ClientConfig;
+use crate::mcp::{ClientState, ClientStatus};
+
+type Success = Json<Value>;
+
+fn success(message: &str) -> Success {
+    Json(json!({"status": "success", "message": message}))
+}
+
+/// `GET /api/mcp/clients`.
+pub async fn list(State(state): State<Arc<AppState>>) -> Json<Vec<ClientStatus>> {
+    Json(state.manager.status().await)
+}
+
+/// `POST /api/mcp/client`: the body is one client object.
+pub async fn add(State(state): State<Arc<AppState>>, body: String) -> Result<Success, ApiError> {
+    let config = ClientConfig::parse(&body)?;
+    let status = state.manager.add(config).await?;
+    connected(&status, "MCP client added successfully")
+}
+
+/// `PUT /api/mcp/client/{name}`: a whole client object replaces the configuration (and
+/// reconnects); an object of tool settings only edits those.
+pub async fn edit(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    body: String,
+) -> Result<Success, ApiError> {
+    let patch: Value = serde_json::from_str(&body)
+        .map_err(|e| ApiError::InvalidRequest(format!("malformed JSON: {e}")))?;
+    let Value::Object(patch) = patch else {
+        return Err(ApiError::InvalidRequest(
+            "the body must be a JSON object".into(),
+        ));
+    };
+    let mut merged = serde_json::to_value(state.manager.config(&name).await?)
+        .map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
+    let full = patch.contains_key("connection_type");
+    if full {
+        merged = Value::Object(patch);
+    } else if let Value::Object(current) = &mut merged {
+        current.extend(patch);
+    }
+    if merged
+        .get("name")
+        .and_then(Value::as_str)
+        .is_some_and(|n| n != name)
+    {
+        return Err(ApiError::InvalidRequest(format!(
+            "name: the body names another client than {name}"
+        )));
+    }
+    if let Value::Object(object) = &mut merged {
+        object.insert("name".into(), Value::String(name.clone()));
+    }
+    let config = ClientConfig::parse(&merged.to_string())?;
+    let status = state.manager.replace(&name, config).await?;
+    if full {
+        connected(&status, "MCP client updated successfully")
+    } else {
+        Ok(success("MCP client tools edited successfully"))
+    }
+}
+
+/// `DELETE /api/mcp/client/{name}`.
+pub async fn remove(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+) -> Result<Success, ApiError> {
+    state.manager.remove(&name).await?;
+    Ok(success("MCP client removed successfully"))
+}
+
+/// `POST /api/mcp/client/{name}/reconnect`.
+pub async fn reconnect(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+) -> Result<Success, ApiError> {
+    let status = state.manager.reconnect(&name).await?;
+    connected(&status, "MCP client reconnected successfully")
+}
+
+/// Success when the client connected; 502 with its error otherwise (it stays configured).
+fn connected(status: &ClientStatus, message: &str) -> Result<Success, ApiError> {
+    match status.state {
+        ClientState::Connected => Ok(success(message)),
+        _ => Err(ApiError::Upstream(format!(
+            "{} is configured but could not connect: {}",
+            status.name,
+            status.last_error.as_deref().unwrap_or("unknown error")
+        ))),
+    }
+}

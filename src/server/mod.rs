@@ -1,0 +1,62 @@
+//! The caller side: the HTTP service.
+//!
+//! [`router`] is a function of the shared [`AppState`], so tests call it without a socket;
+//! [`serve`] runs it on a listener until a shutdown future resolves. Handlers parse, call the
+//! layer that owns the decision (the MCP manager today), and translate errors through
+//! [`ApiError`]; there is no business logic here.
+//!
+//! - [`management`]: `/api/mcp/*`, the client management API.
+//! - [`execute`]: `/v1/mcp/tool/execute`.
+
+pub mod error;
+pub mod execute;
+pub mod management;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{get, post, put};
+use tokio::net::TcpListener;
+
+pub use error::ApiError;
+
+use crate::mcp::McpManager;
+
+/// What every handler shares.
+pub struct AppState {
+    /// The upstream MCP clients.
+    pub manager: Arc<McpManager>,
+}
+
+/// All routes of the service.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/api/mcp/clients", get(management::list))
+        .route("/api/mcp/client", post(management::add))
+        .route(
+            "/api/mcp/client/{name}",
+            put(management::edit).delete(management::remove),
+        )
+        .route(
+            "/api/mcp/client/{name}/reconnect",
+            post(management::reconnect),
+        )
+        .route("/v1/mcp/tool/execute", post(execute::execute))
+        .with_state(state)
+}
+
+/// Serves `router(state)` on `listener` until `shutdown` resolves, then lets in-flight requests
+/// finish.
+///
+/// # Errors
+/// The listener's I/O error.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
