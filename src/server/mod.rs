@@ -6,7 +6,7 @@
 //! [`ApiError`]; there is no business logic here.
 //!
 //! - [`management`]: `/api/mcp/*`, the client management API.
-//! - [`execute`]: `/v1/mcp/tool/execute`.
+//! - [`execute`]: the tool execution endpoint, `POST /v1/mcp/tool/execute`.
 
 pub mod error;
 pub mod execute;
