@@ -9,8 +9,10 @@
 //! - [`executor`]: the sandbox: engine, limits, the host-call boundary, run results.
 //! - [`mcp`]: upstream MCP servers: connections, tools, and the dispatch of calls.
 //! - [`server`]: the HTTP service: management API and tool execution.
+//! - [`store`]: SQLite persistence of runtime changes.
 
 pub mod config;
 pub mod executor;
 pub mod mcp;
 pub mod server;
+pub mod store;

@@ -58,6 +58,9 @@ enum Command {
         /// Log as JSON lines instead of human-readable text.
         #[arg(long)]
         log_json: bool,
+        /// The SQLite database for runtime changes (default: ~/.local/share/codemode/codemode.db).
+        #[arg(long)]
+        db: Option<PathBuf>,
     },
     /// Check a configuration file without starting anything; report every problem found.
     Check {
@@ -151,20 +154,36 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
         }
         Command::Check { config } => check_config(&config),
         Command::Serve {
-            config, port, host, ..
-        } => serve(config.as_deref(), &host, port).await,
+            config,
+            port,
+            host,
+            db,
+            ..
+        } => {
+            let db = db.unwrap_or_else(codemode::store::Store::default_path);
+            serve(config.as_deref(), &host, port, &db).await
+        }
     }
 }
 
 /// How long in-flight requests may take to finish after a shutdown signal.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
-async fn serve(config: Option<&std::path::Path>, host: &str, port: u16) -> Result<(), Failure> {
+async fn serve(
+    config: Option<&std::path::Path>,
+    host: &str,
+    port: u16,
+    db: &std::path::Path,
+) -> Result<(), Failure> {
     let config = config.map(load_config).transpose()?.unwrap_or_default();
+    let store = codemode::store::Store::open(db).map_err(|e| Failure::Usage(e.to_string()))?;
     let listener = tokio::net::TcpListener::bind((host, port))
         .await
         .map_err(|e| Failure::Usage(format!("cannot listen on {host}:{port}: {e}")))?;
-    let manager = Arc::new(McpManager::start(&config.mcp).await);
+    let manager = McpManager::start_with_store(&config.mcp, Arc::new(store))
+        .await
+        .map_err(|e| Failure::Usage(e.to_string()))?;
+    let manager = Arc::new(manager);
     let state = Arc::new(codemode::server::AppState {
         manager: Arc::clone(&manager),
     });

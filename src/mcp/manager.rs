@@ -23,6 +23,7 @@ use super::connection::{Session, connect};
 use super::result::tool_value;
 use crate::config::{ClientConfig, McpConfig, ToolManagerConfig};
 use crate::executor::{ToolDispatcher, ToolError};
+use crate::store::{Store, StoreError, merge_clients};
 
 /// A client's connection state, as the management API reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -118,7 +119,7 @@ impl ManagedClient {
 }
 
 /// A change to the set of clients that cannot be made.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum ManagerError {
     /// No client has this name.
     #[error("there is no MCP client named {0}")]
@@ -126,12 +127,17 @@ pub enum ManagerError {
     /// A client with this name exists already.
     #[error("an MCP client named {0} exists already")]
     Duplicate(String),
+    /// The change could not be persisted (and was not made).
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// All upstream clients.
 pub struct McpManager {
     clients: RwLock<BTreeMap<String, Arc<ManagedClient>>>,
     settings: ToolManagerConfig,
+    /// Where changes made at run time are recorded, when persistence is on.
+    store: Option<Arc<Store>>,
 }
 
 impl McpManager {
@@ -140,14 +146,36 @@ impl McpManager {
         McpManager {
             clients: RwLock::new(BTreeMap::new()),
             settings,
+            store: None,
         }
     }
 
     /// A manager with `config`'s clients, all connected (or failed) concurrently.
     pub async fn start(config: &McpConfig) -> Self {
         let manager = McpManager::new(config.tool_manager_config.clone());
-        let mut clients = manager.clients.write().await;
-        for client in &config.client_configs {
+        manager.connect_all(&config.client_configs).await;
+        manager
+    }
+
+    /// A manager with `config`'s clients and the changes `store` recorded (which win), that
+    /// records every later change in `store`.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the recorded changes cannot be read.
+    pub async fn start_with_store(
+        config: &McpConfig,
+        store: Arc<Store>,
+    ) -> Result<Self, StoreError> {
+        let clients = merge_clients(&config.client_configs, store.client_changes()?);
+        let mut manager = McpManager::new(config.tool_manager_config.clone());
+        manager.store = Some(store);
+        manager.connect_all(&clients).await;
+        Ok(manager)
+    }
+
+    async fn connect_all(&self, configs: &[ClientConfig]) {
+        let mut clients = self.clients.write().await;
+        for client in configs {
             let managed = Arc::new(ManagedClient {
                 config: client.clone(),
                 connection: RwLock::new(Connection::Connecting),
@@ -157,7 +185,6 @@ impl McpManager {
         let all: Vec<Arc<ManagedClient>> = clients.values().cloned().collect();
         drop(clients);
         futures::future::join_all(all.iter().map(|client| client.connect())).await;
-        manager
     }
 
     /// Adds a client and connects it. The client stays listed whatever the outcome; its status
@@ -174,6 +201,9 @@ impl McpManager {
             let mut clients = self.clients.write().await;
             if clients.contains_key(&client.config.name) {
                 return Err(ManagerError::Duplicate(client.config.name.clone()));
+            }
+            if let Some(store) = &self.store {
+                store.save_client(&client.config)?;
             }
             clients.insert(client.config.name.clone(), Arc::clone(&client));
         }
@@ -192,6 +222,9 @@ impl McpManager {
         config: ClientConfig,
     ) -> Result<ClientStatus, ManagerError> {
         let old = self.get(name).await?;
+        if let Some(store) = &self.store {
+            store.save_client(&config)?;
+        }
         let reconnect = !same_connection(&old.config, &config);
         let client = Arc::new(ManagedClient {
             config,
@@ -217,7 +250,15 @@ impl McpManager {
     /// # Errors
     /// [`ManagerError::NotFound`] when there is no such client.
     pub async fn remove(&self, name: &str) -> Result<(), ManagerError> {
-        let removed = self.clients.write().await.remove(name);
+        let mut clients = self.clients.write().await;
+        if !clients.contains_key(name) {
+            return Err(ManagerError::NotFound(name.to_string()));
+        }
+        if let Some(store) = &self.store {
+            store.forget_client(name)?;
+        }
+        let removed = clients.remove(name);
+        drop(clients);
         let client = removed.ok_or_else(|| ManagerError::NotFound(name.to_string()))?;
         *client.connection.write().await = Connection::Failed("removed".into());
         Ok(())

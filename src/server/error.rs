@@ -45,6 +45,9 @@ pub enum ApiError {
     /// The tool did not answer in time.
     #[error("{0}")]
     Timeout(String),
+    /// codemode itself failed (its database, for instance).
+    #[error("{0}")]
+    Internal(String),
 }
 
 impl ApiError {
@@ -60,6 +63,7 @@ impl ApiError {
             ApiError::ToolFailed(_) => (StatusCode::BAD_GATEWAY, "tool_error"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "client_unavailable"),
             ApiError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "tool_timeout"),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
         }
     }
 }
@@ -86,6 +90,7 @@ impl From<ManagerError> for ApiError {
         match error {
             ManagerError::NotFound(_) => ApiError::NotFound(error.to_string()),
             ManagerError::Duplicate(_) => ApiError::Conflict(error.to_string()),
+            ManagerError::Store(_) => ApiError::Internal(error.to_string()),
         }
     }
 }

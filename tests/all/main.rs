@@ -11,4 +11,5 @@ mod sandbox_isolation;
 mod sandbox_limits;
 mod sandbox_results;
 mod sandbox_tools;
+mod serve_process;
 mod support;
