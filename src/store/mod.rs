@@ -44,7 +44,7 @@ pub enum StoreError {
 #[derive(Debug, Clone, PartialEq)]
 pub enum ClientChange {
     /// Added or edited through the API.
-    Saved(ClientConfig),
+    Saved(Box<ClientConfig>),
     /// Removed through the API (it must not come back from the config file).
     Removed(String),
 }
@@ -168,7 +168,7 @@ impl Store {
             .map(|(name, config)| match config {
                 None => Ok(ClientChange::Removed(name)),
                 Some(json) => ClientConfig::parse(&json)
-                    .map(ClientChange::Saved)
+                    .map(|config| ClientChange::Saved(Box::new(config)))
                     .map_err(|e| StoreError::Corrupt(format!("{name}: {e}"))),
             })
             .collect()
@@ -182,8 +182,8 @@ pub fn merge_clients(file: &[ClientConfig], changes: Vec<ClientChange>) -> Vec<C
         match change {
             ClientChange::Saved(config) => match clients.iter_mut().find(|c| c.name == config.name)
             {
-                Some(existing) => *existing = config,
-                None => clients.push(config),
+                Some(existing) => *existing = *config,
+                None => clients.push(*config),
             },
             ClientChange::Removed(name) => clients.retain(|c| c.name != name),
         }
@@ -227,9 +227,9 @@ mod tests {
     fn api_changes_win_over_the_file() {
         let file = [client("a", "http://file-a"), client("b", "http://file-b")];
         let changes = vec![
-            ClientChange::Saved(client("a", "http://api-a")),
+            ClientChange::Saved(Box::new(client("a", "http://api-a"))),
             ClientChange::Removed("b".into()),
-            ClientChange::Saved(client("c", "http://api-c")),
+            ClientChange::Saved(Box::new(client("c", "http://api-c"))),
         ];
         let merged = merge_clients(&file, changes);
         let urls: Vec<_> = merged
