@@ -217,7 +217,7 @@ mod tests {
         assert_eq!(
             changes,
             [
-                ClientChange::Saved(client("a", "env.A_URL")),
+                ClientChange::Saved(Box::new(client("a", "env.A_URL"))),
                 ClientChange::Removed("b".into())
             ]
         );
