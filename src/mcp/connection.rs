@@ -5,11 +5,16 @@
 //! the provider keys live. Dropping the session closes the child's stdin and kills it if it does
 //! not exit, so no child outlives its client.
 
+use std::collections::HashMap;
 use std::process::Stdio;
 
+use http::{HeaderName, HeaderValue};
 use rmcp::model::Tool;
 use rmcp::service::RunningService;
 use rmcp::transport::TokioChildProcess;
+use rmcp::transport::streamable_http_client::{
+    StreamableHttpClientTransport, StreamableHttpClientTransportConfig,
+};
 use rmcp::{RoleClient, ServiceExt};
 
 use crate::config::{ClientConfig, ConnectionType, MissingVariable, StdioConfig, resolve_env};
@@ -40,6 +45,9 @@ pub enum ConnectError {
     /// The server would not list its tools.
     #[error("listing tools failed: {0}")]
     ListTools(String),
+    /// A header name or value is not valid HTTP.
+    #[error("header {0} is not valid HTTP")]
+    InvalidHeader(String),
     /// A transport this build cannot open yet.
     #[error("{0} connections are not supported yet")]
     Unsupported(&'static str),
@@ -55,7 +63,7 @@ pub async fn connect(config: &ClientConfig) -> Result<(Session, Vec<Tool>), Conn
             Some(stdio) => connect_stdio(stdio).await?,
             None => return Err(ConnectError::Initialize("no stdio_config".into())),
         },
-        ConnectionType::Http => return Err(ConnectError::Unsupported("streamable HTTP")),
+        ConnectionType::Http => connect_http(config).await?,
         ConnectionType::Sse => return Err(ConnectError::Unsupported("SSE")),
     };
     let tools = session
@@ -75,6 +83,25 @@ async fn connect_stdio(stdio: &StdioConfig) -> Result<Session, ConnectError> {
             source,
         })?;
     ().serve(transport)
+        .await
+        .map_err(|e| ConnectError::Initialize(e.to_string()))
+}
+
+async fn connect_http(config: &ClientConfig) -> Result<Session, ConnectError> {
+    let url = resolve_env(config.connection_string.as_deref().unwrap_or_default())?;
+    let mut headers = HashMap::new();
+    for (name, value) in &config.headers {
+        let value = resolve_env(value)?;
+        let invalid = || ConnectError::InvalidHeader(name.clone());
+        headers.insert(
+            HeaderName::from_bytes(name.as_bytes()).map_err(|_| invalid())?,
+            HeaderValue::from_str(&value).map_err(|_| invalid())?,
+        );
+    }
+    let transport_config = StreamableHttpClientTransportConfig::with_uri(url)
+        .custom_headers(headers)
+        .reinit_on_expired_session(true);
+    ().serve(StreamableHttpClientTransport::from_config(transport_config))
         .await
         .map_err(|e| ConnectError::Initialize(e.to_string()))
 }

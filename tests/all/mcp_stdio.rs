@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use crate::support::run_with;
 
 /// The entry point of an npm MCP server installed for the tests.
-fn server_script(package: &str) -> PathBuf {
+pub fn server_script(package: &str) -> PathBuf {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/servers/node_modules/@modelcontextprotocol")
         .join(package)
