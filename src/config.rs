@@ -57,6 +57,10 @@ pub struct ToolManagerConfig {
     pub max_agent_depth: u32,
     /// One stub file per client (`server`) or per tool (`tool`).
     pub code_mode_binding_level: BindingLevel,
+    /// codemode extension: how failed connections are retried.
+    pub connect_retry: RetryPolicy,
+    /// codemode extension: milliseconds between health checks of a connected client.
+    pub health_check_interval_ms: u64,
 }
 
 impl Default for ToolManagerConfig {
@@ -65,7 +69,45 @@ impl Default for ToolManagerConfig {
             tool_execution_timeout: 30,
             max_agent_depth: 10,
             code_mode_binding_level: BindingLevel::Server,
+            connect_retry: RetryPolicy::default(),
+            health_check_interval_ms: 10_000,
         }
+    }
+}
+
+/// Retries of a connection that failed for a transient reason (refused, reset, 5xx, 429):
+/// `initial_backoff_ms`, doubling, capped at `max_backoff_ms`, `max_tries` attempts in all.
+/// Permanent failures (command not found, 401/403, a bad handshake) are not retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included.
+    pub max_tries: u32,
+    /// Wait before the second attempt.
+    pub initial_backoff_ms: u64,
+    /// Longest wait between attempts.
+    pub max_backoff_ms: u64,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_tries: 5,
+            initial_backoff_ms: 1_000,
+            max_backoff_ms: 30_000,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait after failed attempt number `attempt` (1-based).
+    pub fn backoff(&self, attempt: u32) -> std::time::Duration {
+        let factor = 1u64 << attempt.saturating_sub(1).min(20);
+        std::time::Duration::from_millis(
+            self.initial_backoff_ms
+                .saturating_mul(factor)
+                .min(self.max_backoff_ms),
+        )
     }
 }
 
@@ -409,6 +451,13 @@ mod tests {
         let error =
             ClientConfig::parse(r#"{"name": "x", "connection_type": "sse"}"#).expect_err("no url");
         assert_eq!(error.path, "connection_string");
+    }
+
+    #[test]
+    fn backoff_doubles_from_one_second_up_to_thirty() {
+        let policy = RetryPolicy::default();
+        let waits: Vec<u64> = (1..=7).map(|a| policy.backoff(a).as_secs()).collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16, 30, 30]);
     }
 
     #[test]

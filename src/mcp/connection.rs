@@ -53,27 +53,57 @@ pub enum ConnectError {
     Unsupported(&'static str),
 }
 
+impl ConnectError {
+    /// Whether trying again may help: refused or reset connections, 5xx and 429 answers, a child
+    /// that died during the handshake. A command that does not exist, a missing variable, a bad
+    /// header or a refusal (401, 403) will fail the same way every time.
+    pub fn is_transient(&self) -> bool {
+        let message = match self {
+            ConnectError::Initialize(message) | ConnectError::ListTools(message) => {
+                message.to_lowercase()
+            }
+            _ => return false,
+        };
+        let permanent = ["401", "403", "unauthorized", "forbidden", "404", "405"];
+        !permanent.iter().any(|p| message.contains(p))
+    }
+}
+
+/// A session with an upstream server, its tools, and its child's process id for stdio.
+pub struct Connected {
+    /// The session.
+    pub session: Session,
+    /// The tools it listed.
+    pub tools: Vec<Tool>,
+    /// The stdio child's process id.
+    pub pid: Option<u32>,
+}
+
 /// Connects `config`'s server and lists its tools.
 ///
 /// # Errors
 /// A [`ConnectError`] saying which step failed and why.
-pub async fn connect(config: &ClientConfig) -> Result<(Session, Vec<Tool>), ConnectError> {
-    let session = match config.connection_type {
+pub async fn connect(config: &ClientConfig) -> Result<Connected, ConnectError> {
+    let (session, pid) = match config.connection_type {
         ConnectionType::Stdio => match &config.stdio_config {
             Some(stdio) => connect_stdio(stdio).await?,
             None => return Err(ConnectError::Initialize("no stdio_config".into())),
         },
-        ConnectionType::Http => connect_http(config).await?,
+        ConnectionType::Http => (connect_http(config).await?, None),
         ConnectionType::Sse => return Err(ConnectError::Unsupported("SSE")),
     };
     let tools = session
         .list_all_tools()
         .await
         .map_err(|e| ConnectError::ListTools(e.to_string()))?;
-    Ok((session, tools))
+    Ok(Connected {
+        session,
+        tools,
+        pid,
+    })
 }
 
-async fn connect_stdio(stdio: &StdioConfig) -> Result<Session, ConnectError> {
+async fn connect_stdio(stdio: &StdioConfig) -> Result<(Session, Option<u32>), ConnectError> {
     let command = stdio_command(stdio)?;
     let (transport, _stderr) = TokioChildProcess::builder(command)
         .stderr(Stdio::null())
@@ -82,9 +112,9 @@ async fn connect_stdio(stdio: &StdioConfig) -> Result<Session, ConnectError> {
             command: stdio.command.clone(),
             source,
         })?;
-    ().serve(transport)
-        .await
-        .map_err(|e| ConnectError::Initialize(e.to_string()))
+    let pid = transport.id();
+    let session = ().serve(transport).await.map_err(|e| ConnectError::Initialize(e.to_string()))?;
+    Ok((session, pid))
 }
 
 async fn connect_http(config: &ClientConfig) -> Result<Session, ConnectError> {

@@ -10,6 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -17,7 +18,8 @@ use rmcp::ServiceError;
 use rmcp::model::{CallToolRequestParams, Tool};
 use serde::Serialize;
 use serde_json::Value;
-use tokio::sync::RwLock;
+use tokio::sync::{Notify, RwLock, broadcast, oneshot};
+use tokio::task::AbortHandle;
 
 use super::connection::{Session, connect};
 use super::result::tool_value;
@@ -52,6 +54,20 @@ pub struct ClientStatus {
     pub last_error: Option<String>,
     /// Names of the tools it may run (after `tools_to_execute` and `tools_to_skip`).
     pub tools: Vec<String>,
+    /// Connection attempts that failed since it was added or last connected.
+    pub failed_attempts: u32,
+    /// The process id of a stdio client's server.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+}
+
+/// A state change of one client, as [`McpManager::subscribe`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientEvent {
+    /// The client.
+    pub client: String,
+    /// Its new state.
+    pub state: ClientState,
 }
 
 enum Connection {
@@ -59,64 +75,194 @@ enum Connection {
     Connected {
         session: Arc<Session>,
         tools: Vec<Tool>,
+        pid: Option<u32>,
     },
+    Disconnected,
     Failed(String),
 }
 
-/// One upstream client.
+/// One upstream client and the task that keeps it connected.
 pub struct ManagedClient {
-    config: ClientConfig,
+    config: std::sync::RwLock<Arc<ClientConfig>>,
     connection: RwLock<Connection>,
+    failed_attempts: AtomicU32,
+    /// Wakes the health check at once (a call saw the connection drop).
+    check_now: Notify,
+    supervisor: std::sync::Mutex<Option<AbortHandle>>,
+    events: broadcast::Sender<ClientEvent>,
 }
 
 impl ManagedClient {
+    fn new(config: ClientConfig, events: broadcast::Sender<ClientEvent>) -> Arc<Self> {
+        Arc::new(ManagedClient {
+            config: std::sync::RwLock::new(Arc::new(config)),
+            connection: RwLock::new(Connection::Connecting),
+            failed_attempts: AtomicU32::new(0),
+            check_now: Notify::new(),
+            supervisor: std::sync::Mutex::new(None),
+            events,
+        })
+    }
+
+    fn config(&self) -> Arc<ClientConfig> {
+        Arc::clone(
+            &self
+                .config
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        )
+    }
+
     async fn status(&self) -> ClientStatus {
+        let config = self.config();
         let connection = self.connection.read().await;
-        let (state, last_error, tools) = match &*connection {
-            Connection::Connecting => (ClientState::Connecting, None, Vec::new()),
-            Connection::Connected { session, tools } => {
-                let state = if session.is_closed() {
-                    ClientState::Disconnected
-                } else {
-                    ClientState::Connected
-                };
+        let (state, last_error, tools, pid) = match &*connection {
+            Connection::Connecting => (ClientState::Connecting, None, Vec::new(), None),
+            Connection::Connected { tools, pid, .. } => {
                 let names = tools
                     .iter()
                     .map(|t| t.name.to_string())
-                    .filter(|n| tool_allowed(&self.config, n))
+                    .filter(|n| tool_allowed(&config, n))
                     .collect();
-                (state, None, names)
+                (ClientState::Connected, None, names, *pid)
             }
-            Connection::Failed(error) => (ClientState::Error, Some(error.clone()), Vec::new()),
+            Connection::Disconnected => (ClientState::Disconnected, None, Vec::new(), None),
+            Connection::Failed(error) => {
+                (ClientState::Error, Some(error.clone()), Vec::new(), None)
+            }
         };
         ClientStatus {
-            name: self.config.name.clone(),
-            config: redacted(&self.config),
+            name: config.name.clone(),
+            config: redacted(&config),
             state,
             last_error,
             tools,
+            failed_attempts: self.failed_attempts.load(Ordering::Relaxed),
+            pid,
         }
     }
 
-    async fn connect(&self) {
-        *self.connection.write().await = Connection::Connecting;
-        let connection = match connect(&self.config).await {
-            Ok((session, tools)) => {
-                let tools = valid_tools(&self.config.name, tools);
-                tracing::info!(client = %self.config.name, tools = tools.len(), "connected");
-                Connection::Connected {
-                    session: Arc::new(session),
-                    tools,
-                }
-            }
-            Err(error) => {
-                tracing::warn!(client = %self.config.name, %error, "connection failed");
-                Connection::Failed(error.to_string())
-            }
+    async fn set(&self, connection: Connection) {
+        let state = match &connection {
+            Connection::Connecting => ClientState::Connecting,
+            Connection::Connected { .. } => ClientState::Connected,
+            Connection::Disconnected => ClientState::Disconnected,
+            Connection::Failed(_) => ClientState::Error,
         };
         *self.connection.write().await = connection;
+        // Nobody listening is fine.
+        let _ = self.events.send(ClientEvent {
+            client: self.config().name.clone(),
+            state,
+        });
+    }
+
+    /// Starts (or restarts) the task that connects this client and keeps it connected; returns
+    /// once the first connection attempt has finished.
+    async fn supervise(self: &Arc<Self>, settings: &ToolManagerConfig) {
+        self.stop();
+        let (first_attempt, attempted) = oneshot::channel();
+        let task = tokio::spawn(supervise(Arc::clone(self), settings.clone(), first_attempt));
+        *self.supervisor.lock().unwrap_or_else(|p| p.into_inner()) = Some(task.abort_handle());
+        let _ = attempted.await;
+    }
+
+    /// Stops the supervising task, if any.
+    fn stop(&self) {
+        if let Some(task) = self
+            .supervisor
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            task.abort();
+        }
     }
 }
+
+/// Connects `client`, retrying transient failures, then health-checks it every interval and
+/// reconnects when it drops. Ends when the retries are used up or a failure is permanent; an
+/// API reconnect starts it again.
+async fn supervise(
+    client: Arc<ManagedClient>,
+    settings: ToolManagerConfig,
+    first_attempt: oneshot::Sender<()>,
+) {
+    let mut first_attempt = Some(first_attempt);
+    let policy = settings.connect_retry;
+    let interval = Duration::from_millis(settings.health_check_interval_ms.max(10));
+    loop {
+        let mut attempt = 0;
+        let connected = loop {
+            attempt += 1;
+            client.set(Connection::Connecting).await;
+            let config = client.config();
+            match connect(&config).await {
+                Ok(connected) => break Some(connected),
+                Err(error) => {
+                    client.failed_attempts.fetch_add(1, Ordering::Relaxed);
+                    let retry = error.is_transient() && attempt < policy.max_tries.max(1);
+                    tracing::warn!(client = %config.name, %error, attempt, retry, "connection failed");
+                    client.set(Connection::Failed(error.to_string())).await;
+                    if let Some(done) = first_attempt.take() {
+                        let _ = done.send(());
+                    }
+                    if !retry {
+                        break None;
+                    }
+                    tokio::time::sleep(policy.backoff(attempt)).await;
+                }
+            }
+        };
+        let Some(connected) = connected else { return };
+        let config = client.config();
+        let tools = valid_tools(&config.name, connected.tools);
+        tracing::info!(client = %config.name, tools = tools.len(), "connected");
+        let session = Arc::new(connected.session);
+        client.failed_attempts.store(0, Ordering::Relaxed);
+        client
+            .set(Connection::Connected {
+                session: Arc::clone(&session),
+                tools,
+                pid: connected.pid,
+            })
+            .await;
+        if let Some(done) = first_attempt.take() {
+            let _ = done.send(());
+        }
+        watch_health(&client, &session, interval).await;
+        tracing::warn!(client = %config.name, "connection lost; reconnecting");
+        client.set(Connection::Disconnected).await;
+    }
+}
+
+/// Returns when the session has ended or stopped answering. Each check re-lists the tools, so
+/// the list also follows upstream changes.
+async fn watch_health(client: &ManagedClient, session: &Session, interval: Duration) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(interval) => {}
+            () = client.check_now.notified() => {}
+        }
+        if session.is_closed() {
+            return;
+        }
+        match tokio::time::timeout(HEALTH_CHECK_TIMEOUT, session.list_all_tools()).await {
+            Ok(Ok(tools)) => {
+                let name = client.config().name.clone();
+                if let Connection::Connected { tools: current, .. } =
+                    &mut *client.connection.write().await
+                {
+                    *current = valid_tools(&name, tools);
+                }
+            }
+            _ => return,
+        }
+    }
+}
+
+/// How long a health check may take before the connection counts as lost.
+const HEALTH_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A change to the set of clients that cannot be made.
 #[derive(Debug, thiserror::Error)]
@@ -138,6 +284,16 @@ pub struct McpManager {
     settings: ToolManagerConfig,
     /// Where changes made at run time are recorded, when persistence is on.
     store: Option<Arc<Store>>,
+    events: broadcast::Sender<ClientEvent>,
+}
+
+impl Drop for McpManager {
+    fn drop(&mut self) {
+        // Supervisors hold their client; stop them so sessions (and stdio children) end now.
+        if let Ok(clients) = self.clients.try_read() {
+            clients.values().for_each(|client| client.stop());
+        }
+    }
 }
 
 impl McpManager {
@@ -147,7 +303,13 @@ impl McpManager {
             clients: RwLock::new(BTreeMap::new()),
             settings,
             store: None,
+            events: broadcast::channel(256).0,
         }
+    }
+
+    /// State changes of every client from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<ClientEvent> {
+        self.events.subscribe()
     }
 
     /// A manager with `config`'s clients, all connected (or failed) concurrently.
@@ -173,18 +335,19 @@ impl McpManager {
         Ok(manager)
     }
 
+    /// Adds `configs` and waits for each one's first connection attempt (retries go on in the
+    /// background).
     async fn connect_all(&self, configs: &[ClientConfig]) {
         let mut clients = self.clients.write().await;
-        for client in configs {
-            let managed = Arc::new(ManagedClient {
-                config: client.clone(),
-                connection: RwLock::new(Connection::Connecting),
-            });
-            clients.insert(client.name.clone(), managed);
+        for config in configs {
+            clients.insert(
+                config.name.clone(),
+                ManagedClient::new(config.clone(), self.events.clone()),
+            );
         }
         let all: Vec<Arc<ManagedClient>> = clients.values().cloned().collect();
         drop(clients);
-        futures::future::join_all(all.iter().map(|client| client.connect())).await;
+        futures::future::join_all(all.iter().map(|client| client.supervise(&self.settings))).await;
     }
 
     /// Adds a client and connects it. The client stays listed whatever the outcome; its status
@@ -193,21 +356,20 @@ impl McpManager {
     /// # Errors
     /// [`ManagerError::Duplicate`] when the name is taken.
     pub async fn add(&self, config: ClientConfig) -> Result<ClientStatus, ManagerError> {
-        let client = Arc::new(ManagedClient {
-            config,
-            connection: RwLock::new(Connection::Connecting),
-        });
-        {
+        let name = config.name.clone();
+        let client = {
             let mut clients = self.clients.write().await;
-            if clients.contains_key(&client.config.name) {
-                return Err(ManagerError::Duplicate(client.config.name.clone()));
+            if clients.contains_key(&name) {
+                return Err(ManagerError::Duplicate(name));
             }
             if let Some(store) = &self.store {
-                store.save_client(&client.config)?;
+                store.save_client(&config)?;
             }
-            clients.insert(client.config.name.clone(), Arc::clone(&client));
-        }
-        client.connect().await;
+            let client = ManagedClient::new(config, self.events.clone());
+            clients.insert(name, Arc::clone(&client));
+            client
+        };
+        client.supervise(&self.settings).await;
         Ok(client.status().await)
     }
 
@@ -221,26 +383,14 @@ impl McpManager {
         name: &str,
         config: ClientConfig,
     ) -> Result<ClientStatus, ManagerError> {
-        let old = self.get(name).await?;
+        let client = self.get(name).await?;
         if let Some(store) = &self.store {
             store.save_client(&config)?;
         }
-        let reconnect = !same_connection(&old.config, &config);
-        let client = Arc::new(ManagedClient {
-            config,
-            connection: RwLock::new(Connection::Connecting),
-        });
-        if !reconnect {
-            let mut connection = old.connection.write().await;
-            *client.connection.write().await =
-                std::mem::replace(&mut *connection, Connection::Connecting);
-        }
-        self.clients
-            .write()
-            .await
-            .insert(name.to_string(), Arc::clone(&client));
+        let reconnect = !same_connection(&client.config(), &config);
+        *client.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(config);
         if reconnect {
-            client.connect().await;
+            client.supervise(&self.settings).await;
         }
         Ok(client.status().await)
     }
@@ -260,7 +410,9 @@ impl McpManager {
         let removed = clients.remove(name);
         drop(clients);
         let client = removed.ok_or_else(|| ManagerError::NotFound(name.to_string()))?;
-        *client.connection.write().await = Connection::Failed("removed".into());
+        client.stop();
+        // Dropping the session ends it; a stdio child is stopped with it.
+        *client.connection.write().await = Connection::Disconnected;
         Ok(())
     }
 
@@ -270,7 +422,8 @@ impl McpManager {
     /// [`ManagerError::NotFound`] when there is no such client.
     pub async fn reconnect(&self, name: &str) -> Result<ClientStatus, ManagerError> {
         let client = self.get(name).await?;
-        client.connect().await;
+        client.failed_attempts.store(0, Ordering::Relaxed);
+        client.supervise(&self.settings).await;
         Ok(client.status().await)
     }
 
@@ -279,7 +432,7 @@ impl McpManager {
     /// # Errors
     /// [`ManagerError::NotFound`] when there is no such client.
     pub async fn config(&self, name: &str) -> Result<ClientConfig, ManagerError> {
-        Ok(self.get(name).await?.config.clone())
+        Ok(self.get(name).await?.config().as_ref().clone())
     }
 
     async fn get(&self, name: &str) -> Result<Arc<ManagedClient>, ManagerError> {
@@ -333,13 +486,14 @@ impl ToolDispatcher for McpManager {
                 "there is no MCP client named {client}"
             )));
         };
-        if !tool_allowed(&managed.config, tool) {
+        let config = managed.config();
+        if !tool_allowed(&config, tool) {
             return Err(ToolError::Denied(format!(
                 "{client}.{tool} is not allowed by the client's configuration"
             )));
         }
         let session = match &*managed.connection.read().await {
-            Connection::Connected { session, tools } => {
+            Connection::Connected { session, tools, .. } => {
                 if !tools.iter().any(|t| t.name == tool) {
                     return Err(ToolError::NotFound(format!(
                         "{client} has no tool named {tool}"
@@ -350,6 +504,11 @@ impl ToolDispatcher for McpManager {
             Connection::Connecting => {
                 return Err(ToolError::Unavailable(format!(
                     "{client} is still connecting"
+                )));
+            }
+            Connection::Disconnected => {
+                return Err(ToolError::Unavailable(format!(
+                    "{client} is disconnected; codemode is reconnecting it"
                 )));
             }
             Connection::Failed(error) => {
@@ -363,11 +522,17 @@ impl ToolDispatcher for McpManager {
             _ => Default::default(),
         };
         let params = CallToolRequestParams::new(tool.to_string()).with_arguments(arguments);
-        let timeout = self.timeout(&managed.config);
-        let result = tokio::time::timeout(timeout, session.call_tool(params))
+        let timeout = self.timeout(&config);
+        let answer = tokio::time::timeout(timeout, session.call_tool(params))
             .await
-            .map_err(|_| ToolError::Timeout(timeout))?
-            .map_err(|error| service_error(client, error))?;
+            .map_err(|_| ToolError::Timeout(timeout))?;
+        let result = answer.map_err(|error| {
+            let error = service_error(client, error);
+            if matches!(error, ToolError::Unavailable(_)) {
+                managed.check_now.notify_one();
+            }
+            error
+        })?;
         let result = serde_json::to_value(&result).map_err(|e| {
             ToolError::Failed(format!("unreadable result from {client}.{tool}: {e}"))
         })?;

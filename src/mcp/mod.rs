@@ -9,4 +9,4 @@ pub mod connection;
 pub mod manager;
 pub mod result;
 
-pub use manager::{ClientState, ClientStatus, ManagerError, McpManager};
+pub use manager::{ClientEvent, ClientState, ClientStatus, ManagerError, McpManager};

@@ -5,6 +5,7 @@
 mod cli;
 mod config_files;
 mod http_api;
+mod mcp_health;
 mod mcp_http;
 mod mcp_stdio;
 mod sandbox_cases;

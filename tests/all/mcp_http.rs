@@ -23,6 +23,11 @@ impl HttpServer {
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
+        HttpServer::start_on(transport, port)
+    }
+
+    /// Starts `transport` on `port`.
+    pub fn start_on(transport: &str, port: u16) -> HttpServer {
         let mut child = Command::new("node")
             .arg(server_script("server-everything"))
             .arg(transport)

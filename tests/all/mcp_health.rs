@@ -1,0 +1,145 @@
+//! Keeping clients connected: a killed stdio server comes back, a restarted HTTP server is
+//! reconnected, permanent failures are not retried.
+
+use std::process::Command;
+use std::sync::Arc;
+
+use codemode::config::Config;
+use codemode::executor::{ToolDispatcher, ToolError};
+use codemode::mcp::{ClientState, McpManager};
+use serde_json::{Value, json};
+use tokio::sync::broadcast::Receiver;
+
+use crate::mcp_http::HttpServer;
+use crate::mcp_stdio::stdio_client;
+
+/// A manager whose health checks and retries run fast enough for tests.
+async fn manager(clients: Vec<Value>, max_tries: u32) -> McpManager {
+    let config = json!({"mcp": {
+        "client_configs": clients,
+        "tool_manager_config": {
+            "health_check_interval_ms": 50,
+            "connect_retry": {"max_tries": max_tries, "initial_backoff_ms": 20, "max_backoff_ms": 100}
+        }
+    }});
+    McpManager::start(&Config::parse(&config.to_string()).expect("valid").mcp).await
+}
+
+/// Waits for `client` to reach `state`, by its events.
+async fn wait_for(
+    events: &mut Receiver<codemode::mcp::ClientEvent>,
+    client: &str,
+    state: ClientState,
+) {
+    loop {
+        let event = events.recv().await.expect("the manager is alive");
+        if event.client == client && event.state == state {
+            return;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_killed_stdio_server_is_restarted_and_the_next_call_works() {
+    let manager = Arc::new(
+        manager(
+            vec![stdio_client(
+                "everything",
+                "server-everything",
+                &["stdio"],
+                &[],
+            )],
+            5,
+        )
+        .await,
+    );
+    let mut events = manager.subscribe();
+    let before = manager.status().await.remove(0);
+    assert_eq!(before.state, ClientState::Connected);
+    let pid = before.pid.expect("a stdio client has a pid");
+
+    let in_flight = {
+        let manager = Arc::clone(&manager);
+        tokio::spawn(async move {
+            manager
+                .call(
+                    "everything",
+                    "trigger-long-running-operation",
+                    json!({"duration": 30, "steps": 3}),
+                )
+                .await
+        })
+    };
+    // The call is in flight once the server has it; killing now cuts it.
+    let killed = Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    let failed = in_flight.await.expect("joined");
+    assert!(
+        matches!(failed, Err(ToolError::Unavailable(_))),
+        "{failed:?}"
+    );
+
+    wait_for(&mut events, "everything", ClientState::Disconnected).await;
+    wait_for(&mut events, "everything", ClientState::Connected).await;
+    let after = manager.status().await.remove(0);
+    assert_ne!(after.pid, Some(pid), "a new server process");
+    assert_eq!(
+        manager
+            .call("everything", "echo", json!({"message": "again"}))
+            .await,
+        Ok(json!("Echo: again"))
+    );
+}
+
+#[tokio::test]
+async fn a_restarted_http_server_gets_a_new_session() {
+    let server = HttpServer::start("streamableHttp");
+    let port = server.port;
+    let url = format!("http://127.0.0.1:{port}/mcp");
+    let client = json!({"name": "remote", "connection_type": "http", "connection_string": url});
+    let manager = manager(vec![client], 1000).await;
+    let mut events = manager.subscribe();
+    assert_eq!(manager.status().await[0].state, ClientState::Connected);
+
+    drop(server);
+    wait_for(&mut events, "remote", ClientState::Disconnected).await;
+    wait_for(&mut events, "remote", ClientState::Error).await;
+    let _restarted = HttpServer::start_on("streamableHttp", port);
+    wait_for(&mut events, "remote", ClientState::Connected).await;
+    assert_eq!(
+        manager
+            .call("remote", "echo", json!({"message": "back"}))
+            .await,
+        Ok(json!("Echo: back"))
+    );
+}
+
+#[tokio::test]
+async fn permanent_failures_are_not_retried_and_transient_ones_are() {
+    let missing = json!({"name": "missing", "connection_type": "stdio", "stdio_config": {"command": "/nonexistent/server"}});
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let refused = json!({"name": "refused", "connection_type": "http", "connection_string": format!("http://127.0.0.1:{closed_port}/mcp")});
+    let manager = manager(vec![missing, refused], 3).await;
+    let mut events = manager.subscribe();
+    // `refused` fails three times in all, then gives up.
+    loop {
+        let status = manager.status().await;
+        let refused = status.iter().find(|s| s.name == "refused").expect("listed");
+        if refused.failed_attempts == 3 {
+            break;
+        }
+        wait_for(&mut events, "refused", ClientState::Error).await;
+    }
+    let status = manager.status().await;
+    let missing = status.iter().find(|s| s.name == "missing").expect("listed");
+    assert_eq!(
+        (missing.state, missing.failed_attempts),
+        (ClientState::Error, 1)
+    );
+}
