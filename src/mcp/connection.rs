@@ -45,6 +45,9 @@ pub enum ConnectError {
     /// The server would not list its tools.
     #[error("listing tools failed: {0}")]
     ListTools(String),
+    /// The server did not complete the handshake and tool listing in time.
+    #[error("the server did not answer within {} s", CONNECT_TIMEOUT.as_secs())]
+    Timeout,
     /// A header name or value is not valid HTTP.
     #[error("header {0} is not valid HTTP")]
     InvalidHeader(String),
@@ -59,6 +62,7 @@ impl ConnectError {
     /// header or a refusal (401, 403) will fail the same way every time.
     pub fn is_transient(&self) -> bool {
         let message = match self {
+            ConnectError::Timeout => return true,
             ConnectError::Initialize(message) | ConnectError::ListTools(message) => {
                 message.to_lowercase()
             }
@@ -79,11 +83,20 @@ pub struct Connected {
     pub pid: Option<u32>,
 }
 
-/// Connects `config`'s server and lists its tools.
+/// How long connecting (spawn or request, handshake, tool listing) may take.
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Connects `config`'s server and lists its tools, within [`CONNECT_TIMEOUT`].
 ///
 /// # Errors
 /// A [`ConnectError`] saying which step failed and why.
 pub async fn connect(config: &ClientConfig) -> Result<Connected, ConnectError> {
+    tokio::time::timeout(CONNECT_TIMEOUT, connect_untimed(config))
+        .await
+        .map_err(|_| ConnectError::Timeout)?
+}
+
+async fn connect_untimed(config: &ClientConfig) -> Result<Connected, ConnectError> {
     let (session, pid) = match config.connection_type {
         ConnectionType::Stdio => match &config.stdio_config {
             Some(stdio) => connect_stdio(stdio).await?,

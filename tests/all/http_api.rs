@@ -340,3 +340,51 @@ async fn hyphenated_client_names_resolve_by_the_longest_match() {
         (StatusCode::NOT_FOUND, "tool_not_found")
     );
 }
+
+#[tokio::test]
+async fn a_tool_over_its_time_limit_is_a_timeout() {
+    let app = app();
+    let mut client = stdio_client("slow", "server-everything", &["stdio"], &[]);
+    client["tool_execution_timeout"] = json!(1);
+    assert_eq!(
+        call(&app, "POST", "/api/mcp/client", client).await.0,
+        StatusCode::OK
+    );
+    let request = tool_call(
+        "slow-trigger-long-running-operation",
+        r#"{"duration": 10, "steps": 2}"#,
+    );
+    let (status, body) = call(&app, "POST", "/v1/mcp/tool/execute", request).await;
+    assert_eq!(
+        (status, error_type(&body)),
+        (StatusCode::GATEWAY_TIMEOUT, "tool_timeout")
+    );
+}
+
+#[tokio::test]
+async fn replacing_the_whole_configuration_reconnects() {
+    let app = app_with_everything().await;
+    let (_, before) = call(&app, "GET", "/api/mcp/clients", Value::Null).await;
+    let mut replacement = stdio_client("everything", "server-everything", &["stdio"], &["HOME"]);
+    replacement["tools_to_execute"] = json!(["get-env"]);
+    let (status, body) = call(&app, "PUT", "/api/mcp/client/everything", replacement).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["message"], "MCP client updated successfully");
+    let (_, after) = call(&app, "GET", "/api/mcp/clients", Value::Null).await;
+    assert_ne!(before[0]["pid"], after[0]["pid"], "a new server process");
+    assert_eq!(after[0]["tools"], json!(["get-env"]));
+    let (status, body) = call(
+        &app,
+        "POST",
+        "/v1/mcp/tool/execute",
+        tool_call("everything-get-env", "{}"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        body["content"]
+            .as_str()
+            .is_some_and(|env| env.contains("HOME")),
+        "{body}"
+    );
+}

@@ -1,0 +1,79 @@
+//! Gateway overhead (issue 3): one `echo` call to server-everything over stdio, made directly with
+//! an rmcp client vs through codemode's `POST /v1/mcp/tool/execute` (HTTP on loopback, the
+//! manager, the same kind of stdio session behind it). Needs `npm ci --prefix tests/servers`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::path::Path;
+use std::sync::Arc;
+
+use codemode::config::Config;
+use codemode::mcp::McpManager;
+use codemode::server::{AppState, serve};
+use criterion::{Criterion, criterion_group, criterion_main};
+use rmcp::ServiceExt;
+use rmcp::model::CallToolRequestParams;
+use rmcp::transport::TokioChildProcess;
+use serde_json::json;
+
+fn server_script() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/servers/node_modules/@modelcontextprotocol/server-everything/dist/index.js")
+        .display()
+        .to_string()
+}
+
+fn gateway(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+
+    let direct = runtime.block_on(async {
+        let mut command = tokio::process::Command::new("node");
+        command.args([server_script(), "stdio".into()]);
+        ().serve(TokioChildProcess::new(command).expect("spawn"))
+            .await
+            .expect("session")
+    });
+
+    let (base, _manager) = runtime.block_on(async {
+        let config = json!({"mcp": {"client_configs": [{"name": "everything", "connection_type": "stdio",
+            "stdio_config": {"command": "node", "args": [server_script(), "stdio"]}}]}});
+        let config = Config::parse(&config.to_string()).expect("config");
+        let manager = Arc::new(McpManager::start(&config.mcp).await);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("address"));
+        let state = Arc::new(AppState { manager: Arc::clone(&manager) });
+        tokio::spawn(serve(listener, state, std::future::pending()));
+        (base, manager)
+    });
+    let http = reqwest::Client::new();
+    let url = format!("{base}/v1/mcp/tool/execute");
+    let body = json!({"id": "1", "type": "function", "function": {"name": "everything-echo", "arguments": "{\"message\": \"hi\"}"}});
+
+    let mut group = c.benchmark_group("echo_call");
+    group.bench_function("direct_rmcp", |b| {
+        b.to_async(&runtime).iter(|| async {
+            let params = CallToolRequestParams::new("echo").with_arguments(
+                json!({"message": "hi"})
+                    .as_object()
+                    .cloned()
+                    .expect("object"),
+            );
+            direct.call_tool(params).await.expect("echo")
+        });
+    });
+    group.bench_function("via_codemode_http", |b| {
+        b.to_async(&runtime).iter(|| async {
+            let response = http.post(&url).json(&body).send().await.expect("POST");
+            assert!(response.status().is_success());
+            response.bytes().await.expect("body")
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, gateway);
+criterion_main!(benches);
