@@ -3,12 +3,11 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
-use codemode::config::Config;
 use codemode::executor::ToolDispatcher;
-use codemode::mcp::{ClientState, McpManager};
+use codemode::mcp::ClientState;
 use serde_json::json;
 
-use crate::mcp_stdio::server_script;
+use crate::mcp_stdio::{manager, server_script};
 
 /// server-everything serving one HTTP transport on a free loopback port.
 pub struct HttpServer {
@@ -63,11 +62,8 @@ impl Drop for HttpServer {
 async fn server_everything_over_streamable_http() {
     let server = HttpServer::start("streamableHttp");
     let url = format!("http://127.0.0.1:{}/mcp", server.port);
-    let config = json!({"mcp": {"client_configs": [
-        {"name": "remote", "connection_type": "http", "connection_string": url, "headers": {"X-Test": "yes"}}
-    ]}});
-    let config = Config::parse(&config.to_string()).expect("valid");
-    let manager = McpManager::start(&config.mcp).await;
+    let client = json!({"name": "remote", "connection_type": "http", "connection_string": url, "headers": {"X-Test": "yes"}});
+    let manager = manager(vec![client]).await;
     let status = manager.status().await;
     assert_eq!(
         status[0].state,
@@ -93,10 +89,8 @@ async fn server_everything_over_streamable_http() {
 
 #[tokio::test]
 async fn an_http_url_from_the_environment_that_is_unset_fails_only_its_client() {
-    let config = json!({"mcp": {"client_configs": [
-        {"name": "remote", "connection_type": "http", "connection_string": "env.CODEMODE_UNSET_MCP_URL"}
-    ]}});
-    let manager = McpManager::start(&Config::parse(&config.to_string()).expect("valid").mcp).await;
+    let client = json!({"name": "remote", "connection_type": "http", "connection_string": "env.CODEMODE_UNSET_MCP_URL"});
+    let manager = manager(vec![client]).await;
     let status = manager.status().await;
     assert_eq!(status[0].state, ClientState::Error);
     assert!(

@@ -34,7 +34,8 @@ pub fn stdio_client(name: &str, package: &str, extra_args: &[&str], envs: &[&str
     })
 }
 
-async fn manager(clients: Vec<Value>) -> McpManager {
+/// A manager started with `clients` and default settings.
+pub async fn manager(clients: Vec<Value>) -> McpManager {
     let config = Config::parse(&json!({"mcp": {"client_configs": clients}}).to_string())
         .expect("valid config");
     McpManager::start(&config.mcp).await
