@@ -51,9 +51,6 @@ pub enum ConnectError {
     /// A header name or value is not valid HTTP.
     #[error("header {0} is not valid HTTP")]
     InvalidHeader(String),
-    /// A transport this build cannot open yet.
-    #[error("{0} connections are not supported yet")]
-    Unsupported(&'static str),
 }
 
 impl ConnectError {
@@ -103,7 +100,7 @@ async fn connect_untimed(config: &ClientConfig) -> Result<Connected, ConnectErro
             None => return Err(ConnectError::Initialize("no stdio_config".into())),
         },
         ConnectionType::Http => (connect_http(config).await?, None),
-        ConnectionType::Sse => return Err(ConnectError::Unsupported("SSE")),
+        ConnectionType::Sse => (connect_sse(config).await?, None),
     };
     let tools = session
         .list_all_tools()
@@ -130,7 +127,10 @@ async fn connect_stdio(stdio: &StdioConfig) -> Result<(Session, Option<u32>), Co
     Ok((session, pid))
 }
 
-async fn connect_http(config: &ClientConfig) -> Result<Session, ConnectError> {
+/// The URL and static headers of an HTTP or SSE client, with `env.NAME` references resolved.
+fn http_target(
+    config: &ClientConfig,
+) -> Result<(String, HashMap<HeaderName, HeaderValue>), ConnectError> {
     let url = resolve_env(config.connection_string.as_deref().unwrap_or_default())?;
     let mut headers = HashMap::new();
     for (name, value) in &config.headers {
@@ -141,6 +141,21 @@ async fn connect_http(config: &ClientConfig) -> Result<Session, ConnectError> {
             HeaderValue::from_str(&value).map_err(|_| invalid())?,
         );
     }
+    Ok((url, headers))
+}
+
+async fn connect_sse(config: &ClientConfig) -> Result<Session, ConnectError> {
+    let (url, headers) = http_target(config)?;
+    let transport = super::sse::open(&url, headers.into_iter().collect())
+        .await
+        .map_err(|e| ConnectError::Initialize(e.to_string()))?;
+    ().serve(transport)
+        .await
+        .map_err(|e| ConnectError::Initialize(e.to_string()))
+}
+
+async fn connect_http(config: &ClientConfig) -> Result<Session, ConnectError> {
+    let (url, headers) = http_target(config)?;
     let transport_config = StreamableHttpClientTransportConfig::with_uri(url)
         .custom_headers(headers)
         .reinit_on_expired_session(true);

@@ -1,0 +1,89 @@
+//! The legacy HTTP+SSE client transport (MCP 2024-11-05), which rmcp no longer provides.
+//!
+//! A GET of the SSE URL opens the server's event stream. Its first `endpoint` event names, as a
+//! URL relative to the SSE URL, where the client POSTs its JSON-RPC messages; every later
+//! `message` event carries one JSON-RPC message from the server. The pair (POSTing sink, event
+//! stream) is an rmcp transport. When the event stream ends, the transport ends, and the session
+//! with it: the client's supervisor reconnects.
+
+use std::pin::Pin;
+
+use futures::{Sink, Stream, StreamExt};
+use http::HeaderMap;
+use rmcp::model::{ClientJsonRpcMessage, ServerJsonRpcMessage};
+use sse_stream::SseStream;
+
+/// Why the SSE transport failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SseError {
+    /// The HTTP request failed or was refused.
+    #[error("{0}")]
+    Http(#[from] reqwest::Error),
+    /// The server's stream ended before it named its message endpoint.
+    #[error("the SSE stream ended before an `endpoint` event")]
+    NoEndpoint,
+    /// The endpoint is not a valid URL.
+    #[error("the endpoint {0:?} is not a valid URL")]
+    BadEndpoint(String),
+}
+
+/// The client's half: each message is POSTed to the endpoint.
+pub type SseSink = Pin<Box<dyn Sink<ClientJsonRpcMessage, Error = SseError> + Send>>;
+/// The server's half: the messages of the event stream.
+pub type SseMessages = Pin<Box<dyn Stream<Item = ServerJsonRpcMessage> + Send>>;
+
+/// Opens the event stream at `url` and returns the transport's two halves.
+///
+/// # Errors
+/// [`SseError`] when the stream cannot be opened or names no usable endpoint.
+pub async fn open(url: &str, headers: HeaderMap) -> Result<(SseSink, SseMessages), SseError> {
+    let http = reqwest::Client::new();
+    let response = http
+        .get(url)
+        .headers(headers.clone())
+        .header(http::header::ACCEPT, "text/event-stream")
+        .send()
+        .await?
+        .error_for_status()?;
+    let mut events = SseStream::from_bytes_stream(response.bytes_stream());
+    let endpoint = loop {
+        match events.next().await {
+            Some(Ok(event)) if event.event.as_deref() == Some("endpoint") => {
+                break event.data.unwrap_or_default();
+            }
+            Some(Ok(_)) => continue,
+            Some(Err(_)) | None => return Err(SseError::NoEndpoint),
+        }
+    };
+    let endpoint = reqwest::Url::parse(url)
+        .and_then(|base| base.join(endpoint.trim()))
+        .map_err(|_| SseError::BadEndpoint(endpoint))?;
+
+    let messages = events.filter_map(|event| async move {
+        let event = event.ok()?;
+        if event.event.as_deref().is_some_and(|kind| kind != "message") {
+            return None;
+        }
+        let data = event.data?;
+        match serde_json::from_str::<ServerJsonRpcMessage>(&data) {
+            Ok(message) => Some(message),
+            Err(error) => {
+                tracing::warn!(%error, "skipping an SSE message that is not JSON-RPC");
+                None
+            }
+        }
+    });
+    let sink = futures::sink::unfold(
+        (http, endpoint, headers),
+        |(http, endpoint, headers), message: ClientJsonRpcMessage| async move {
+            http.post(endpoint.clone())
+                .headers(headers.clone())
+                .json(&message)
+                .send()
+                .await?
+                .error_for_status()?;
+            Ok::<_, SseError>((http, endpoint, headers))
+        },
+    );
+    Ok((Box::pin(sink), Box::pin(messages)))
+}
