@@ -5,6 +5,12 @@
 //! `Arc` and releases the lock before it awaits the server, so calls run concurrently and a slow
 //! server never blocks the registry.
 //!
+//! Each client also has one supervising task ([`supervise`]): it connects, retries transient
+//! failures by the configured [`RetryPolicy`](crate::config::RetryPolicy), health-checks the
+//! session (re-listing its tools) and reconnects when it drops. Adding, replacing with a new
+//! connection, reconnecting and removing a client restart or stop that task; every state change
+//! is published to [`McpManager::subscribe`].
+//!
 //! The manager is the sandbox's [`ToolDispatcher`]: scripts run by `codemode run --config` call
 //! real tools through it.
 
