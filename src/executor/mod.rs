@@ -2,7 +2,7 @@
 //!
 //! One [`Executor`] owns one wasmtime `Engine` (epoch interruption on), the guest module that
 //! `build.rs` pre-initialised and precompiled, and one `InstancePre` linking it to WASI (with no
-//! files, sockets, environment or arguments) and to the `codemode` host module ([`host`]).
+//! files, sockets, environment or arguments) and to the `codemode` host module (`host`).
 //! Each [`Executor::execute`] creates a fresh `Store` and instance from the snapshot: nothing
 //! survives from one execution to the next. Instances come from wasmtime's pooling allocator,
 //! whose memory slots are reset to the snapshot between executions (only the pages a run dirtied

@@ -1,11 +1,11 @@
 //! The MCP manager: the upstream clients, their state and tools, and the dispatch of calls.
 //!
 //! Each client is a [`ManagedClient`] behind an `Arc`, with its configuration as written (secrets
-//! still `env.NAME` references) and its [`Connection`] behind a lock. A call clones the session's
+//! still `env.NAME` references) and its `Connection` behind a lock. A call clones the session's
 //! `Arc` and releases the lock before it awaits the server, so calls run concurrently and a slow
 //! server never blocks the registry.
 //!
-//! Each client also has one supervising task ([`supervise`]): it connects, retries transient
+//! Each client also has one supervising task (`supervise`): it connects, retries transient
 //! failures by the configured [`RetryPolicy`](crate::config::RetryPolicy), health-checks the
 //! session (re-listing its tools) and reconnects when it drops. Adding, replacing with a new
 //! connection, reconnecting and removing a client restart or stop that task; every state change
