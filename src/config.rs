@@ -132,6 +132,10 @@ pub enum ConnectionType {
     Http,
     /// Legacy HTTP+SSE.
     Sse,
+    /// Tools a Rust program registered in its own process
+    /// ([`McpManager::add_in_process`](crate::mcp::McpManager::add_in_process)); never from a file.
+    #[serde(rename = "inprocess")]
+    InProcess,
 }
 
 /// One upstream MCP server (`mcp.client_configs[]`, or a `POST /api/mcp/client` body).
@@ -183,6 +187,10 @@ pub struct StdioConfig {
     pub envs: Vec<String>,
 }
 
+/// Why an `inprocess` client cannot come from a file or the API.
+pub const IN_PROCESS_NOT_CONFIGURABLE: &str =
+    "inprocess clients are registered by a program that embeds codemode, not configured";
+
 /// A configuration that cannot be used, located by its JSON path.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{path}: {reason}")]
@@ -221,14 +229,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mut seen = HashSet::new();
         for (index, client) in self.mcp.client_configs.iter().enumerate() {
-            let path = format!("mcp.client_configs[{index}]");
-            client.validate(&path)?;
-            if !seen.insert(client.name.as_str()) {
-                return Err(ConfigError::at(
-                    format!("{path}.name"),
-                    format!("duplicate client name \"{}\"", client.name),
-                ));
-            }
+            check_listed_client(index, client, &mut seen)?;
         }
         if self.mcp.tool_manager_config.tool_execution_timeout == 0 {
             return Err(ConfigError::at(
@@ -238,6 +239,61 @@ impl Config {
         }
         Ok(())
     }
+
+    /// Every problem of a configuration document, for `codemode check`. Each client is read on
+    /// its own, so one bad client does not hide the problems of the next.
+    pub fn problems(text: &str) -> Vec<ConfigError> {
+        let mut document: Value = match parse_json(text) {
+            Ok(document) => document,
+            Err(error) => return vec![error],
+        };
+        let clients = document
+            .pointer_mut("/mcp/client_configs")
+            .filter(|clients| clients.is_array())
+            .map(|clients| std::mem::replace(clients, Value::Array(Vec::new())));
+        let mut problems = Vec::new();
+        match from_value::<Config>(&document, "") {
+            Ok(rest) => problems.extend(rest.validate().err()),
+            Err(error) => problems.push(error),
+        }
+        let mut seen = HashSet::new();
+        for (index, client) in clients
+            .iter()
+            .flat_map(|c| c.as_array())
+            .flatten()
+            .enumerate()
+        {
+            let path = format!("mcp.client_configs[{index}]");
+            match from_value::<ClientConfig>(client, &path) {
+                Ok(client) => problems.extend(check_listed_client(index, &client, &mut seen).err()),
+                Err(error) => problems.push(error),
+            }
+        }
+        problems
+    }
+}
+
+/// Checks client number `index` of a document: valid, not in-process, its name not in `seen`.
+fn check_listed_client(
+    index: usize,
+    client: &ClientConfig,
+    seen: &mut HashSet<String>,
+) -> Result<(), ConfigError> {
+    let path = format!("mcp.client_configs[{index}]");
+    client.validate(&path)?;
+    if client.connection_type == ConnectionType::InProcess {
+        return Err(ConfigError::at(
+            format!("{path}.connection_type"),
+            IN_PROCESS_NOT_CONFIGURABLE,
+        ));
+    }
+    if !seen.insert(client.name.clone()) {
+        return Err(ConfigError::at(
+            format!("{path}.name"),
+            format!("duplicate client name \"{}\"", client.name),
+        ));
+    }
+    Ok(())
 }
 
 impl ClientConfig {
@@ -249,6 +305,26 @@ impl ClientConfig {
         let client: ClientConfig = parse_json(text)?;
         client.validate("")?;
         Ok(client)
+    }
+
+    /// The configuration of an in-process client named `name`: every tool allowed.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] at `name` when it is not a valid client name.
+    pub fn in_process(name: &str) -> Result<ClientConfig, ConfigError> {
+        check_name(name).map_err(|reason| ConfigError::at("name", reason))?;
+        Ok(ClientConfig {
+            name: name.to_string(),
+            connection_type: ConnectionType::InProcess,
+            stdio_config: None,
+            connection_string: None,
+            headers: BTreeMap::new(),
+            tools_to_execute: None,
+            tools_to_skip: Vec::new(),
+            tools_to_auto_execute: Vec::new(),
+            is_code_mode_client: false,
+            tool_execution_timeout: None,
+        })
     }
 
     /// Validates this client; `path` prefixes the error paths.
@@ -291,6 +367,8 @@ impl ClientConfig {
                 }
                 Some(_) => {}
             },
+            // Registered by the embedding program; only its tool lists are configured.
+            ConnectionType::InProcess => {}
         }
         if self.tool_execution_timeout == Some(0) {
             return Err(ConfigError::at(
@@ -371,6 +449,19 @@ fn parse_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, ConfigErr
             inner.to_string()
         };
         ConfigError::at(path, reason)
+    })
+}
+
+/// Reads `value` as a `T`; error paths are prefixed with `path`, where `value` sits.
+fn from_value<T: serde::de::DeserializeOwned>(value: &Value, path: &str) -> Result<T, ConfigError> {
+    serde_path_to_error::deserialize(value).map_err(|error| {
+        let inner = error.path().to_string();
+        let at = match (path, inner.as_str()) {
+            ("", inner) => inner.to_string(),
+            (path, ".") => path.to_string(),
+            (path, inner) => format!("{path}.{inner}"),
+        };
+        ConfigError::at(at, error.into_inner().to_string())
     })
 }
 

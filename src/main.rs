@@ -68,6 +68,12 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Connect a configuration's clients and print their tools as OpenAI function definitions.
+    Tools {
+        /// The configuration file.
+        #[arg(long)]
+        config: PathBuf,
+    },
 }
 
 /// How a command ended; `main` turns it into the exit code and the one stderr line.
@@ -153,6 +159,7 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
             run_script(&script, requested, config.as_deref()).await
         }
         Command::Check { config } => check_config(&config),
+        Command::Tools { config } => print_tools(&config).await,
         Command::Serve {
             config,
             port,
@@ -237,8 +244,22 @@ fn load_config(path: &std::path::Path) -> Result<Config, Failure> {
     Config::parse(&text).map_err(|e| Failure::Usage(format!("{}: {e}", path.display())))
 }
 
-/// Reports what would stop start-up (an error) and what would fail one client (a warning).
+/// Reports, one per line on stdout, everything that would stop start-up (errors) and what would
+/// fail one client (warnings); fails when there is any error.
 fn check_config(path: &std::path::Path) -> Result<(), Failure> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Failure::Usage(format!("cannot read {}: {e}", path.display())))?;
+    let problems = Config::problems(&text);
+    for problem in &problems {
+        println!("error: {problem}");
+    }
+    if !problems.is_empty() {
+        return Err(Failure::Usage(format!(
+            "{}: {} error(s)",
+            path.display(),
+            problems.len()
+        )));
+    }
     let config = load_config(path)?;
     let mut missing = 0;
     for client in &config.mcp.client_configs {
@@ -257,6 +278,24 @@ fn check_config(path: &std::path::Path) -> Result<(), Failure> {
         "{}: valid, {clients} client(s), {missing} missing variable(s)",
         path.display()
     );
+    Ok(())
+}
+
+async fn print_tools(path: &std::path::Path) -> Result<(), Failure> {
+    let config = load_config(path)?;
+    let manager = McpManager::start(&config.mcp).await;
+    for client in manager.status().await {
+        if let Some(error) = client.last_error {
+            eprintln!(
+                "codemode: warning: client {} is not connected: {error}",
+                client.name
+            );
+        }
+    }
+    let tools = codemode::mcp::registry::openai_tools(&manager.tools().await);
+    let text = serde_json::to_string_pretty(&json!({ "tools": tools }))
+        .map_err(|e| Failure::Internal(e.to_string()))?;
+    println!("{text}");
     Ok(())
 }
 

@@ -7,20 +7,49 @@
 
 use std::collections::HashMap;
 use std::process::Stdio;
+use std::sync::Arc;
 
 use http::{HeaderName, HeaderValue};
-use rmcp::model::Tool;
-use rmcp::service::RunningService;
+use rmcp::model::{ClientCapabilities, Implementation, Tool};
+use rmcp::service::{NotificationContext, RunningService};
 use rmcp::transport::TokioChildProcess;
 use rmcp::transport::streamable_http_client::{
     StreamableHttpClientTransport, StreamableHttpClientTransportConfig,
 };
-use rmcp::{RoleClient, ServiceExt};
+use rmcp::{ClientHandler, RoleClient, ServiceExt};
+use tokio::sync::Notify;
 
 use crate::config::{ClientConfig, ConnectionType, MissingVariable, StdioConfig, resolve_env};
 
 /// A live MCP session with an upstream server.
-pub type Session = RunningService<RoleClient, ()>;
+pub type Session = RunningService<RoleClient, Upstream>;
+
+/// codemode's side of an upstream session: it introduces itself as codemode and passes
+/// `notifications/tools/list_changed` on, so the manager re-lists the server's tools at once.
+#[derive(Clone)]
+pub struct Upstream {
+    tools_changed: Arc<Notify>,
+}
+
+impl Upstream {
+    /// A handler that wakes `tools_changed` when the server says its tools changed.
+    pub fn new(tools_changed: Arc<Notify>) -> Self {
+        Upstream { tools_changed }
+    }
+}
+
+impl ClientHandler for Upstream {
+    async fn on_tool_list_changed(&self, _context: NotificationContext<RoleClient>) {
+        self.tools_changed.notify_one();
+    }
+
+    fn get_info(&self) -> rmcp::model::ClientConfig {
+        rmcp::model::ClientConfig::new(
+            ClientCapabilities::default(),
+            Implementation::new("codemode", env!("CARGO_PKG_VERSION")),
+        )
+    }
+}
 
 /// PATH for a stdio child when codemode itself has none.
 const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
@@ -87,20 +116,28 @@ pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(
 ///
 /// # Errors
 /// A [`ConnectError`] saying which step failed and why.
-pub async fn connect(config: &ClientConfig) -> Result<Connected, ConnectError> {
-    tokio::time::timeout(CONNECT_TIMEOUT, connect_untimed(config))
+pub async fn connect(config: &ClientConfig, handler: Upstream) -> Result<Connected, ConnectError> {
+    tokio::time::timeout(CONNECT_TIMEOUT, connect_untimed(config, handler))
         .await
         .map_err(|_| ConnectError::Timeout)?
 }
 
-async fn connect_untimed(config: &ClientConfig) -> Result<Connected, ConnectError> {
+async fn connect_untimed(
+    config: &ClientConfig,
+    handler: Upstream,
+) -> Result<Connected, ConnectError> {
     let (session, pid) = match config.connection_type {
         ConnectionType::Stdio => match &config.stdio_config {
-            Some(stdio) => connect_stdio(stdio).await?,
+            Some(stdio) => connect_stdio(stdio, handler).await?,
             None => return Err(ConnectError::Initialize("no stdio_config".into())),
         },
-        ConnectionType::Http => (connect_http(config).await?, None),
-        ConnectionType::Sse => (connect_sse(config).await?, None),
+        ConnectionType::Http => (connect_http(config, handler).await?, None),
+        ConnectionType::Sse => (connect_sse(config, handler).await?, None),
+        ConnectionType::InProcess => {
+            return Err(ConnectError::Initialize(
+                "an in-process client has no server to connect to".into(),
+            ));
+        }
     };
     let tools = session
         .list_all_tools()
@@ -113,7 +150,10 @@ async fn connect_untimed(config: &ClientConfig) -> Result<Connected, ConnectErro
     })
 }
 
-async fn connect_stdio(stdio: &StdioConfig) -> Result<(Session, Option<u32>), ConnectError> {
+async fn connect_stdio(
+    stdio: &StdioConfig,
+    handler: Upstream,
+) -> Result<(Session, Option<u32>), ConnectError> {
     let command = stdio_command(stdio)?;
     let (transport, _stderr) = TokioChildProcess::builder(command)
         .stderr(Stdio::null())
@@ -123,7 +163,10 @@ async fn connect_stdio(stdio: &StdioConfig) -> Result<(Session, Option<u32>), Co
             source,
         })?;
     let pid = transport.id();
-    let session = ().serve(transport).await.map_err(|e| ConnectError::Initialize(e.to_string()))?;
+    let session = handler
+        .serve(transport)
+        .await
+        .map_err(|e| ConnectError::Initialize(e.to_string()))?;
     Ok((session, pid))
 }
 
@@ -144,22 +187,24 @@ fn http_target(
     Ok((url, headers))
 }
 
-async fn connect_sse(config: &ClientConfig) -> Result<Session, ConnectError> {
+async fn connect_sse(config: &ClientConfig, handler: Upstream) -> Result<Session, ConnectError> {
     let (url, headers) = http_target(config)?;
     let transport = super::sse::open(&url, headers.into_iter().collect())
         .await
         .map_err(|e| ConnectError::Initialize(e.to_string()))?;
-    ().serve(transport)
+    handler
+        .serve(transport)
         .await
         .map_err(|e| ConnectError::Initialize(e.to_string()))
 }
 
-async fn connect_http(config: &ClientConfig) -> Result<Session, ConnectError> {
+async fn connect_http(config: &ClientConfig, handler: Upstream) -> Result<Session, ConnectError> {
     let (url, headers) = http_target(config)?;
     let transport_config = StreamableHttpClientTransportConfig::with_uri(url)
         .custom_headers(headers)
         .reinit_on_expired_session(true);
-    ().serve(StreamableHttpClientTransport::from_config(transport_config))
+    handler
+        .serve(StreamableHttpClientTransport::from_config(transport_config))
         .await
         .map_err(|e| ConnectError::Initialize(e.to_string()))
 }

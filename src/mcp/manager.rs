@@ -27,9 +27,13 @@ use serde_json::Value;
 use tokio::sync::{Notify, RwLock, broadcast, oneshot};
 use tokio::task::AbortHandle;
 
-use super::connection::{Session, connect};
+use super::connection::{Session, Upstream, connect};
+use super::in_process::{InProcessServer, InProcessTool};
+use super::registry::ClientTools;
 use super::result::tool_value;
-use crate::config::{ClientConfig, McpConfig, ToolManagerConfig};
+use crate::config::{
+    ClientConfig, ConnectionType, IN_PROCESS_NOT_CONFIGURABLE, McpConfig, ToolManagerConfig,
+};
 use crate::executor::{ToolDispatcher, ToolError};
 use crate::store::{Store, StoreError, merge_clients};
 
@@ -67,7 +71,8 @@ pub struct ClientStatus {
     pub pid: Option<u32>,
 }
 
-/// A state change of one client, as [`McpManager::subscribe`] reports it.
+/// A change of one client, as [`McpManager::subscribe`] reports it: a new state, or (with the
+/// state still `connected`) a change of the tools it offers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientEvent {
     /// The client.
@@ -79,7 +84,7 @@ pub struct ClientEvent {
 enum Connection {
     Connecting,
     Connected {
-        session: Arc<Session>,
+        link: Link,
         tools: Vec<Tool>,
         pid: Option<u32>,
     },
@@ -87,24 +92,39 @@ enum Connection {
     Failed(String),
 }
 
+/// What a call goes through: an MCP session, or the handlers of an in-process client.
+#[derive(Clone)]
+enum Link {
+    Mcp(Arc<Session>),
+    InProcess(Arc<InProcessServer>),
+}
+
 /// One upstream client and the task that keeps it connected.
 pub struct ManagedClient {
     config: std::sync::RwLock<Arc<ClientConfig>>,
     connection: RwLock<Connection>,
     failed_attempts: AtomicU32,
-    /// Wakes the health check at once (a call saw the connection drop).
-    check_now: Notify,
+    /// Wakes the health check, which re-lists the tools, at once: a call saw the connection
+    /// drop, or the server sent `notifications/tools/list_changed`.
+    check_now: Arc<Notify>,
+    /// The tools of an in-process client, which has no connection to supervise.
+    in_process: Option<Arc<InProcessServer>>,
     supervisor: std::sync::Mutex<Option<AbortHandle>>,
     events: broadcast::Sender<ClientEvent>,
 }
 
 impl ManagedClient {
-    fn new(config: ClientConfig, events: broadcast::Sender<ClientEvent>) -> Arc<Self> {
+    fn new(
+        config: ClientConfig,
+        in_process: Option<InProcessServer>,
+        events: broadcast::Sender<ClientEvent>,
+    ) -> Arc<Self> {
         Arc::new(ManagedClient {
             config: std::sync::RwLock::new(Arc::new(config)),
             connection: RwLock::new(Connection::Connecting),
             failed_attempts: AtomicU32::new(0),
-            check_now: Notify::new(),
+            check_now: Arc::new(Notify::new()),
+            in_process: in_process.map(Arc::new),
             supervisor: std::sync::Mutex::new(None),
             events,
         })
@@ -156,6 +176,10 @@ impl ManagedClient {
             Connection::Failed(_) => ClientState::Error,
         };
         *self.connection.write().await = connection;
+        self.publish(state);
+    }
+
+    fn publish(&self, state: ClientState) {
         // Nobody listening is fine.
         let _ = self.events.send(ClientEvent {
             client: self.config().name.clone(),
@@ -194,6 +218,14 @@ async fn supervise(
     settings: ToolManagerConfig,
     first_attempt: oneshot::Sender<()>,
 ) {
+    if let Some(server) = &client.in_process {
+        let tools = valid_tools(&client.config().name, server.definitions());
+        let link = Link::InProcess(Arc::clone(server));
+        let pid = None;
+        client.set(Connection::Connected { link, tools, pid }).await;
+        let _ = first_attempt.send(());
+        return;
+    }
     let mut first_attempt = Some(first_attempt);
     let policy = settings.connect_retry;
     let interval = Duration::from_millis(settings.health_check_interval_ms.max(10));
@@ -203,7 +235,7 @@ async fn supervise(
             attempt += 1;
             client.set(Connection::Connecting).await;
             let config = client.config();
-            match connect(&config).await {
+            match connect(&config, Upstream::new(Arc::clone(&client.check_now))).await {
                 Ok(connected) => break Some(connected),
                 Err(error) => {
                     client.failed_attempts.fetch_add(1, Ordering::Relaxed);
@@ -228,7 +260,7 @@ async fn supervise(
         client.failed_attempts.store(0, Ordering::Relaxed);
         client
             .set(Connection::Connected {
-                session: Arc::clone(&session),
+                link: Link::Mcp(Arc::clone(&session)),
                 tools,
                 pid: connected.pid,
             })
@@ -255,11 +287,16 @@ async fn watch_health(client: &ManagedClient, session: &Session, interval: Durat
         }
         match tokio::time::timeout(HEALTH_CHECK_TIMEOUT, session.list_all_tools()).await {
             Ok(Ok(tools)) => {
-                let name = client.config().name.clone();
-                if let Connection::Connected { tools: current, .. } =
-                    &mut *client.connection.write().await
-                {
-                    *current = valid_tools(&name, tools);
+                let tools = valid_tools(&client.config().name, tools);
+                let changed = match &mut *client.connection.write().await {
+                    Connection::Connected { tools: current, .. } if *current != tools => {
+                        *current = tools;
+                        true
+                    }
+                    _ => false,
+                };
+                if changed {
+                    client.publish(ClientState::Connected);
                 }
             }
             _ => return,
@@ -279,6 +316,9 @@ pub enum ManagerError {
     /// A client with this name exists already.
     #[error("an MCP client named {0} exists already")]
     Duplicate(String),
+    /// The change is not valid (the reason says why).
+    #[error("{0}")]
+    Invalid(String),
     /// The change could not be persisted (and was not made).
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -348,7 +388,7 @@ impl McpManager {
         for config in configs {
             clients.insert(
                 config.name.clone(),
-                ManagedClient::new(config.clone(), self.events.clone()),
+                ManagedClient::new(config.clone(), None, self.events.clone()),
             );
         }
         let all: Vec<Arc<ManagedClient>> = clients.values().cloned().collect();
@@ -362,16 +402,44 @@ impl McpManager {
     /// # Errors
     /// [`ManagerError::Duplicate`] when the name is taken.
     pub async fn add(&self, config: ClientConfig) -> Result<ClientStatus, ManagerError> {
+        if config.connection_type == ConnectionType::InProcess {
+            return Err(ManagerError::Invalid(IN_PROCESS_NOT_CONFIGURABLE.into()));
+        }
+        self.insert(config, None).await
+    }
+
+    /// Adds a client whose `tools` run in this process: a Rust program that embeds codemode
+    /// offers its own functions to scripts and HTTP callers this way. The client is not
+    /// persisted; its tool lists can be changed like any client's.
+    ///
+    /// # Errors
+    /// [`ManagerError::Duplicate`] when the name is taken, [`ManagerError::Invalid`] when it is
+    /// not a valid client name.
+    pub async fn add_in_process(
+        &self,
+        name: &str,
+        tools: Vec<InProcessTool>,
+    ) -> Result<ClientStatus, ManagerError> {
+        let config = ClientConfig::in_process(name)
+            .map_err(|error| ManagerError::Invalid(error.to_string()))?;
+        self.insert(config, Some(InProcessServer::new(tools))).await
+    }
+
+    async fn insert(
+        &self,
+        config: ClientConfig,
+        in_process: Option<InProcessServer>,
+    ) -> Result<ClientStatus, ManagerError> {
         let name = config.name.clone();
         let client = {
             let mut clients = self.clients.write().await;
             if clients.contains_key(&name) {
                 return Err(ManagerError::Duplicate(name));
             }
-            if let Some(store) = &self.store {
+            if let (Some(store), None) = (&self.store, &in_process) {
                 store.save_client(&config)?;
             }
-            let client = ManagedClient::new(config, self.events.clone());
+            let client = ManagedClient::new(config, in_process, self.events.clone());
             clients.insert(name, Arc::clone(&client));
             client
         };
@@ -390,13 +458,22 @@ impl McpManager {
         config: ClientConfig,
     ) -> Result<ClientStatus, ManagerError> {
         let client = self.get(name).await?;
-        if let Some(store) = &self.store {
+        let in_process = config.connection_type == ConnectionType::InProcess;
+        if in_process != client.in_process.is_some() {
+            return Err(ManagerError::Invalid(
+                "the connection_type of an inprocess client cannot change, nor become inprocess"
+                    .into(),
+            ));
+        }
+        if let (Some(store), false) = (&self.store, in_process) {
             store.save_client(&config)?;
         }
         let reconnect = !same_connection(&client.config(), &config);
         *client.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(config);
         if reconnect {
             client.supervise(&self.settings).await;
+        } else if let Connection::Connected { .. } = &*client.connection.read().await {
+            client.publish(ClientState::Connected);
         }
         Ok(client.status().await)
     }
@@ -474,6 +551,28 @@ impl McpManager {
         statuses
     }
 
+    /// The tools every connected client may run, with full definitions, by client name.
+    pub async fn tools(&self) -> Vec<ClientTools> {
+        let clients: Vec<Arc<ManagedClient>> =
+            self.clients.read().await.values().cloned().collect();
+        let mut registry = Vec::with_capacity(clients.len());
+        for client in clients {
+            let config = client.config();
+            if let Connection::Connected { tools, .. } = &*client.connection.read().await {
+                registry.push(ClientTools {
+                    client: config.name.clone(),
+                    code_mode: config.is_code_mode_client,
+                    tools: tools
+                        .iter()
+                        .filter(|t| tool_allowed(&config, &t.name))
+                        .cloned()
+                        .collect(),
+                });
+            }
+        }
+        registry
+    }
+
     fn timeout(&self, config: &ClientConfig) -> Duration {
         Duration::from_secs(
             config
@@ -498,14 +597,14 @@ impl ToolDispatcher for McpManager {
                 "{client}.{tool} is not allowed by the client's configuration"
             )));
         }
-        let session = match &*managed.connection.read().await {
-            Connection::Connected { session, tools, .. } => {
+        let link = match &*managed.connection.read().await {
+            Connection::Connected { link, tools, .. } => {
                 if !tools.iter().any(|t| t.name == tool) {
                     return Err(ToolError::NotFound(format!(
                         "{client} has no tool named {tool}"
                     )));
                 }
-                Arc::clone(session)
+                link.clone()
             }
             Connection::Connecting => {
                 return Err(ToolError::Unavailable(format!(
@@ -523,27 +622,42 @@ impl ToolDispatcher for McpManager {
                 )));
             }
         };
-        let arguments = match arguments {
-            Value::Object(map) => map,
-            _ => Default::default(),
-        };
-        let params = CallToolRequestParams::new(tool.to_string()).with_arguments(arguments);
         let timeout = self.timeout(&config);
-        let answer = tokio::time::timeout(timeout, session.call_tool(params))
-            .await
-            .map_err(|_| ToolError::Timeout(timeout))?;
-        let result = answer.map_err(|error| {
-            let error = service_error(client, error);
-            if matches!(error, ToolError::Unavailable(_)) {
-                managed.check_now.notify_one();
+        let call = async {
+            match link {
+                Link::Mcp(session) => call_mcp(&managed, &session, client, tool, arguments).await,
+                Link::InProcess(server) => server.call(tool, arguments).await,
             }
-            error
-        })?;
-        let result = serde_json::to_value(&result).map_err(|e| {
-            ToolError::Failed(format!("unreadable result from {client}.{tool}: {e}"))
-        })?;
-        tool_value(&result)
+        };
+        tokio::time::timeout(timeout, call)
+            .await
+            .map_err(|_| ToolError::Timeout(timeout))?
     }
+}
+
+/// Calls `tool` over an MCP session and turns its result into a script's value.
+async fn call_mcp(
+    managed: &ManagedClient,
+    session: &Session,
+    client: &str,
+    tool: &str,
+    arguments: Value,
+) -> Result<Value, ToolError> {
+    let arguments = match arguments {
+        Value::Object(map) => map,
+        _ => Default::default(),
+    };
+    let params = CallToolRequestParams::new(tool.to_string()).with_arguments(arguments);
+    let result = session.call_tool(params).await.map_err(|error| {
+        let error = service_error(client, error);
+        if matches!(error, ToolError::Unavailable(_)) {
+            managed.check_now.notify_one();
+        }
+        error
+    })?;
+    let result = serde_json::to_value(&result)
+        .map_err(|e| ToolError::Failed(format!("unreadable result from {client}.{tool}: {e}")))?;
+    tool_value(&result)
 }
 
 fn service_error(client: &str, error: ServiceError) -> ToolError {

@@ -90,6 +90,7 @@ impl From<ManagerError> for ApiError {
         match error {
             ManagerError::NotFound(_) => ApiError::NotFound(error.to_string()),
             ManagerError::Duplicate(_) => ApiError::Conflict(error.to_string()),
+            ManagerError::Invalid(_) => ApiError::InvalidRequest(error.to_string()),
             ManagerError::Store(_) => ApiError::Internal(error.to_string()),
         }
     }

@@ -1,4 +1,5 @@
-//! `POST /v1/mcp/tool/execute`: run one tool call given in OpenAI's chat or responses shape.
+//! `POST /v1/mcp/tool/execute`: run one tool call given in OpenAI's chat or responses shape;
+//! `GET /v1/mcp/tools`: the tools a caller can send to a model, as OpenAI function definitions.
 
 use std::sync::Arc;
 
@@ -10,6 +11,7 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::error::ApiError;
 use crate::executor::ToolDispatcher;
+use crate::mcp::registry::openai_tools;
 
 /// `?format=chat` (the default) or `?format=responses`.
 #[derive(Deserialize)]
@@ -42,6 +44,11 @@ struct ResponsesToolCall {
     name: String,
     #[serde(default)]
     arguments: Value,
+}
+
+/// `GET /v1/mcp/tools`: `{"tools": [OpenAI function definitions]}`, named `<client>-<tool>`.
+pub async fn tools(State(state): State<Arc<AppState>>) -> Json<Value> {
+    Json(json!({"tools": openai_tools(&state.manager.tools().await)}))
 }
 
 /// The handler: parse the call in the requested shape, run it, answer in the same shape.

@@ -6,7 +6,8 @@
 //! [`ApiError`]; there is no business logic here.
 //!
 //! - [`management`]: `/api/mcp/*`, the client management API.
-//! - [`execute`]: the tool execution endpoint, `POST /v1/mcp/tool/execute`.
+//! - [`execute`]: tool execution, `POST /v1/mcp/tool/execute`, and the tool list,
+//!   `GET /v1/mcp/tools`.
 
 pub mod error;
 pub mod execute;
@@ -43,6 +44,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             post(management::reconnect),
         )
         .route("/v1/mcp/tool/execute", post(execute::execute))
+        .route("/v1/mcp/tools", get(execute::tools))
         .with_state(state)
 }
 

@@ -109,3 +109,37 @@ fn usage_errors_exit_64() {
     let unknown = codemode(&["run", "-", "--bogus"], "1");
     assert_eq!(unknown.status.code(), Some(64));
 }
+
+#[test]
+fn check_reports_every_problem_then_fails() {
+    let config = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(
+        config.path(),
+        r#"{"mcp": {"client_configs": [
+          {"name": "1bad", "connection_type": "stdio", "stdio_config": {"command": "x"}},
+          {"name": "web", "connection_type": "http"},
+          {"name": "dup", "connection_type": "stdio", "stdio_config": {"command": "x"}, "colour": 1},
+          {"name": "dup", "connection_type": "stdio", "stdio_config": {"command": "x"}},
+          {"name": "dup", "connection_type": "stdio", "stdio_config": {"command": "x"}}
+        ]}}"#,
+    )
+    .expect("write config");
+    let path = config.path().display().to_string();
+    let output = codemode(&["check", "--config", &path], "");
+    assert_eq!(output.status.code(), Some(64));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let errors: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        errors,
+        vec![
+            "error: mcp.client_configs[0].name: \"1bad\" must not start with a digit",
+            "error: mcp.client_configs[1].connection_string: required for an http or sse client",
+            "error: mcp.client_configs[2].colour: unknown field `colour`, expected one of `name`, `connection_type`, `stdio_config`, `connection_string`, `headers`, `tools_to_execute`, `tools_to_skip`, `tools_to_auto_execute`, `is_code_mode_client`, `tool_execution_timeout`",
+            "error: mcp.client_configs[4].name: duplicate client name \"dup\"",
+        ]
+    );
+    assert_eq!(
+        stderr_lines(&output),
+        vec![format!("codemode: {path}: 4 error(s)")]
+    );
+}

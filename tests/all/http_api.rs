@@ -18,7 +18,7 @@ fn app() -> axum::Router {
     router(Arc::new(AppState { manager }))
 }
 
-async fn call(app: &axum::Router, method: &str, uri: &str, body: Value) -> (StatusCode, Value) {
+pub async fn call(app: &axum::Router, method: &str, uri: &str, body: Value) -> (StatusCode, Value) {
     let body = if body.is_null() {
         Body::empty()
     } else {

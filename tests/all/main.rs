@@ -7,6 +7,7 @@ mod config_files;
 mod http_api;
 mod mcp_health;
 mod mcp_http;
+mod mcp_registry;
 mod mcp_stdio;
 mod sandbox_cases;
 mod sandbox_isolation;

@@ -1,0 +1,44 @@
+//! The registry: what each connected client offers, with full tool definitions (input and output
+//! schema, annotations, title), and the OpenAI-style tool list built from it, where a tool is
+//! addressed as `<client>-<tool>`.
+
+use rmcp::model::Tool;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+/// The tools one connected client may run (after `tools_to_execute` and `tools_to_skip`).
+#[derive(Debug, Clone, Serialize)]
+pub struct ClientTools {
+    /// The client's name.
+    pub client: String,
+    /// Whether its tools are served as code-mode stubs instead of direct tools.
+    pub code_mode: bool,
+    /// Its tools, as the server listed them.
+    pub tools: Vec<Tool>,
+}
+
+/// `tool` of `client` as an OpenAI function definition named `<client>-<tool>`.
+pub fn openai_function(client: &str, tool: &Tool) -> Value {
+    let mut description = tool.description.as_deref().unwrap_or_default().to_string();
+    if description.is_empty() {
+        description = tool.title.clone().unwrap_or_default();
+    }
+    json!({
+        "type": "function",
+        "function": {
+            "name": format!("{client}-{}", tool.name),
+            "description": description,
+            "parameters": Value::Object(tool.input_schema.as_ref().clone()),
+        }
+    })
+}
+
+/// The direct tools of `clients` as OpenAI function definitions: every tool of every client
+/// that is not a code-mode client (those are reached through the code-mode meta-tools).
+pub fn openai_tools(clients: &[ClientTools]) -> Vec<Value> {
+    clients
+        .iter()
+        .filter(|c| !c.code_mode)
+        .flat_map(|c| c.tools.iter().map(|tool| openai_function(&c.client, tool)))
+        .collect()
+}
