@@ -7,7 +7,8 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use codemode::config::Config;
+use codemode::config::{BindingLevel, Config};
+use codemode::executor::{Executor, ExecutorConfig, LimitOverrides};
 use codemode::mcp::McpManager;
 use codemode::server::{AppState, serve};
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -45,7 +46,13 @@ fn gateway(c: &mut Criterion) {
         let manager = Arc::new(McpManager::start(&config.mcp).await);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("address"));
-        let state = Arc::new(AppState { manager: Arc::clone(&manager) });
+        let executor = Executor::new(ExecutorConfig::default()).expect("sandbox");
+        let state = Arc::new(AppState::new(
+            Arc::clone(&manager),
+            executor,
+            LimitOverrides::default(),
+            BindingLevel::Server,
+        ));
         tokio::spawn(serve(listener, state, std::future::pending()));
         (base, manager)
     });

@@ -5,12 +5,14 @@
 //! crosses one host boundary where it is checked and dispatched. See `DESIGN.md` in the docs and
 //! the module documentation below.
 //!
+//! - [`codemode`]: code mode: stubs of the registry, the meta-tools, runs with servers bound.
 //! - [`config`]: the configuration file (Bifrost's shapes), `env.NAME` references, validation.
 //! - [`executor`]: the sandbox: engine, limits, the host-call boundary, run results.
 //! - [`mcp`]: upstream MCP servers: connections, tools, and the dispatch of calls.
 //! - [`server`]: the HTTP service: management API and tool execution.
 //! - [`store`]: SQLite persistence of runtime changes.
 
+pub mod codemode;
 pub mod config;
 pub mod executor;
 pub mod mcp;

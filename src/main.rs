@@ -191,9 +191,19 @@ async fn serve(
         .await
         .map_err(|e| Failure::Usage(e.to_string()))?;
     let manager = Arc::new(manager);
-    let state = Arc::new(codemode::server::AppState {
-        manager: Arc::clone(&manager),
-    });
+    let executor =
+        Executor::new(ExecutorConfig::default()).map_err(|e| Failure::Internal(e.to_string()))?;
+    executor
+        .config()
+        .limits
+        .resolve(&config.sandbox)
+        .map_err(|e| Failure::Usage(format!("sandbox: {e}")))?;
+    let state = Arc::new(codemode::server::AppState::new(
+        Arc::clone(&manager),
+        executor,
+        config.sandbox,
+        config.mcp.tool_manager_config.code_mode_binding_level,
+    ));
     let address = listener
         .local_addr()
         .map_err(|e| Failure::Internal(e.to_string()))?;
@@ -309,11 +319,7 @@ async fn run_script(
     let executor_config = ExecutorConfig::default();
     // Flags win over the file's `sandbox` section, which wins over the built-in defaults.
     let file_limits = config.as_ref().map(|c| c.sandbox).unwrap_or_default();
-    let overrides = LimitOverrides {
-        timeout_ms: requested.timeout_ms.or(file_limits.timeout_ms),
-        memory_mb: requested.memory_mb.or(file_limits.memory_mb),
-        ..file_limits
-    };
+    let overrides = requested.or(&file_limits);
     let limits = executor_config
         .limits
         .resolve(&overrides)

@@ -17,6 +17,11 @@ Tool calls
     ``gather`` and ``sleep`` is provided on top of the same scheduler, because the real one needs
     sockets and threads that the sandbox does not have.
 
+Bound servers
+    The host passes a manifest of the servers the caller may use; each one is a global of the
+    script and importable (``from servers import filesystem``): ``filesystem.read_file(path=...)``
+    calls the tool, ``filesystem.read_file_async(...)`` starts it and returns a ``PendingCall``.
+
 Errors
     A tool that fails raises ``ToolError`` (``.server``, ``.tool``); ``ToolTimeoutError`` and
     ``ToolUnavailableError`` are its subclasses. A tool the caller may not use raises
@@ -159,6 +164,142 @@ def call_tool_async(client, tool, arguments=None, **kwargs):
 # call_tool(client, tool, arguments=None, **kwargs): calls client's tool with arguments (a dict)
 # and/or keyword arguments and returns its value. Native: see `_codemode.call_tool`.
 call_tool = _codemode.call_tool
+
+
+class _Tool:
+    """One tool of a bound server: call it with keyword arguments (the stub's parameter names, or
+    the tool's own) or positional ones in the stub's order. ``<tool>_async`` starts the call and
+    returns a ``PendingCall`` instead."""
+
+    __slots__ = ("_label", "_client", "_tool", "_params", "_names", "_start")
+
+    def __init__(self, label, client, spec, start):
+        self._label = label
+        self._client = client
+        self._tool = spec[0]
+        self._params = spec[1]
+        names = {}
+        for ident, real, _required in spec[1]:
+            names[ident] = real
+            names[real] = real
+        self._names = names
+        self._start = start
+
+    def _arguments(self, args, kwargs):
+        params = self._params
+        label = self._label
+        if len(args) > len(params):
+            raise TypeError(f"{label}() takes {len(params)} positional arguments but {len(args)} were given")
+        arguments = {}
+        for param, value in zip(params, args):
+            arguments[param[1]] = value
+        for key, value in kwargs.items():
+            real = self._names.get(key)
+            if real is None:
+                if params:
+                    allowed = ", ".join(p[0] for p in params)
+                    raise TypeError(f"{label}() got an unexpected keyword argument {key!r}; its parameters: {allowed}")
+                real = key
+            if real in arguments:
+                raise TypeError(f"{label}() got multiple values for argument {key!r}")
+            arguments[real] = value
+        for ident, real, required in params:
+            if real not in arguments:
+                if required:
+                    raise TypeError(f"{label}() missing required argument {ident!r}")
+            elif arguments[real] is None and not required:
+                # `None` is the stubs' "not given": servers often reject an explicit null.
+                del arguments[real]
+        return arguments
+
+    def __call__(self, *args, **kwargs):
+        arguments = self._arguments(args, kwargs)
+        if self._start:
+            return PendingCall(self._client, self._tool, arguments)
+        return call_tool(self._client, self._tool, arguments)
+
+    def __repr__(self):
+        return f"<tool {self._label}>"
+
+
+class _Server:
+    """A tool server bound for the script: ``filesystem.read_file(path="a.txt")``. Its tools are
+    read from the manifest the first time one is used, so unused servers cost nothing."""
+
+    __slots__ = ("_name", "_client", "_entry", "_tools", "_aliases", "_bound")
+
+    def __init__(self, name, client, entry):
+        self._name = name
+        self._client = client
+        self._entry = entry
+        self._tools = None
+        self._aliases = None
+        self._bound = {}
+
+    def _spec(self):
+        if self._tools is None:
+            tools = _codemode.loads(self._entry)
+            self._aliases = {spec[0]: ident for ident, spec in tools.items()}
+            self._tools = tools
+        return self._tools
+
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        bound = self._bound.get(name)
+        if bound is not None:
+            return bound
+        tools = self._spec()
+        ident, start = name, False
+        if ident not in tools and ident not in self._aliases and ident.endswith("_async"):
+            ident, start = ident[:-6], True
+        if ident not in tools:
+            ident = self._aliases.get(ident, ident)
+        spec = tools.get(ident)
+        if spec is None:
+            raise AttributeError(self._unknown(name))
+        bound = _Tool(f"{self._name}.{ident}", self._client, spec, start)
+        self._bound[name] = bound
+        return bound
+
+    def _unknown(self, name):
+        import difflib
+
+        names = sorted(self._spec())
+        close = difflib.get_close_matches(name, names, n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        return f"server {self._name} has no tool {name!r}.{hint} Its tools: {', '.join(names)}"
+
+    def __dir__(self):
+        return sorted(self._spec())
+
+    def __repr__(self):
+        return f"<server {self._name}>"
+
+
+def _bind(bindings, scope):
+    """Makes each server of the manifest a global of the script and a module under ``servers``.
+
+    The manifest has one line per server: ``<python name>\t<client>\t<tools as JSON>``, where
+    the JSON maps each tool's Python name to ``[tool name, [[parameter, its name, required]...]]``
+    with parameters in the stub's order.
+    """
+    if not bindings:
+        return
+    import types
+
+    package = types.ModuleType("servers")
+    package.__doc__ = "The tool servers this script may call."
+    package.__path__ = []
+    for line in bindings.split("\n"):
+        if not line:
+            continue
+        name, client, entry = line.split("\t", 2)
+        server = _Server(name, client, entry)
+        setattr(package, name, server)
+        sys.modules["servers." + name] = server
+        scope[name] = server
+    sys.modules["servers"] = package
 
 
 class _Task:
@@ -464,11 +605,26 @@ result = {"ok": sorted(data), "message": message}
 """
 
 
+_WARM_UP_BINDINGS = 'demo\tdemo\t{"get_sum": ["get-sum", [["a", "a", true], ["b", "b", false]]]}'
+_WARM_UP_WITH_BINDINGS = """
+from servers import demo
+tool = demo.get_sum
+try:
+    demo.missing
+except AttributeError:
+    pass
+result = [repr(tool), repr(demo.get_sum_async)]
+"""
+
+
 def _warm_up():
     import gc
 
     _run(_WARM_UP, 1 << 20)
     _run("1 / 0", 1 << 20)
+    _run(_WARM_UP_WITH_BINDINGS, 1 << 20, _WARM_UP_BINDINGS)
+    for name in [n for n in sys.modules if n == "servers" or n.startswith("servers.")]:
+        del sys.modules[name]
     # What boot built is frozen, so no collection ever walks (and dirties) the snapshot's objects.
     gc.freeze()
 
@@ -517,21 +673,22 @@ def _error(exc):
     return {"ok": False, "result": None, "error": error}
 
 
-def _execute(code):
+def _execute(code, bindings):
     scope = {"__name__": "__main__", "__builtins__": builtins}
+    _bind(bindings, scope)
     value = eval(_codemode.compile_script(code, SCRIPT), scope)
     if "result" in scope:
         value = scope["result"]
     return value
 
 
-def _run(code, max_result_bytes):
-    """Runs one script; returns the outcome as JSON text."""
+def _run(code, max_result_bytes, bindings=""):
+    """Runs one script with the servers of ``bindings`` bound; returns the outcome as JSON text."""
     import linecache
 
     linecache.cache[SCRIPT] = (len(code), None, code.splitlines(True), SCRIPT)
     try:
-        value = _execute(code)
+        value = _execute(code, bindings)
     except SystemExit as exit:
         if exit.code in (None, 0):
             value = None

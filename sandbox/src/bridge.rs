@@ -172,6 +172,16 @@ mod _codemode {
         Ok(host::start_call(&bytes))
     }
 
+    /// Parses JSON `text` into Python objects, natively (the bindings' manifest entries).
+    #[pyfunction]
+    fn loads(text: PyStrRef, vm: &VirtualMachine) -> PyResult {
+        let text = text.to_string_lossy();
+        let mut json = serde_json::Deserializer::from_str(&text);
+        PyObjectDeserializer::new(vm)
+            .deserialize(&mut json)
+            .map_err(|e| vm.new_value_error(format!("invalid JSON: {e}")))
+    }
+
     /// Blocks until call `id` has finished; returns the host's response, `{"ok": value}` or
     /// `{"error": {...}}`, as Python objects.
     #[pyfunction]

@@ -112,33 +112,55 @@ pub extern "C" fn codemode_init() {
     });
 }
 
-/// Runs one script. `code` is UTF-8 in guest memory (from [`codemode_alloc`]); the outcome is
-/// handed to the host as JSON through `codemode.result`. `max_result_bytes` lets the guest refuse
-/// an oversized result before serialising it in full; the host checks again.
+/// Runs one script. `code` and `bindings` are UTF-8 in guest memory (each from
+/// [`codemode_alloc`]); `bindings` is the manifest of the tool clients the script may call, one
+/// line per client (see `python/codemode.py`). The outcome is handed to the host as JSON through
+/// `codemode.result`. `max_result_bytes` lets the guest refuse an oversized result before
+/// serialising it in full; the host checks again.
 ///
 /// # Safety
-/// `code_ptr` must point to `code_len` initialised bytes allocated by [`codemode_alloc`].
+/// Each pointer must point to its length of initialised bytes allocated by [`codemode_alloc`]
+/// with exactly that length (or be null with length 0).
 #[allow(clippy::missing_safety_doc)]
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn codemode_run(code_ptr: *mut u8, code_len: usize, max_result_bytes: u32) {
-    let code = if code_ptr.is_null() || code_len == 0 {
-        String::new()
-    } else {
-        // SAFETY: the host wrote `code_len` bytes into a buffer it obtained from
-        // `codemode_alloc` with exactly this length; ownership passes to us here.
-        let bytes = unsafe { Vec::from_raw_parts(code_ptr, code_len, code_len) };
-        String::from_utf8_lossy(&bytes).into_owned()
-    };
+pub unsafe extern "C" fn codemode_run(
+    code_ptr: *mut u8,
+    code_len: usize,
+    bindings_ptr: *mut u8,
+    bindings_len: usize,
+    max_result_bytes: u32,
+) {
+    // SAFETY: forwarded from this function's contract.
+    let (code, bindings) = unsafe { (take(code_ptr, code_len), take(bindings_ptr, bindings_len)) };
     let outcome = GUEST.with(|cell| match cell.get() {
-        Some(guest) => run(guest, code, max_result_bytes),
+        Some(guest) => run(guest, code, bindings, max_result_bytes),
         None => internal_error("the interpreter was not initialised"),
     });
     host::send_result(outcome.as_bytes());
 }
 
-fn run(guest: &Guest, code: String, max_result_bytes: u32) -> String {
+/// Takes ownership of a buffer the host filled.
+///
+/// # Safety
+/// `ptr` points to `len` initialised bytes allocated by [`codemode_alloc`] with exactly `len`,
+/// or is null with `len` 0.
+unsafe fn take(ptr: *mut u8, len: usize) -> String {
+    if ptr.is_null() || len == 0 {
+        return String::new();
+    }
+    // SAFETY: the host wrote `len` bytes into a buffer it obtained from `codemode_alloc` with
+    // exactly this length; ownership passes to us here.
+    let bytes = unsafe { Vec::from_raw_parts(ptr, len, len) };
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+fn run(guest: &Guest, code: String, bindings: String, max_result_bytes: u32) -> String {
     guest.interpreter.enter(|vm| {
-        let args = (vm.ctx.new_str(code), vm.ctx.new_int(max_result_bytes));
+        let args = (
+            vm.ctx.new_str(code),
+            vm.ctx.new_int(max_result_bytes),
+            vm.ctx.new_str(bindings),
+        );
         match guest.runner.call(args, vm) {
             Ok(value) => match value.downcast::<rustpython_vm::builtins::PyStr>() {
                 Ok(text) => {

@@ -57,6 +57,8 @@ struct Slot {
     tool: String,
     request_bytes: u64,
     started: Instant,
+    /// When it started, in milliseconds since the execution began.
+    started_ms: f64,
     state: State,
     record: Option<CallRecord>,
 }
@@ -68,6 +70,8 @@ pub(crate) struct Calls {
     running: Vec<usize>,
     dispatcher: Arc<dyn ToolDispatcher>,
     limits: Limits,
+    /// When the execution began: call start times are relative to it.
+    origin: Instant,
 }
 
 impl Calls {
@@ -77,6 +81,7 @@ impl Calls {
             running: Vec::new(),
             dispatcher,
             limits,
+            origin: Instant::now(),
         }
     }
 
@@ -89,7 +94,7 @@ impl Calls {
     /// sent. Returns the new call's id.
     pub(crate) fn start(&mut self, request: &[u8]) -> usize {
         let request_bytes = request.len() as u64;
-        let slot = match serde_json::from_slice::<ToolRequest>(request) {
+        let mut slot = match serde_json::from_slice::<ToolRequest>(request) {
             Err(error) => refused(
                 "?",
                 "?",
@@ -112,6 +117,7 @@ impl Calls {
             }
             Ok(request) => self.dispatch(request, request_bytes),
         };
+        slot.started_ms = slot.started.duration_since(self.origin).as_secs_f64() * 1e3;
         let id = self.slots.len();
         if let State::Running(_) = slot.state {
             self.running.push(id);
@@ -151,6 +157,7 @@ impl Calls {
             tool: request.tool,
             request_bytes,
             started,
+            started_ms: 0.0,
             state: State::Running(future),
             record: None,
         }
@@ -283,6 +290,7 @@ fn slot_record(slot: &Slot, response: impl AsRef<[u8]>, duration: Duration) -> C
         tool: slot.tool.clone(),
         ok: error_type.is_none(),
         error_type,
+        started_ms: slot.started_ms,
         duration_ms: duration.as_secs_f64() * 1e3,
         request_bytes: slot.request_bytes,
         response_bytes: response.len() as u64,
@@ -295,6 +303,7 @@ fn refused(client: &str, tool: &str, request_bytes: u64, response: String) -> Sl
         tool: tool.into(),
         request_bytes,
         started: Instant::now(),
+        started_ms: 0.0,
         state: State::Ready(response.into_bytes()),
         record: None,
     }

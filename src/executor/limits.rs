@@ -105,6 +105,21 @@ pub struct LimitOverrides {
     pub max_tool_result_bytes: Option<u64>,
 }
 
+impl LimitOverrides {
+    /// These overrides, each absent one taken from `fallback`.
+    pub fn or(&self, fallback: &LimitOverrides) -> LimitOverrides {
+        LimitOverrides {
+            timeout_ms: self.timeout_ms.or(fallback.timeout_ms),
+            memory_mb: self.memory_mb.or(fallback.memory_mb),
+            max_output_bytes: self.max_output_bytes.or(fallback.max_output_bytes),
+            max_result_bytes: self.max_result_bytes.or(fallback.max_result_bytes),
+            max_tool_calls: self.max_tool_calls.or(fallback.max_tool_calls),
+            max_tool_arg_bytes: self.max_tool_arg_bytes.or(fallback.max_tool_arg_bytes),
+            max_tool_result_bytes: self.max_tool_result_bytes.or(fallback.max_tool_result_bytes),
+        }
+    }
+}
+
 /// A requested limit the server does not allow.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LimitError {

@@ -168,6 +168,22 @@ impl Executor {
         limits: &Limits,
         dispatcher: Arc<dyn ToolDispatcher>,
     ) -> Result<RunResult, ExecuteError> {
+        self.execute_bound(code, "", limits, dispatcher).await
+    }
+
+    /// Like [`execute`](Self::execute), with the servers of `bindings` (a manifest built by
+    /// `Catalog::manifest` of the stubs crate) bound as globals of the script and under
+    /// `servers`.
+    ///
+    /// # Errors
+    /// As [`execute`](Self::execute).
+    pub async fn execute_bound(
+        &self,
+        code: &str,
+        bindings: &str,
+        limits: &Limits,
+        dispatcher: Arc<dyn ToolDispatcher>,
+    ) -> Result<RunResult, ExecuteError> {
         if code.len() > MAX_CODE_BYTES {
             return Err(ExecuteError::CodeTooLarge {
                 size: code.len(),
@@ -176,7 +192,7 @@ impl Executor {
         }
         self.inner.config.limits.check(limits)?;
         let _permit = self.acquire_slot().await?;
-        run::run(&self.inner, code, limits, dispatcher).await
+        run::run(&self.inner, code, bindings, limits, dispatcher).await
     }
 
     async fn acquire_slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>, ExecuteError> {

@@ -56,6 +56,8 @@ pub struct CallRecord {
     /// The Python exception type the script saw, when it failed.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub error_type: Option<String>,
+    /// When the call started, in milliseconds since the execution began.
+    pub started_ms: f64,
     /// From the start of the call to its answer, in milliseconds.
     pub duration_ms: f64,
     /// Bytes of the JSON request.

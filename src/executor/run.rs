@@ -41,6 +41,7 @@ struct GuestError {
 pub(super) async fn run(
     inner: &Inner,
     code: &str,
+    bindings: &str,
     limits: &Limits,
     dispatcher: Arc<dyn ToolDispatcher>,
 ) -> Result<RunResult, ExecuteError> {
@@ -70,7 +71,7 @@ pub(super) async fn run(
     });
 
     let ran =
-        tokio::time::timeout_at(deadline.into(), enter(inner, &mut store, code, limits)).await;
+        tokio::time::timeout_at(deadline.into(), enter(inner, &mut store, code, bindings, limits)).await;
     let trap = match ran {
         Ok(Ok(())) => None,
         Ok(Err(trap)) => Some(trap),
@@ -93,6 +94,7 @@ async fn enter(
     inner: &Inner,
     store: &mut Store<HostState>,
     code: &str,
+    bindings: &str,
     limits: &Limits,
 ) -> wasmtime::Result<()> {
     let instance = inner.instance_pre.instantiate_async(&mut *store).await?;
@@ -101,16 +103,23 @@ async fn enter(
         .ok_or_else(|| wasmtime::Error::msg("the guest exports no memory"))?;
     store.data_mut().memory = Some(memory);
     let alloc = instance.get_typed_func::<u32, u32>(&mut *store, "codemode_alloc")?;
-    let run = instance.get_typed_func::<(u32, u32, u32), ()>(&mut *store, "codemode_run")?;
+    let run = instance
+        .get_typed_func::<(u32, u32, u32, u32, u32), ()>(&mut *store, "codemode_run")?;
 
-    let len = u32::try_from(code.len())?;
-    let ptr = alloc.call_async(&mut *store, len).await?;
-    if ptr == 0 && len > 0 {
-        return Err(wasmtime::Error::msg("no guest memory for the script"));
-    }
-    memory.write(&mut *store, ptr as usize, code.as_bytes())?;
+    let mut pass = async |bytes: &[u8], what: &str| -> wasmtime::Result<(u32, u32)> {
+        let len = u32::try_from(bytes.len())?;
+        let ptr = alloc.call_async(&mut *store, len).await?;
+        if ptr == 0 && len > 0 {
+            return Err(wasmtime::Error::msg(format!("no guest memory for the {what}")));
+        }
+        memory.write(&mut *store, ptr as usize, bytes)?;
+        Ok((ptr, len))
+    };
+    let (code_ptr, code_len) = pass(code.as_bytes(), "script").await?;
+    let (bindings_ptr, bindings_len) = pass(bindings.as_bytes(), "bindings").await?;
     let max_result = u32::try_from(limits.max_result_bytes).unwrap_or(u32::MAX);
-    run.call_async(&mut *store, (ptr, len, max_result)).await
+    let args = (code_ptr, code_len, bindings_ptr, bindings_len, max_result);
+    run.call_async(&mut *store, args).await
 }
 
 fn assemble(

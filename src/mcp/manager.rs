@@ -16,7 +16,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -92,6 +92,13 @@ enum Connection {
     Failed(String),
 }
 
+/// Where the clients report changes: subscribers, and a counter that moves on every change of
+/// any client's state or tools (so derived views, such as code-mode stubs, know when to rebuild).
+struct Changes {
+    events: broadcast::Sender<ClientEvent>,
+    generation: AtomicU64,
+}
+
 /// What a call goes through: an MCP session, or the handlers of an in-process client.
 #[derive(Clone)]
 enum Link {
@@ -110,14 +117,14 @@ pub struct ManagedClient {
     /// The tools of an in-process client, which has no connection to supervise.
     in_process: Option<Arc<InProcessServer>>,
     supervisor: std::sync::Mutex<Option<AbortHandle>>,
-    events: broadcast::Sender<ClientEvent>,
+    changes: Arc<Changes>,
 }
 
 impl ManagedClient {
     fn new(
         config: ClientConfig,
         in_process: Option<InProcessServer>,
-        events: broadcast::Sender<ClientEvent>,
+        changes: Arc<Changes>,
     ) -> Arc<Self> {
         Arc::new(ManagedClient {
             config: std::sync::RwLock::new(Arc::new(config)),
@@ -126,7 +133,7 @@ impl ManagedClient {
             check_now: Arc::new(Notify::new()),
             in_process: in_process.map(Arc::new),
             supervisor: std::sync::Mutex::new(None),
-            events,
+            changes,
         })
     }
 
@@ -180,8 +187,9 @@ impl ManagedClient {
     }
 
     fn publish(&self, state: ClientState) {
+        self.changes.generation.fetch_add(1, Ordering::Relaxed);
         // Nobody listening is fine.
-        let _ = self.events.send(ClientEvent {
+        let _ = self.changes.events.send(ClientEvent {
             client: self.config().name.clone(),
             state,
         });
@@ -330,7 +338,7 @@ pub struct McpManager {
     settings: ToolManagerConfig,
     /// Where changes made at run time are recorded, when persistence is on.
     store: Option<Arc<Store>>,
-    events: broadcast::Sender<ClientEvent>,
+    changes: Arc<Changes>,
 }
 
 impl Drop for McpManager {
@@ -349,13 +357,22 @@ impl McpManager {
             clients: RwLock::new(BTreeMap::new()),
             settings,
             store: None,
-            events: broadcast::channel(256).0,
+            changes: Arc::new(Changes {
+                events: broadcast::channel(256).0,
+                generation: AtomicU64::new(0),
+            }),
         }
     }
 
     /// State changes of every client from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<ClientEvent> {
-        self.events.subscribe()
+        self.changes.events.subscribe()
+    }
+
+    /// A number that changes whenever any client's state or tools change, or a client is added
+    /// or removed.
+    pub fn generation(&self) -> u64 {
+        self.changes.generation.load(Ordering::Relaxed)
     }
 
     /// A manager with `config`'s clients, all connected (or failed) concurrently.
@@ -388,7 +405,7 @@ impl McpManager {
         for config in configs {
             clients.insert(
                 config.name.clone(),
-                ManagedClient::new(config.clone(), None, self.events.clone()),
+                ManagedClient::new(config.clone(), None, Arc::clone(&self.changes)),
             );
         }
         let all: Vec<Arc<ManagedClient>> = clients.values().cloned().collect();
@@ -439,7 +456,7 @@ impl McpManager {
             if let (Some(store), None) = (&self.store, &in_process) {
                 store.save_client(&config)?;
             }
-            let client = ManagedClient::new(config, in_process, self.events.clone());
+            let client = ManagedClient::new(config, in_process, Arc::clone(&self.changes));
             clients.insert(name, Arc::clone(&client));
             client
         };
@@ -491,6 +508,7 @@ impl McpManager {
             store.forget_client(name)?;
         }
         let removed = clients.remove(name);
+        self.changes.generation.fetch_add(1, Ordering::Relaxed);
         drop(clients);
         let client = removed.ok_or_else(|| ManagerError::NotFound(name.to_string()))?;
         client.stop();

@@ -8,8 +8,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::codemode::meta::MetaError;
 use crate::config::ConfigError;
-use crate::executor::ToolError;
+use crate::executor::{ExecuteError, ToolError};
 use crate::mcp::ManagerError;
 
 /// An API failure. Each variant has its own status and `type`.
@@ -45,6 +46,9 @@ pub enum ApiError {
     /// The tool did not answer in time.
     #[error("{0}")]
     Timeout(String),
+    /// Every sandbox slot is taken and the queue is full.
+    #[error("{0}")]
+    Busy(String),
     /// codemode itself failed (its database, for instance).
     #[error("{0}")]
     Internal(String),
@@ -63,6 +67,7 @@ impl ApiError {
             ApiError::ToolFailed(_) => (StatusCode::BAD_GATEWAY, "tool_error"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "client_unavailable"),
             ApiError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "tool_timeout"),
+            ApiError::Busy(_) => (StatusCode::SERVICE_UNAVAILABLE, "sandbox_busy"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
         }
     }
@@ -106,6 +111,28 @@ impl From<ToolError> for ApiError {
             ToolError::InvalidArguments(_) => ApiError::InvalidArguments(message),
             ToolError::Timeout(_) => ApiError::Timeout(message),
             ToolError::Unavailable(_) => ApiError::Unavailable(message),
+        }
+    }
+}
+
+impl From<ExecuteError> for ApiError {
+    fn from(error: ExecuteError) -> Self {
+        let message = error.to_string();
+        match error {
+            ExecuteError::Busy { .. } => ApiError::Busy(message),
+            ExecuteError::CodeTooLarge { .. } => ApiError::InvalidRequest(format!("code: {message}")),
+            ExecuteError::Limits(_) => ApiError::InvalidRequest(format!("limits: {message}")),
+            ExecuteError::Sandbox(_) => ApiError::Internal(message),
+        }
+    }
+}
+
+impl From<MetaError> for ApiError {
+    fn from(error: MetaError) -> Self {
+        match error {
+            MetaError::InvalidArguments { .. } => ApiError::InvalidArguments(error.to_string()),
+            MetaError::Unknown(_) => ApiError::ToolNotFound(error.to_string()),
+            MetaError::Execute(error) => error.into(),
         }
     }
 }

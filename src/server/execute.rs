@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::error::ApiError;
 use crate::executor::ToolDispatcher;
+use crate::codemode::meta;
 use crate::mcp::registry::openai_tools;
 
 /// `?format=chat` (the default) or `?format=responses`.
@@ -46,9 +47,14 @@ struct ResponsesToolCall {
     arguments: Value,
 }
 
-/// `GET /v1/mcp/tools`: `{"tools": [OpenAI function definitions]}`, named `<client>-<tool>`.
+/// `GET /v1/mcp/tools`: `{"tools": [OpenAI function definitions]}`: the direct tools, named
+/// `<client>-<tool>`, then the code-mode meta-tools when a code-mode client is connected.
 pub async fn tools(State(state): State<Arc<AppState>>) -> Json<Value> {
-    Json(json!({"tools": openai_tools(&state.manager.tools().await)}))
+    let mut tools = openai_tools(&state.manager.tools().await);
+    if state.codemode.active().await {
+        tools.extend(meta::definitions());
+    }
+    Json(json!({ "tools": tools }))
 }
 
 /// The handler: parse the call in the requested shape, run it, answer in the same shape.
@@ -78,7 +84,8 @@ pub async fn execute(
     }
 }
 
-fn parse<T: serde::de::DeserializeOwned>(body: &str) -> Result<T, ApiError> {
+/// Reads a JSON body as `T`; the error names the path of the bad field.
+pub(super) fn parse<T: serde::de::DeserializeOwned>(body: &str) -> Result<T, ApiError> {
     let mut json = serde_json::Deserializer::from_str(body);
     serde_path_to_error::deserialize(&mut json).map_err(|e| {
         let path = e.path().to_string();
@@ -101,6 +108,9 @@ async fn run(state: &AppState, name: &str, arguments: Value) -> Result<String, A
         return Err(ApiError::InvalidArguments(format!(
             "arguments of {name} must be a JSON object"
         )));
+    }
+    if meta::is_meta_tool(name) {
+        return Ok(state.codemode.call_meta(name, arguments).await?);
     }
     let Some((client, tool)) = state.manager.resolve(name).await else {
         return Err(ApiError::ToolNotFound(format!(

@@ -6,9 +6,11 @@
 //! [`ApiError`]; there is no business logic here.
 //!
 //! - [`management`]: `/api/mcp/*`, the client management API.
+//! - [`code`]: `POST /v1/code/execute`, scripts for pipelines.
 //! - [`execute`]: tool execution, `POST /v1/mcp/tool/execute`, and the tool list,
 //!   `GET /v1/mcp/tools`.
 
+pub mod code;
 pub mod error;
 pub mod execute;
 pub mod management;
@@ -22,12 +24,33 @@ use tokio::net::TcpListener;
 
 pub use error::ApiError;
 
+use crate::codemode::CodeMode;
+use crate::config::BindingLevel;
+use crate::executor::{Executor, LimitOverrides};
 use crate::mcp::McpManager;
 
 /// What every handler shares.
 pub struct AppState {
     /// The upstream MCP clients.
     pub manager: Arc<McpManager>,
+    /// Code mode over the same clients.
+    pub codemode: CodeMode,
+}
+
+impl AppState {
+    /// The state of a service whose scripts run in `executor`, with `sandbox` as the limits of
+    /// runs that ask for none and stubs split by `level`.
+    pub fn new(
+        manager: Arc<McpManager>,
+        executor: Executor,
+        sandbox: LimitOverrides,
+        level: BindingLevel,
+    ) -> Self {
+        AppState {
+            codemode: CodeMode::new(Arc::clone(&manager), executor, sandbox, level),
+            manager,
+        }
+    }
 }
 
 /// All routes of the service.
@@ -45,6 +68,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/v1/mcp/tool/execute", post(execute::execute))
         .route("/v1/mcp/tools", get(execute::tools))
+        .route("/v1/code/execute", post(code::execute))
         .with_state(state)
 }
 

@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use codemode::config::ToolManagerConfig;
+use codemode::config::{BindingLevel, ToolManagerConfig};
+use codemode::executor::LimitOverrides;
 use codemode::mcp::McpManager;
 use codemode::server::{AppState, router};
 use http_body_util::BodyExt;
@@ -12,10 +13,21 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 
 use crate::mcp_stdio::stdio_client;
+use crate::support::EXECUTOR;
+
+/// The service's state over `manager`, running scripts in the shared executor.
+pub fn app_state(manager: Arc<McpManager>) -> AppState {
+    AppState::new(
+        manager,
+        EXECUTOR.clone(),
+        LimitOverrides::default(),
+        BindingLevel::Server,
+    )
+}
 
 fn app() -> axum::Router {
     let manager = Arc::new(McpManager::new(ToolManagerConfig::default()));
-    router(Arc::new(AppState { manager }))
+    router(Arc::new(app_state(manager)))
 }
 
 pub async fn call(app: &axum::Router, method: &str, uri: &str, body: Value) -> (StatusCode, Value) {

@@ -8,10 +8,10 @@ use axum::http::StatusCode;
 use codemode::config::ToolManagerConfig;
 use codemode::executor::{Limits, ToolDispatcher, ToolError};
 use codemode::mcp::{ClientState, InProcessTool, McpManager};
-use codemode::server::{AppState, router};
+use codemode::server::router;
 use serde_json::{Value, json};
 
-use crate::http_api::call;
+use crate::http_api::{app_state, call};
 use crate::mcp_stdio::{manager, stdio_client};
 use crate::support::run_with;
 
@@ -200,9 +200,7 @@ async fn in_process_tools_are_called_from_scripts_and_over_http() {
     assert!(result.ok, "{:#?}", result.error);
     assert_eq!(result.result, json!([42, "a and b must be integers"]));
 
-    let app = router(Arc::new(AppState {
-        manager: Arc::clone(&manager),
-    }));
+    let app = router(Arc::new(app_state(Arc::clone(&manager))));
     let (status, tools) = call(&app, "GET", "/v1/mcp/tools", Value::Null).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(tools["tools"][0]["function"]["name"], "local-add");

@@ -1,0 +1,158 @@
+//! The four meta-tools, with Bifrost's names and parameters: `listToolFiles`, `readToolFile`,
+//! `getToolDocs`, `executeToolCode`.
+//!
+//! Their definitions are short on purpose: they are what a model pays for in every request
+//! instead of every tool's schema. Answers are text for the model. A request the model can
+//! correct (an unknown file, a tool that does not exist, a failing script) is answered, with
+//! what exists instead, rather than refused; only arguments of the wrong shape are errors.
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::CodeMode;
+use super::answer::model_answer;
+use crate::executor::{ExecuteError, LimitOverrides};
+
+/// `listToolFiles`.
+pub const LIST_TOOL_FILES: &str = "listToolFiles";
+/// `readToolFile`.
+pub const READ_TOOL_FILE: &str = "readToolFile";
+/// `getToolDocs`.
+pub const GET_TOOL_DOCS: &str = "getToolDocs";
+/// `executeToolCode`.
+pub const EXECUTE_TOOL_CODE: &str = "executeToolCode";
+
+/// Whether `name` is one of the meta-tools.
+pub fn is_meta_tool(name: &str) -> bool {
+    [LIST_TOOL_FILES, READ_TOOL_FILE, GET_TOOL_DOCS, EXECUTE_TOOL_CODE].contains(&name)
+}
+
+/// The meta-tools as OpenAI function definitions.
+pub fn definitions() -> Vec<Value> {
+    let function = |name: &str, description: &str, properties: Value, required: &[&str]| {
+        json!({"type": "function", "function": {
+            "name": name,
+            "description": description,
+            "parameters": {"type": "object", "properties": properties, "required": required},
+        }})
+    };
+    vec![
+        function(
+            LIST_TOOL_FILES,
+            "List the Python stub files of the tool servers your code can call.",
+            json!({}),
+            &[],
+        ),
+        function(
+            READ_TOOL_FILE,
+            "Read a stub file: one line per tool with its signature and summary.",
+            json!({
+                "fileName": {"type": "string", "description": "e.g. servers/github.pyi"},
+                "startLine": {"type": "integer"},
+                "endLine": {"type": "integer"},
+            }),
+            &["fileName"],
+        ),
+        function(
+            GET_TOOL_DOCS,
+            "Full docs of one tool: every parameter, the return shape, an example.",
+            json!({"server": {"type": "string"}, "tool": {"type": "string"}}),
+            &["server", "tool"],
+        ),
+        function(
+            EXECUTE_TOOL_CODE,
+            "Run Python that calls tools as server.tool(arg=...); servers are globals. Set \
+             `result` to return a value; print() is shown. Run calls in parallel with \
+             asyncio.gather(server.tool_async(...), ...).",
+            json!({"code": {"type": "string"}}),
+            &["code"],
+        ),
+    ]
+}
+
+/// A meta-tool call that cannot be run.
+#[derive(Debug, thiserror::Error)]
+pub enum MetaError {
+    /// The arguments do not have the tool's shape.
+    #[error("arguments of {tool}: {reason}")]
+    InvalidArguments {
+        /// The meta-tool.
+        tool: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Not a meta-tool.
+    #[error("{0} is not a code-mode tool")]
+    Unknown(String),
+    /// The script could not be run at all.
+    #[error(transparent)]
+    Execute(#[from] ExecuteError),
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ReadArguments {
+    file_name: String,
+    start_line: Option<usize>,
+    end_line: Option<usize>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DocsArguments {
+    server: String,
+    tool: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExecuteArguments {
+    code: String,
+}
+
+fn arguments<T: serde::de::DeserializeOwned>(
+    tool: &'static str,
+    arguments: Value,
+) -> Result<T, MetaError> {
+    let arguments = if arguments.is_null() { json!({}) } else { arguments };
+    serde_json::from_value(arguments).map_err(|e| MetaError::InvalidArguments {
+        tool,
+        reason: e.to_string(),
+    })
+}
+
+impl CodeMode {
+    /// Runs meta-tool `name` with `args` (a JSON object); returns the answer for the model.
+    ///
+    /// # Errors
+    /// [`MetaError`] for arguments of the wrong shape, an unknown name, or a script that could
+    /// not be started.
+    pub async fn call_meta(&self, name: &str, args: Value) -> Result<String, MetaError> {
+        match name {
+            LIST_TOOL_FILES => {
+                let _: serde::de::IgnoredAny = arguments(LIST_TOOL_FILES, args)?;
+                Ok(self.catalog().await.tree())
+            }
+            READ_TOOL_FILE => {
+                let a: ReadArguments = arguments(READ_TOOL_FILE, args)?;
+                let catalog = self.catalog().await;
+                Ok(catalog
+                    .read(&a.file_name, a.start_line, a.end_line)
+                    .unwrap_or_else(|e| format!("error: {e}")))
+            }
+            GET_TOOL_DOCS => {
+                let a: DocsArguments = arguments(GET_TOOL_DOCS, args)?;
+                let catalog = self.catalog().await;
+                Ok(catalog
+                    .docs(&a.server, &a.tool)
+                    .unwrap_or_else(|e| format!("error: {e}")))
+            }
+            EXECUTE_TOOL_CODE => {
+                let a: ExecuteArguments = arguments(EXECUTE_TOOL_CODE, args)?;
+                let result = self.execute(&a.code, &LimitOverrides::default()).await?;
+                Ok(model_answer(&result, &*self.catalog().await))
+            }
+            other => Err(MetaError::Unknown(other.to_string())),
+        }
+    }
+}
