@@ -78,8 +78,7 @@ fn hint(error: &RunError, catalog: &Catalog) -> Option<String> {
         "ToolError" => "the tool reported an error; getToolDocs shows its parameters".into(),
         "ToolUnavailableError" => "the server is not connected right now; try again later".into(),
         "TimeoutError" if error.limit.is_some() => {
-            "the script ran out of time; run independent calls together with asyncio.gather"
-                .into()
+            "the script ran out of time; run independent calls together with asyncio.gather".into()
         }
         "MemoryError" => "the script ran out of memory; work on smaller pieces".into(),
         "SyntaxError" | "IndentationError" => "the code must be valid Python 3".into(),
@@ -139,7 +138,11 @@ mod tests {
             output_schema: None,
         };
         Catalog::build(
-            &[ServerSpec { name: "every-thing".into(), listed: true, tools: vec![tool] }],
+            &[ServerSpec {
+                name: "every-thing".into(),
+                listed: true,
+                tools: vec![tool],
+            }],
             BindingLevel::Server,
         )
     }
@@ -157,7 +160,7 @@ mod tests {
                 ok: true,
                 error_type: None,
                 started_ms: 0.5,
-                duration_ms: 3.14,
+                duration_ms: 3.125,
                 request_bytes: 10,
                 response_bytes: 2048,
             }],
@@ -197,6 +200,9 @@ mod tests {
     #[test]
     fn long_output_is_capped() {
         let answer = model_answer(&run(None, &"x".repeat(MAX_OUTPUT_CHARS + 10)), &catalog());
-        assert!(answer.contains("[... 10 more characters not shown]"), "{answer}");
+        assert!(
+            answer.contains("[... 10 more characters not shown]"),
+            "{answer}"
+        );
     }
 }

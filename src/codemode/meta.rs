@@ -24,7 +24,13 @@ pub const EXECUTE_TOOL_CODE: &str = "executeToolCode";
 
 /// Whether `name` is one of the meta-tools.
 pub fn is_meta_tool(name: &str) -> bool {
-    [LIST_TOOL_FILES, READ_TOOL_FILE, GET_TOOL_DOCS, EXECUTE_TOOL_CODE].contains(&name)
+    [
+        LIST_TOOL_FILES,
+        READ_TOOL_FILE,
+        GET_TOOL_DOCS,
+        EXECUTE_TOOL_CODE,
+    ]
+    .contains(&name)
 }
 
 /// The meta-tools as OpenAI function definitions.
@@ -114,7 +120,11 @@ fn arguments<T: serde::de::DeserializeOwned>(
     tool: &'static str,
     arguments: Value,
 ) -> Result<T, MetaError> {
-    let arguments = if arguments.is_null() { json!({}) } else { arguments };
+    let arguments = if arguments.is_null() {
+        json!({})
+    } else {
+        arguments
+    };
     serde_json::from_value(arguments).map_err(|e| MetaError::InvalidArguments {
         tool,
         reason: e.to_string(),

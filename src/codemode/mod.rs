@@ -95,7 +95,11 @@ impl CodeMode {
         code: &str,
         requested: &LimitOverrides,
     ) -> Result<RunResult, ExecuteError> {
-        let limits = self.executor.config().limits.resolve(&requested.or(&self.defaults))?;
+        let limits = self
+            .executor
+            .config()
+            .limits
+            .resolve(&requested.or(&self.defaults))?;
         let catalog = self.catalog().await;
         let dispatcher: Arc<dyn ToolDispatcher> = Arc::clone(&self.manager) as _;
         self.executor

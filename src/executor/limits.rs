@@ -115,7 +115,9 @@ impl LimitOverrides {
             max_result_bytes: self.max_result_bytes.or(fallback.max_result_bytes),
             max_tool_calls: self.max_tool_calls.or(fallback.max_tool_calls),
             max_tool_arg_bytes: self.max_tool_arg_bytes.or(fallback.max_tool_arg_bytes),
-            max_tool_result_bytes: self.max_tool_result_bytes.or(fallback.max_tool_result_bytes),
+            max_tool_result_bytes: self
+                .max_tool_result_bytes
+                .or(fallback.max_tool_result_bytes),
         }
     }
 }

@@ -70,8 +70,11 @@ pub(super) async fn run(
         }
     });
 
-    let ran =
-        tokio::time::timeout_at(deadline.into(), enter(inner, &mut store, code, bindings, limits)).await;
+    let ran = tokio::time::timeout_at(
+        deadline.into(),
+        enter(inner, &mut store, code, bindings, limits),
+    )
+    .await;
     let trap = match ran {
         Ok(Ok(())) => None,
         Ok(Err(trap)) => Some(trap),
@@ -103,14 +106,16 @@ async fn enter(
         .ok_or_else(|| wasmtime::Error::msg("the guest exports no memory"))?;
     store.data_mut().memory = Some(memory);
     let alloc = instance.get_typed_func::<u32, u32>(&mut *store, "codemode_alloc")?;
-    let run = instance
-        .get_typed_func::<(u32, u32, u32, u32, u32), ()>(&mut *store, "codemode_run")?;
+    let run =
+        instance.get_typed_func::<(u32, u32, u32, u32, u32), ()>(&mut *store, "codemode_run")?;
 
     let mut pass = async |bytes: &[u8], what: &str| -> wasmtime::Result<(u32, u32)> {
         let len = u32::try_from(bytes.len())?;
         let ptr = alloc.call_async(&mut *store, len).await?;
         if ptr == 0 && len > 0 {
-            return Err(wasmtime::Error::msg(format!("no guest memory for the {what}")));
+            return Err(wasmtime::Error::msg(format!(
+                "no guest memory for the {what}"
+            )));
         }
         memory.write(&mut *store, ptr as usize, bytes)?;
         Ok((ptr, len))

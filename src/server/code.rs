@@ -13,6 +13,7 @@ use axum::extract::State;
 use serde::Deserialize;
 
 use super::AppState;
+use super::body::Body;
 use super::error::ApiError;
 use super::execute::parse;
 use crate::executor::{LimitOverrides, RunResult};
@@ -29,7 +30,7 @@ struct CodeRequest {
 /// The handler.
 pub async fn execute(
     State(state): State<Arc<AppState>>,
-    body: String,
+    Body(body): Body,
 ) -> Result<Json<RunResult>, ApiError> {
     let request: CodeRequest = parse(&body)?;
     if request.code.trim().is_empty() {

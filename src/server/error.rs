@@ -46,6 +46,9 @@ pub enum ApiError {
     /// The tool did not answer in time.
     #[error("{0}")]
     Timeout(String),
+    /// The request body is too large.
+    #[error("{0}")]
+    TooLarge(String),
     /// Every sandbox slot is taken and the queue is full.
     #[error("{0}")]
     Busy(String),
@@ -67,6 +70,7 @@ impl ApiError {
             ApiError::ToolFailed(_) => (StatusCode::BAD_GATEWAY, "tool_error"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "client_unavailable"),
             ApiError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "tool_timeout"),
+            ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "request_too_large"),
             ApiError::Busy(_) => (StatusCode::SERVICE_UNAVAILABLE, "sandbox_busy"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
         }
@@ -120,7 +124,9 @@ impl From<ExecuteError> for ApiError {
         let message = error.to_string();
         match error {
             ExecuteError::Busy { .. } => ApiError::Busy(message),
-            ExecuteError::CodeTooLarge { .. } => ApiError::InvalidRequest(format!("code: {message}")),
+            ExecuteError::CodeTooLarge { .. } => {
+                ApiError::InvalidRequest(format!("code: {message}"))
+            }
             ExecuteError::Limits(_) => ApiError::InvalidRequest(format!("limits: {message}")),
             ExecuteError::Sandbox(_) => ApiError::Internal(message),
         }

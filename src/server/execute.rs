@@ -9,9 +9,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AppState;
+use super::body::Body;
 use super::error::ApiError;
-use crate::executor::ToolDispatcher;
 use crate::codemode::meta;
+use crate::executor::ToolDispatcher;
 use crate::mcp::registry::openai_tools;
 
 /// `?format=chat` (the default) or `?format=responses`.
@@ -61,7 +62,7 @@ pub async fn tools(State(state): State<Arc<AppState>>) -> Json<Value> {
 pub async fn execute(
     State(state): State<Arc<AppState>>,
     Query(query): Query<FormatQuery>,
-    body: String,
+    Body(body): Body,
 ) -> Result<Json<Value>, ApiError> {
     match query.format.as_deref().unwrap_or("chat") {
         "chat" => {
@@ -89,7 +90,11 @@ pub(super) fn parse<T: serde::de::DeserializeOwned>(body: &str) -> Result<T, Api
     let mut json = serde_json::Deserializer::from_str(body);
     serde_path_to_error::deserialize(&mut json).map_err(|e| {
         let path = e.path().to_string();
-        ApiError::InvalidRequest(format!("{path}: {}", e.into_inner()))
+        let reason = e.into_inner();
+        ApiError::InvalidRequest(match path.as_str() {
+            "." => reason.to_string(),
+            _ => format!("{path}: {reason}"),
+        })
     })
 }
 

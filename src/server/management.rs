@@ -7,6 +7,7 @@ use axum::extract::{Path, State};
 use serde_json::{Value, json};
 
 use super::AppState;
+use super::body::Body;
 use super::error::ApiError;
 use crate::config::ClientConfig;
 use crate::mcp::{ClientState, ClientStatus};
@@ -23,7 +24,10 @@ pub async fn list(State(state): State<Arc<AppState>>) -> Json<Vec<ClientStatus>>
 }
 
 /// `POST /api/mcp/client`: the body is one client object.
-pub async fn add(State(state): State<Arc<AppState>>, body: String) -> Result<Success, ApiError> {
+pub async fn add(
+    State(state): State<Arc<AppState>>,
+    Body(body): Body,
+) -> Result<Success, ApiError> {
     let config = ClientConfig::parse(&body)?;
     let status = state.manager.add(config).await?;
     connected(&status, "MCP client added successfully")
@@ -34,7 +38,7 @@ pub async fn add(State(state): State<Arc<AppState>>, body: String) -> Result<Suc
 pub async fn edit(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
-    body: String,
+    Body(body): Body,
 ) -> Result<Success, ApiError> {
     let patch: Value = serde_json::from_str(&body)
         .map_err(|e| ApiError::InvalidRequest(format!("malformed JSON: {e}")))?;

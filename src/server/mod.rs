@@ -6,10 +6,12 @@
 //! [`ApiError`]; there is no business logic here.
 //!
 //! - [`management`]: `/api/mcp/*`, the client management API.
+//! - [`body`]: request bodies as text, with API errors for oversized ones.
 //! - [`code`]: `POST /v1/code/execute`, scripts for pipelines.
 //! - [`execute`]: tool execution, `POST /v1/mcp/tool/execute`, and the tool list,
 //!   `GET /v1/mcp/tools`.
 
+pub mod body;
 pub mod code;
 pub mod error;
 pub mod execute;
@@ -19,6 +21,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post, put};
 use tokio::net::TcpListener;
 
@@ -69,6 +72,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/mcp/tool/execute", post(execute::execute))
         .route("/v1/mcp/tools", get(execute::tools))
         .route("/v1/code/execute", post(code::execute))
+        .layer(DefaultBodyLimit::max(body::MAX_BODY_BYTES))
         .with_state(state)
 }
 

@@ -111,9 +111,8 @@ const DEFAULT_CHARS: usize = 40;
 impl Catalog {
     /// Builds the catalog of `servers`.
     pub fn build(servers: &[ServerSpec], level: BindingLevel) -> Catalog {
-        let server_idents = unique_identifiers(
-            &servers.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
-        );
+        let server_idents =
+            unique_identifiers(&servers.iter().map(|s| s.name.as_str()).collect::<Vec<_>>());
         let servers = servers
             .iter()
             .zip(server_idents)
@@ -298,7 +297,10 @@ mod tests {
     fn summaries_are_one_short_sentence() {
         assert_eq!(summary("One.  Two."), "One.");
         assert_eq!(summary("No full stop"), "No full stop");
-        assert_eq!(summary("Version 1.2 is\nhere. Then"), "Version 1.2 is here.");
+        assert_eq!(
+            summary("Version 1.2 is\nhere. Then"),
+            "Version 1.2 is here."
+        );
         let long = "word ".repeat(40);
         let cut = summary(&long);
         assert!(cut.chars().count() <= SUMMARY_CHARS, "{cut}");
@@ -317,12 +319,20 @@ mod tests {
         );
         let idents: Vec<&str> = f.params.iter().map(|p| p.ident.as_str()).collect();
         assert_eq!(idents, ["from_", "to_unit", "class_"]);
-        assert_eq!(f.line(), "def convert(from_: str, to_unit: str | None = None, class_: Any = None) -> Any: ...");
+        assert_eq!(
+            f.line(),
+            "def convert(from_: str, to_unit: str | None = None, class_: Any = None) -> Any: ..."
+        );
     }
 
     #[test]
     fn a_schema_without_properties_gives_no_parameters() {
-        for schema in [json!({}), json!({"type": "object"}), json!("nonsense"), json!({"properties": 3})] {
+        for schema in [
+            json!({}),
+            json!({"type": "object"}),
+            json!("nonsense"),
+            json!({"properties": 3}),
+        ] {
             assert!(params(&schema).is_empty(), "{schema}");
         }
     }
@@ -330,13 +340,28 @@ mod tests {
     #[test]
     fn tool_and_server_names_collide_deterministically() {
         let servers = vec![
-            ServerSpec { name: "my-fs".into(), listed: true, tools: vec![tool("get-sum", "", json!({})), tool("get_sum", "", json!({}))] },
-            ServerSpec { name: "my_fs".into(), listed: false, tools: vec![] },
+            ServerSpec {
+                name: "my-fs".into(),
+                listed: true,
+                tools: vec![
+                    tool("get-sum", "", json!({})),
+                    tool("get_sum", "", json!({})),
+                ],
+            },
+            ServerSpec {
+                name: "my_fs".into(),
+                listed: false,
+                tools: vec![],
+            },
         ];
         let catalog = Catalog::build(&servers, BindingLevel::Server);
         assert_eq!(catalog.servers[0].ident, "my_fs_2");
         assert_eq!(catalog.servers[1].ident, "my_fs");
-        let idents: Vec<&str> = catalog.servers[0].functions.iter().map(|f| f.ident.as_str()).collect();
+        let idents: Vec<&str> = catalog.servers[0]
+            .functions
+            .iter()
+            .map(|f| f.ident.as_str())
+            .collect();
         assert_eq!(idents, ["get_sum_2", "get_sum"]);
     }
 }

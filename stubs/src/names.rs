@@ -4,10 +4,10 @@ use std::collections::HashSet;
 
 /// Python's keywords and soft keywords that cannot (or should not) name a function or argument.
 const KEYWORDS: &[&str] = &[
-    "False", "None", "True", "and", "as", "assert", "async", "await", "break", "class",
-    "continue", "def", "del", "elif", "else", "except", "finally", "for", "from", "global", "if",
-    "import", "in", "is", "lambda", "nonlocal", "not", "or", "pass", "raise", "return", "try",
-    "while", "with", "yield", "match", "case", "type",
+    "False", "None", "True", "and", "as", "assert", "async", "await", "break", "class", "continue",
+    "def", "del", "elif", "else", "except", "finally", "for", "from", "global", "if", "import",
+    "in", "is", "lambda", "nonlocal", "not", "or", "pass", "raise", "return", "try", "while",
+    "with", "yield", "match", "case", "type",
 ];
 
 /// `name` as a Python identifier: every character outside `[A-Za-z0-9_]` becomes `_`, a leading
@@ -15,7 +15,13 @@ const KEYWORDS: &[&str] = &[
 pub fn identifier(name: &str) -> String {
     let mut ident: String = name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     if ident.is_empty() || ident.starts_with(|c: char| c.is_ascii_digit()) {
         ident.insert(0, '_');
@@ -77,7 +83,10 @@ mod tests {
     fn collisions_are_resolved_the_same_way_every_time() {
         let names = ["get-sum", "get_sum", "get.sum", "from", "from_"];
         let idents = unique_identifiers(&names);
-        assert_eq!(idents, ["get_sum_2", "get_sum", "get_sum_3", "from__2", "from_"]);
+        assert_eq!(
+            idents,
+            ["get_sum_2", "get_sum", "get_sum_3", "from__2", "from_"]
+        );
         assert_eq!(unique_identifiers(&names), idents);
     }
 }

@@ -279,7 +279,11 @@ fn docs(server: &Server, function: &Function) -> String {
 
 fn param_doc(param: &Param) -> String {
     let mut doc = format!("{} ({}", param.ident, param.detail);
-    doc.push_str(if param.required { ", required" } else { ", optional" });
+    doc.push_str(if param.required {
+        ", required"
+    } else {
+        ", optional"
+    });
     if let Some(default) = &param.default {
         doc.push_str(&format!(", default {default}"));
     }
@@ -355,13 +359,23 @@ mod tests {
                 title: Some("Weather".into()),
                 description: None,
                 input_schema: json!({"type": "object", "properties": {"city": {"type": "string"}, "units": {"enum": ["c", "f"], "default": "c"}}, "required": ["city"]}),
-                output_schema: Some(json!({"type": "object", "properties": {"temp": {"type": "number"}}, "required": ["temp"]})),
+                output_schema: Some(
+                    json!({"type": "object", "properties": {"temp": {"type": "number"}}, "required": ["temp"]}),
+                ),
             },
         ];
         Catalog::build(
             &[
-                ServerSpec { name: "every-thing".into(), listed: true, tools },
-                ServerSpec { name: "hidden".into(), listed: false, tools: vec![] },
+                ServerSpec {
+                    name: "every-thing".into(),
+                    listed: true,
+                    tools,
+                },
+                ServerSpec {
+                    name: "hidden".into(),
+                    listed: false,
+                    tools: vec![],
+                },
             ],
             level,
         )
@@ -383,7 +397,10 @@ mod tests {
 
     #[test]
     fn the_tree_follows_the_binding_level() {
-        assert_eq!(catalog(BindingLevel::Server).tree(), "servers/\n  every_thing.pyi  (2 tools)\n");
+        assert_eq!(
+            catalog(BindingLevel::Server).tree(),
+            "servers/\n  every_thing.pyi  (2 tools)\n"
+        );
         assert_eq!(
             catalog(BindingLevel::Tool).tree(),
             "servers/\n  every_thing/\n    get_sum.pyi\n    weather.pyi\n"
@@ -395,37 +412,75 @@ mod tests {
     #[test]
     fn files_are_read_by_loose_names_and_line_ranges() {
         let catalog = catalog(BindingLevel::Server);
-        let whole = catalog.read("Servers/Every_Thing.pyi", None, None).expect("found");
-        assert!(whole.starts_with("# servers/every_thing.pyi (lines 1-4 of 4)\n"), "{whole}");
+        let whole = catalog
+            .read("Servers/Every_Thing.pyi", None, None)
+            .expect("found");
+        assert!(
+            whole.starts_with("# servers/every_thing.pyi (lines 1-4 of 4)\n"),
+            "{whole}"
+        );
         assert_eq!(
-            catalog.read("every_thing", Some(3), Some(3)).expect("found"),
+            catalog
+                .read("every_thing", Some(3), Some(3))
+                .expect("found"),
             "# servers/every_thing.pyi (lines 3-3 of 4)\ndef get_sum(a: float, b: float) -> Any: ...  # Returns the sum of two numbers.\n"
         );
-        assert_eq!(catalog.read("../etc/passwd", None, None), Err(StubError::PathEscape));
+        assert_eq!(
+            catalog.read("../etc/passwd", None, None),
+            Err(StubError::PathEscape)
+        );
         let unknown = catalog.read("nope", None, None).expect_err("unknown");
-        assert_eq!(unknown.to_string(), "no stub file \"nope\"; the files are: servers/every_thing.pyi");
-        assert!(matches!(catalog.read("every_thing", Some(9), None), Err(StubError::LineRange { .. })));
-        assert!(catalog.read("every_thing", Some(2), Some(100)).expect("clamped").contains("(lines 2-4 of 4)"));
+        assert_eq!(
+            unknown.to_string(),
+            "no stub file \"nope\"; the files are: servers/every_thing.pyi"
+        );
+        assert!(matches!(
+            catalog.read("every_thing", Some(9), None),
+            Err(StubError::LineRange { .. })
+        ));
+        assert!(
+            catalog
+                .read("every_thing", Some(2), Some(100))
+                .expect("clamped")
+                .contains("(lines 2-4 of 4)")
+        );
     }
 
     #[test]
     fn docs_describe_every_parameter_and_the_return_shape() {
         let catalog = catalog(BindingLevel::Server);
-        let docs = catalog.docs("every-thing", "GET-SUM").expect("found by MCP names");
+        let docs = catalog
+            .docs("every-thing", "GET-SUM")
+            .expect("found by MCP names");
         assert_eq!(
             docs,
             "def get_sum(a: float, b: float) -> Any:\n    \"\"\"Returns the sum of two numbers. Both are required.\n\n    MCP name: get-sum\n\n    Args:\n        a (float, required): First\n        b (float, required)\n\n    Returns:\n        the tool's result: structured content, else its text (parsed when it is JSON)\n\n    Example:\n        every_thing.get_sum(a=1.0, b=1.0)\n    \"\"\"\n"
         );
         let weather = catalog.docs("every_thing", "weather").expect("found");
-        assert!(weather.contains("units (Literal[\"c\", \"f\"], optional, default \"c\")"), "{weather}");
-        assert!(weather.contains("Returns:\n        {temp: float}"), "{weather}");
-        assert!(weather.contains("every_thing.weather(city=\"...\")"), "{weather}");
+        assert!(
+            weather.contains("units (Literal[\"c\", \"f\"], optional, default \"c\")"),
+            "{weather}"
+        );
+        assert!(
+            weather.contains("Returns:\n        {temp: float}"),
+            "{weather}"
+        );
+        assert!(
+            weather.contains("every_thing.weather(city=\"...\")"),
+            "{weather}"
+        );
         assert_eq!(
-            catalog.docs("every_thing", "nope").expect_err("unknown").to_string(),
+            catalog
+                .docs("every_thing", "nope")
+                .expect_err("unknown")
+                .to_string(),
             "server every_thing has no tool \"nope\"; its tools are: get_sum, weather"
         );
         assert_eq!(
-            catalog.docs("hidden", "x").expect_err("not listed").to_string(),
+            catalog
+                .docs("hidden", "x")
+                .expect_err("not listed")
+                .to_string(),
             "no server \"hidden\"; the servers are: every_thing"
         );
     }
@@ -438,7 +493,10 @@ mod tests {
         let fields: Vec<&str> = lines[0].splitn(3, '\t').collect();
         assert_eq!(fields[..2], ["every_thing", "every-thing"]);
         let tools: Value = serde_json::from_str(fields[2]).expect("JSON");
-        assert_eq!(tools["get_sum"], json!(["get-sum", [["a", "a", true], ["b", "b", true]]]));
+        assert_eq!(
+            tools["get_sum"],
+            json!(["get-sum", [["a", "a", true], ["b", "b", true]]])
+        );
         assert_eq!(tools["weather"][1][1], json!(["units", "units", false]));
         assert_eq!(lines[1], "hidden\thidden\t{}");
     }

@@ -84,7 +84,11 @@ impl<'a> Types<'a> {
         }
         let nullable = object.get("nullable") == Some(&Value::Bool(true));
         let base = self.render_object(object, refs, depth, detail);
-        if nullable { union(vec![base, "None".into()]) } else { base }
+        if nullable {
+            union(vec![base, "None".into()])
+        } else {
+            base
+        }
     }
 
     fn render_object(
@@ -179,7 +183,11 @@ impl<'a> Types<'a> {
         let fields: Vec<String> = properties
             .iter()
             .map(|(name, schema)| {
-                let mark = if required.contains(&name.as_str()) { "" } else { "?" };
+                let mark = if required.contains(&name.as_str()) {
+                    ""
+                } else {
+                    "?"
+                };
                 let kind = self.render(schema, refs, depth + 1, Some(level + 1));
                 format!("{name}{mark}: {kind}")
             })
@@ -301,9 +309,15 @@ mod tests {
         assert_eq!(compact(json!({"type": "number"})), "float");
         assert_eq!(compact(json!({"type": "boolean"})), "bool");
         assert_eq!(compact(json!({"type": "null"})), "None");
-        assert_eq!(compact(json!({"type": "array", "items": {"type": "string"}})), "list[str]");
+        assert_eq!(
+            compact(json!({"type": "array", "items": {"type": "string"}})),
+            "list[str]"
+        );
         assert_eq!(compact(json!({"type": "array"})), "list");
-        assert_eq!(compact(json!({"type": "object", "properties": {"a": {}}})), "dict");
+        assert_eq!(
+            compact(json!({"type": "object", "properties": {"a": {}}})),
+            "dict"
+        );
         assert_eq!(compact(json!({"properties": {"a": {}}})), "dict");
         assert_eq!(compact(json!({})), "Any");
         assert_eq!(compact(json!(true)), "Any");
@@ -313,7 +327,10 @@ mod tests {
     #[test]
     fn enums_consts_and_unions() {
         assert_eq!(compact(json!({"enum": ["a", "b"]})), r#"Literal["a", "b"]"#);
-        assert_eq!(compact(json!({"enum": ["a", null]})), r#"Literal["a"] | None"#);
+        assert_eq!(
+            compact(json!({"enum": ["a", null]})),
+            r#"Literal["a"] | None"#
+        );
         assert_eq!(compact(json!({"const": 3})), "Literal[3]");
         assert_eq!(compact(json!({"enum": [true, 1.5]})), "Literal[True, 1.5]");
         assert_eq!(
@@ -322,7 +339,10 @@ mod tests {
         );
         assert_eq!(compact(json!({"oneOf": [{"type": "string"}, {}]})), "Any");
         assert_eq!(compact(json!({"type": ["string", "null"]})), "str | None");
-        assert_eq!(compact(json!({"type": "string", "nullable": true})), "str | None");
+        assert_eq!(
+            compact(json!({"type": "string", "nullable": true})),
+            "str | None"
+        );
         assert_eq!(
             compact(json!({"anyOf": [{"type": "string"}, {"type": ["string", "null"]}]})),
             "str | None"
@@ -351,7 +371,10 @@ mod tests {
         });
         let types = Types::new(&schema);
         let property = |name: &str| &schema["properties"][name];
-        assert_eq!(types.compact(property("tags")), r#"list[Literal["x", "y"]]"#);
+        assert_eq!(
+            types.compact(property("tags")),
+            r#"list[Literal["x", "y"]]"#
+        );
         assert_eq!(types.compact(property("tree")), "dict");
         assert_eq!(types.detailed(property("tree")), "{children?: list[dict]}");
         assert_eq!(types.compact(property("loop")), "Any");
@@ -370,7 +393,10 @@ mod tests {
                 "required": ["name"]
             }
         });
-        assert_eq!(detailed(schema.clone()), "list[{name: str, observations?: list[str]}]");
+        assert_eq!(
+            detailed(schema.clone()),
+            "list[{name: str, observations?: list[str]}]"
+        );
         assert_eq!(compact(schema), "list[dict]");
     }
 

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 mod cli;
+mod code_mode;
 mod config_files;
 mod http_api;
 mod mcp_health;

@@ -26,7 +26,7 @@ fn venv_python() -> PathBuf {
     path
 }
 
-fn python_client(name: &str, args: &[&str]) -> Value {
+pub fn python_client(name: &str, args: &[&str]) -> Value {
     json!({
         "name": name,
         "connection_type": "stdio",
