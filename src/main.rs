@@ -74,6 +74,17 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Count the tokens a model reads to use a configuration's tools: every tool definition
+    /// (classic) against the code-mode meta-tools, file tree and largest stub file.
+    Tokens {
+        /// The configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        /// Also measure catalogues of these many tools, made by copying the clients under new
+        /// names (comma-separated, e.g. 15,100,500).
+        #[arg(long, value_delimiter = ',')]
+        sizes: Vec<usize>,
+    },
 }
 
 /// How a command ended; `main` turns it into the exit code and the one stderr line.
@@ -160,6 +171,7 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
         }
         Command::Check { config } => check_config(&config),
         Command::Tools { config } => print_tools(&config).await,
+        Command::Tokens { config, sizes } => print_tokens(&config, &sizes).await,
         Command::Serve {
             config,
             port,
@@ -306,6 +318,46 @@ async fn print_tools(path: &std::path::Path) -> Result<(), Failure> {
     let text = serde_json::to_string_pretty(&json!({ "tools": tools }))
         .map_err(|e| Failure::Internal(e.to_string()))?;
     println!("{text}");
+    Ok(())
+}
+
+async fn print_tokens(path: &std::path::Path, sizes: &[usize]) -> Result<(), Failure> {
+    use codemode::codemode::tokens::{Counter, replicate};
+
+    let config = load_config(path)?;
+    let manager = McpManager::start(&config.mcp).await;
+    for client in manager.status().await {
+        if let Some(error) = client.last_error {
+            eprintln!(
+                "codemode: warning: client {} is not connected: {error}",
+                client.name
+            );
+        }
+    }
+    let registry = manager.tools().await;
+    let counter = Counter::new().map_err(|e| Failure::Internal(e.to_string()))?;
+    let mut catalogues = vec![registry.clone()];
+    catalogues.extend(sizes.iter().map(|&size| replicate(&registry, size)));
+    println!(
+        "| tools | servers | classic | code mode | code mode / classic | meta-tools + tree + file read |"
+    );
+    println!("|---:|---:|---:|---:|---:|---|");
+    for catalogue in &catalogues {
+        let report = counter.measure(catalogue);
+        let ratio = report.code_mode as f64 / report.classic.max(1) as f64;
+        println!(
+            "| {} | {} | {} | {} | {:.1}% | {} + {} + {} ({}) |",
+            report.tools,
+            report.servers,
+            report.classic,
+            report.code_mode,
+            ratio * 100.0,
+            report.definitions,
+            report.tree,
+            report.file,
+            report.file_read
+        );
+    }
     Ok(())
 }
 

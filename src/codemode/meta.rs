@@ -36,24 +36,28 @@ pub fn is_meta_tool(name: &str) -> bool {
 /// The meta-tools as OpenAI function definitions.
 pub fn definitions() -> Vec<Value> {
     let function = |name: &str, description: &str, properties: Value, required: &[&str]| {
+        let mut parameters = json!({"type": "object", "properties": properties});
+        if !required.is_empty() {
+            parameters["required"] = json!(required);
+        }
         json!({"type": "function", "function": {
             "name": name,
             "description": description,
-            "parameters": {"type": "object", "properties": properties, "required": required},
+            "parameters": parameters,
         }})
     };
     vec![
         function(
             LIST_TOOL_FILES,
-            "List the Python stub files of the tool servers your code can call.",
+            "List the stub files of the tool servers.",
             json!({}),
             &[],
         ),
         function(
             READ_TOOL_FILE,
-            "Read a stub file: one line per tool with its signature and summary.",
+            "Read a stub file: each tool's signature and summary.",
             json!({
-                "fileName": {"type": "string", "description": "e.g. servers/github.pyi"},
+                "fileName": {"type": "string"},
                 "startLine": {"type": "integer"},
                 "endLine": {"type": "integer"},
             }),
@@ -61,15 +65,14 @@ pub fn definitions() -> Vec<Value> {
         ),
         function(
             GET_TOOL_DOCS,
-            "Full docs of one tool: every parameter, the return shape, an example.",
+            "A tool's full docs: parameters, return shape, example.",
             json!({"server": {"type": "string"}, "tool": {"type": "string"}}),
             &["server", "tool"],
         ),
         function(
             EXECUTE_TOOL_CODE,
-            "Run Python that calls tools as server.tool(arg=...); servers are globals. Set \
-             `result` to return a value; print() is shown. Run calls in parallel with \
-             asyncio.gather(server.tool_async(...), ...).",
+            "Run Python calling tools as server.tool(arg=...). Set result to return a value; \
+             print() output is shown. Parallel calls: await asyncio.gather(server.tool_async(...), ...).",
             json!({"code": {"type": "string"}}),
             &["code"],
         ),

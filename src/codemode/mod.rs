@@ -14,6 +14,7 @@
 
 pub mod answer;
 pub mod meta;
+pub mod tokens;
 
 use std::sync::{Arc, Mutex};
 

@@ -78,8 +78,8 @@ pub struct Function {
     pub description: String,
     /// Parameters: required ones first, each group in the schema's order.
     pub params: Vec<Param>,
-    /// The annotation of what it returns (`Any` without an output schema).
-    pub returns: String,
+    /// The annotation of what it returns, when the tool declares an output schema.
+    pub returns: Option<String>,
     /// The detailed shape of what it returns, from its output schema.
     pub returns_detail: Option<String>,
 }
@@ -153,9 +153,9 @@ fn function(tool: &ToolSpec, ident: String) -> Function {
     let (returns, returns_detail) = match &tool.output_schema {
         Some(schema) => {
             let types = Types::new(schema);
-            (types.compact(schema), Some(types.detailed(schema)))
+            (Some(types.compact(schema)), Some(types.detailed(schema)))
         }
-        None => ("Any".to_string(), None),
+        None => (None, None),
     };
     Function {
         name: tool.name.clone(),
@@ -244,13 +244,18 @@ impl Param {
 }
 
 impl Function {
-    /// `name(a: str, b: int | None = None) -> Any`.
+    /// `name(a: str, b: int | None = None) -> dict`; the return annotation only when the tool
+    /// declares an output schema (every other result is "whatever the tool says", and saying
+    /// `-> Any` on every line costs tokens in every listing).
     pub fn signature(&self) -> String {
         let params: Vec<String> = self.params.iter().map(Param::signature).collect();
-        format!("{}({}) -> {}", self.ident, params.join(", "), self.returns)
+        match &self.returns {
+            Some(returns) => format!("{}({}) -> {returns}", self.ident, params.join(", ")),
+            None => format!("{}({})", self.ident, params.join(", ")),
+        }
     }
 
-    /// The listing line: `def name(...) -> Any: ...  # Summary.`
+    /// The listing line: `def name(...): ...  # Summary.`
     pub fn line(&self) -> String {
         if self.summary.is_empty() {
             format!("def {}: ...", self.signature())
@@ -289,7 +294,7 @@ mod tests {
         let f = function(&read, "read_file".into());
         assert_eq!(
             f.line(),
-            r#"def read_file(path: str, head: int | None = None, mode: Literal["text", "bytes"] = "text") -> Any: ...  # Read a file as text."#
+            r#"def read_file(path: str, head: int | None = None, mode: Literal["text", "bytes"] = "text"): ...  # Read a file as text."#
         );
     }
 
@@ -321,7 +326,7 @@ mod tests {
         assert_eq!(idents, ["from_", "to_unit", "class_"]);
         assert_eq!(
             f.line(),
-            "def convert(from_: str, to_unit: str | None = None, class_: Any = None) -> Any: ..."
+            "def convert(from_: str, to_unit: str | None = None, class_: Any = None): ..."
         );
     }
 

@@ -4,9 +4,6 @@ use serde_json::{Value, json};
 
 use crate::catalog::{BindingLevel, Catalog, Function, Param, Server};
 
-/// First line of every stub file: makes the file valid Python on its own.
-const IMPORTS: &str = "from typing import Any, Literal";
-
 /// One stub file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StubFile {
@@ -77,32 +74,35 @@ impl Catalog {
                 .flat_map(|server| {
                     server.functions.iter().map(move |function| StubFile {
                         path: format!("servers/{}/{}.pyi", server.ident, function.ident),
-                        text: tool_file(server, function),
+                        text: tool_file(function),
                     })
                 })
                 .collect(),
         }
     }
 
-    /// The tree of stub files (the answer to `listToolFiles`).
+    /// The stub files (the answer to `listToolFiles`), compact because a model reads it with
+    /// every catalogue: `servers/<name>.pyi` files with their tool counts, or with
+    /// `code_mode_binding_level: tool`, each server's folder and its tool files.
     pub fn tree(&self) -> String {
-        let mut tree = String::from("servers/\n");
-        for server in self.listed() {
-            match self.level {
-                BindingLevel::Server => {
-                    let count = server.functions.len();
-                    let noun = if count == 1 { "tool" } else { "tools" };
-                    tree.push_str(&format!("  {}.pyi  ({count} {noun})\n", server.ident));
+        match self.level {
+            BindingLevel::Server => {
+                let files: Vec<String> = self
+                    .listed()
+                    .map(|s| format!("{} ({})", s.ident, s.functions.len()))
+                    .collect();
+                format!("servers/<name>.pyi (tools):\n{}\n", files.join(", "))
+            }
+            BindingLevel::Tool => {
+                let mut tree = String::from("servers/<server>/<tool>.pyi:\n");
+                for server in self.listed() {
+                    let tools: Vec<&str> =
+                        server.functions.iter().map(|f| f.ident.as_str()).collect();
+                    tree.push_str(&format!("{}/: {}\n", server.ident, tools.join(", ")));
                 }
-                BindingLevel::Tool => {
-                    tree.push_str(&format!("  {}/\n", server.ident));
-                    for function in &server.functions {
-                        tree.push_str(&format!("    {}.pyi\n", function.ident));
-                    }
-                }
+                tree
             }
         }
-        tree
     }
 
     /// Lines `start..=end` (1-based, clamped) of the stub file `name` (the answer to
@@ -216,33 +216,19 @@ fn normalise(name: &str) -> String {
     name.strip_suffix(".pyi").unwrap_or(name).to_string()
 }
 
-fn header(server: &Server) -> String {
-    let count = server.functions.len();
-    let noun = if count == 1 { "tool" } else { "tools" };
-    format!(
-        "# {ident}: {count} {noun}. Call {ident}.<tool>(...); <tool>_async(...) returns an awaitable.",
-        ident = server.ident
-    )
-}
-
+/// One line per tool and nothing else: the file path already names the server, and the
+/// executeToolCode description says how to call it. (Annotations use `Any` and `Literal`
+/// from `typing`, which is how a type checker reads a `.pyi`.)
 fn server_file(server: &Server) -> String {
-    let mut text = format!("{IMPORTS}\n{}\n", header(server));
-    for function in &server.functions {
-        text.push_str(&function.line());
-        text.push('\n');
-    }
-    text
+    server
+        .functions
+        .iter()
+        .map(|function| function.line() + "\n")
+        .collect()
 }
 
-fn tool_file(server: &Server, function: &Function) -> String {
-    format!(
-        "{IMPORTS}\n# {}.{}: call it as {}.{}(...)\n{}\n",
-        server.ident,
-        function.ident,
-        server.ident,
-        function.ident,
-        function.line()
-    )
+fn tool_file(function: &Function) -> String {
+    function.line() + "\n"
 }
 
 fn docs(server: &Server, function: &Function) -> String {
@@ -388,9 +374,7 @@ mod tests {
         assert_eq!(files[0].path, "servers/every_thing.pyi");
         assert_eq!(
             files[0].text,
-            "from typing import Any, Literal\n\
-             # every_thing: 2 tools. Call every_thing.<tool>(...); <tool>_async(...) returns an awaitable.\n\
-             def get_sum(a: float, b: float) -> Any: ...  # Returns the sum of two numbers.\n\
+            "def get_sum(a: float, b: float): ...  # Returns the sum of two numbers.\n\
              def weather(city: str, units: Literal[\"c\", \"f\"] = \"c\") -> dict: ...  # Weather\n"
         );
     }
@@ -399,11 +383,11 @@ mod tests {
     fn the_tree_follows_the_binding_level() {
         assert_eq!(
             catalog(BindingLevel::Server).tree(),
-            "servers/\n  every_thing.pyi  (2 tools)\n"
+            "servers/<name>.pyi (tools):\nevery_thing (2)\n"
         );
         assert_eq!(
             catalog(BindingLevel::Tool).tree(),
-            "servers/\n  every_thing/\n    get_sum.pyi\n    weather.pyi\n"
+            "servers/<server>/<tool>.pyi:\nevery_thing/: get_sum, weather\n"
         );
         let files = catalog(BindingLevel::Tool).files();
         assert_eq!(files[1].path, "servers/every_thing/weather.pyi");
@@ -416,14 +400,14 @@ mod tests {
             .read("Servers/Every_Thing.pyi", None, None)
             .expect("found");
         assert!(
-            whole.starts_with("# servers/every_thing.pyi (lines 1-4 of 4)\n"),
+            whole.starts_with("# servers/every_thing.pyi (lines 1-2 of 2)\n"),
             "{whole}"
         );
         assert_eq!(
             catalog
-                .read("every_thing", Some(3), Some(3))
+                .read("every_thing", Some(1), Some(1))
                 .expect("found"),
-            "# servers/every_thing.pyi (lines 3-3 of 4)\ndef get_sum(a: float, b: float) -> Any: ...  # Returns the sum of two numbers.\n"
+            "# servers/every_thing.pyi (lines 1-1 of 2)\ndef get_sum(a: float, b: float): ...  # Returns the sum of two numbers.\n"
         );
         assert_eq!(
             catalog.read("../etc/passwd", None, None),
@@ -442,7 +426,7 @@ mod tests {
             catalog
                 .read("every_thing", Some(2), Some(100))
                 .expect("clamped")
-                .contains("(lines 2-4 of 4)")
+                .contains("(lines 2-2 of 2)")
         );
     }
 
@@ -454,7 +438,7 @@ mod tests {
             .expect("found by MCP names");
         assert_eq!(
             docs,
-            "def get_sum(a: float, b: float) -> Any:\n    \"\"\"Returns the sum of two numbers. Both are required.\n\n    MCP name: get-sum\n\n    Args:\n        a (float, required): First\n        b (float, required)\n\n    Returns:\n        the tool's result: structured content, else its text (parsed when it is JSON)\n\n    Example:\n        every_thing.get_sum(a=1.0, b=1.0)\n    \"\"\"\n"
+            "def get_sum(a: float, b: float):\n    \"\"\"Returns the sum of two numbers. Both are required.\n\n    MCP name: get-sum\n\n    Args:\n        a (float, required): First\n        b (float, required)\n\n    Returns:\n        the tool's result: structured content, else its text (parsed when it is JSON)\n\n    Example:\n        every_thing.get_sum(a=1.0, b=1.0)\n    \"\"\"\n"
         );
         let weather = catalog.docs("every_thing", "weather").expect("found");
         assert!(
