@@ -1,6 +1,7 @@
 //! Gateway overhead (issue 3): one `echo` call to server-everything over stdio, made directly with
-//! an rmcp client vs through codemode's `POST /v1/mcp/tool/execute` (HTTP on loopback, the
-//! manager, the same kind of stdio session behind it). Needs `npm ci --prefix tests/servers`.
+//! an rmcp client, through codemode's manager in the same process, and through codemode's
+//! `POST /v1/mcp/tool/execute` (HTTP on loopback, the manager, the same kind of stdio session
+//! behind it). Needs `npm ci --prefix tests/servers`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
@@ -8,7 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use codemode::config::{BindingLevel, Config};
-use codemode::executor::{Executor, ExecutorConfig, LimitOverrides};
+use codemode::executor::{Executor, ExecutorConfig, LimitOverrides, ToolDispatcher};
 use codemode::mcp::McpManager;
 use codemode::server::{AppState, serve};
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -39,7 +40,7 @@ fn gateway(c: &mut Criterion) {
             .expect("session")
     });
 
-    let (base, _manager) = runtime.block_on(async {
+    let (base, manager) = runtime.block_on(async {
         let config = json!({"mcp": {"client_configs": [{"name": "everything", "connection_type": "stdio",
             "stdio_config": {"command": "node", "args": [server_script(), "stdio"]}}]}});
         let config = Config::parse(&config.to_string()).expect("config");
@@ -70,6 +71,14 @@ fn gateway(c: &mut Criterion) {
                     .expect("object"),
             );
             direct.call_tool(params).await.expect("echo")
+        });
+    });
+    group.bench_function("via_manager", |b| {
+        b.to_async(&runtime).iter(|| async {
+            manager
+                .call("everything", "echo", json!({"message": "hi"}))
+                .await
+                .expect("echo")
         });
     });
     group.bench_function("via_codemode_http", |b| {

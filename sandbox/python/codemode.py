@@ -171,7 +171,7 @@ class _Tool:
     the tool's own) or positional ones in the stub's order. ``<tool>_async`` starts the call and
     returns a ``PendingCall`` instead."""
 
-    __slots__ = ("_label", "_client", "_tool", "_params", "_names", "_start")
+    __slots__ = ("_label", "_client", "_tool", "_params", "_names", "_start", "_plain", "_required")
 
     def __init__(self, label, client, spec, start):
         self._label = label
@@ -184,6 +184,10 @@ class _Tool:
             names[real] = real
         self._names = names
         self._start = start
+        # Keyword names that need no translation, and the ones that must be given: a call that
+        # uses only these passes its keyword dict on as it is.
+        self._plain = frozenset(real for ident, real, _ in spec[1] if ident == real)
+        self._required = frozenset(real for _, real, required in spec[1] if required)
 
     def _arguments(self, args, kwargs):
         params = self._params
@@ -213,10 +217,11 @@ class _Tool:
         return arguments
 
     def __call__(self, *args, **kwargs):
-        arguments = self._arguments(args, kwargs)
+        if args or not self._plain.issuperset(kwargs) or not self._required.issubset(kwargs) or None in kwargs.values():
+            kwargs = self._arguments(args, kwargs)
         if self._start:
-            return PendingCall(self._client, self._tool, arguments)
-        return call_tool(self._client, self._tool, arguments)
+            return PendingCall(self._client, self._tool, kwargs)
+        return call_tool(self._client, self._tool, kwargs)
 
     def __repr__(self):
         return f"<tool {self._label}>"
@@ -224,57 +229,52 @@ class _Tool:
 
 class _Server:
     """A tool server bound for the script: ``filesystem.read_file(path="a.txt")``. Its tools are
-    read from the manifest the first time one is used, so unused servers cost nothing."""
-
-    __slots__ = ("_name", "_client", "_entry", "_tools", "_aliases", "_bound")
+    read from the manifest the first time one is used, so unused servers cost nothing; a tool,
+    once looked up, is an attribute of the server, so later uses are plain attribute reads."""
 
     def __init__(self, name, client, entry):
-        self._name = name
-        self._client = client
-        self._entry = entry
-        self._tools = None
-        self._aliases = None
-        self._bound = {}
+        self.__name = name
+        self.__client = client
+        self.__entry = entry
+        self.__tools = None
+        self.__aliases = None
 
-    def _spec(self):
-        if self._tools is None:
-            tools = _codemode.loads(self._entry)
-            self._aliases = {spec[0]: ident for ident, spec in tools.items()}
-            self._tools = tools
-        return self._tools
+    def __spec(self):
+        if self.__tools is None:
+            tools = _codemode.loads(self.__entry)
+            self.__aliases = {spec[0]: ident for ident, spec in tools.items()}
+            self.__tools = tools
+        return self.__tools
 
     def __getattr__(self, name):
-        if name.startswith("__"):
+        if name.startswith("__") or name.startswith("_Server__"):
             raise AttributeError(name)
-        bound = self._bound.get(name)
-        if bound is not None:
-            return bound
-        tools = self._spec()
+        tools = self.__spec()
         ident, start = name, False
-        if ident not in tools and ident not in self._aliases and ident.endswith("_async"):
+        if ident not in tools and ident not in self.__aliases and ident.endswith("_async"):
             ident, start = ident[:-6], True
         if ident not in tools:
-            ident = self._aliases.get(ident, ident)
+            ident = self.__aliases.get(ident, ident)
         spec = tools.get(ident)
         if spec is None:
-            raise AttributeError(self._unknown(name))
-        bound = _Tool(f"{self._name}.{ident}", self._client, spec, start)
-        self._bound[name] = bound
+            raise AttributeError(self.__unknown(name))
+        bound = _Tool(f"{self.__name}.{ident}", self.__client, spec, start)
+        object.__setattr__(self, name, bound)
         return bound
 
-    def _unknown(self, name):
+    def __unknown(self, name):
         import difflib
 
-        names = sorted(self._spec())
+        names = sorted(self.__spec())
         close = difflib.get_close_matches(name, names, n=3)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
-        return f"server {self._name} has no tool {name!r}.{hint} Its tools: {', '.join(names)}"
+        return f"server {self.__name} has no tool {name!r}.{hint} Its tools: {', '.join(names)}"
 
     def __dir__(self):
-        return sorted(self._spec())
+        return sorted(self.__spec())
 
     def __repr__(self):
-        return f"<server {self._name}>"
+        return f"<server {self.__name}>"
 
 
 def _bind(bindings, scope):

@@ -516,3 +516,54 @@ async fn bad_code_requests_are_refused_with_the_reason() {
     assert_eq!(run["ok"], false);
     assert_eq!(run["error"]["type"], "ZeroDivisionError");
 }
+
+/// An in-process tool that answers with the arguments it received.
+fn echo_arguments() -> InProcessTool {
+    InProcessTool::new(
+        "convert-units",
+        "Converts a value.",
+        json!({"type": "object", "properties": {
+            "value": {"type": "number"},
+            "from": {"type": "string"},
+            "to": {"type": "string"},
+            "precision": {"type": "integer"}
+        }, "required": ["value", "from"]}),
+        |arguments: Value| async move { Ok(arguments) },
+    )
+}
+
+#[tokio::test]
+async fn bound_tools_take_stub_names_tool_names_and_positions() {
+    let manager = Arc::new(McpManager::new(Default::default()));
+    manager
+        .add_in_process("units", vec![echo_arguments()])
+        .await
+        .expect("registered");
+    let app = router(Arc::new(app_state(manager)));
+    let code = r#"
+import servers.units
+a = units.convert_units(1.5, "km", to="mi")
+b = getattr(units, "convert-units")(value=2, from_="m", precision=None)
+c = units.convert_units(**{"value": 3, "from": "g"})
+d = units.convert_units_async(4, "s").result()
+try:
+    units.convert_units(1, "a", colour="red")
+except TypeError as e:
+    err = str(e)
+result = [a, b, c, d, err, dir(servers.units), repr(units.convert_units)]
+"#;
+    let run = execute(&app, code).await;
+    assert_eq!(run["ok"], true, "{}", run["error"]);
+    assert_eq!(
+        run["result"],
+        json!([
+            {"value": 1.5, "from": "km", "to": "mi"},
+            {"value": 2, "from": "m"},
+            {"value": 3, "from": "g"},
+            {"value": 4, "from": "s"},
+            "units.convert_units() got an unexpected keyword argument 'colour'; its parameters: value, from_, to, precision",
+            ["convert_units"],
+            "<tool units.convert_units>"
+        ])
+    );
+}
