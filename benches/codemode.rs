@@ -13,6 +13,7 @@ use codemode::codemode::CodeMode;
 use codemode::config::{BindingLevel, Config};
 use codemode::executor::{Executor, ExecutorConfig, LimitOverrides, ToolDispatcher};
 use codemode::mcp::{InProcessTool, McpManager};
+use codemode::policy::Permit;
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::{Value, json};
 
@@ -49,6 +50,7 @@ fn code_mode(c: &mut Criterion) {
             executor,
             LimitOverrides::default(),
             BindingLevel::Server,
+            None,
         );
         (manager, code_mode)
     });
@@ -57,10 +59,10 @@ fn code_mode(c: &mut Criterion) {
     group.bench_function("empty_script", |b| {
         b.to_async(&runtime).iter(|| async {
             let run = code_mode
-                .execute("result = 1", &LimitOverrides::default())
+                .execute("result = 1", &LimitOverrides::default(), &Permit::open())
                 .await
                 .expect("run");
-            assert!(run.ok);
+            assert!(run.result.ok);
         });
     });
     for client in ["local", "everything"] {
@@ -79,10 +81,10 @@ fn code_mode(c: &mut Criterion) {
         group.bench_function(format!("{client}/script"), |b| {
             b.to_async(&runtime).iter(|| async {
                 let run = code_mode
-                    .execute(&script, &LimitOverrides::default())
+                    .execute(&script, &LimitOverrides::default(), &Permit::open())
                     .await
                     .expect("run");
-                assert!(run.ok, "{:?}", run.error);
+                assert!(run.result.ok, "{:?}", run.result.error);
             });
         });
     }

@@ -8,8 +8,8 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use codemode::config::{BindingLevel, Config};
-use codemode::executor::{Executor, ExecutorConfig, LimitOverrides, ToolDispatcher};
+use codemode::config::Config;
+use codemode::executor::{Executor, ExecutorConfig, ToolDispatcher};
 use codemode::mcp::McpManager;
 use codemode::server::{AppState, serve};
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -48,12 +48,9 @@ fn gateway(c: &mut Criterion) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("address"));
         let executor = Executor::new(ExecutorConfig::default()).expect("sandbox");
-        let state = Arc::new(AppState::new(
-            Arc::clone(&manager),
-            executor,
-            LimitOverrides::default(),
-            BindingLevel::Server,
-        ));
+        let state = Arc::new(
+            AppState::new(Arc::clone(&manager), executor, &Config::default(), None).expect("state"),
+        );
         tokio::spawn(serve(listener, state, std::future::pending()));
         (base, manager)
     });

@@ -24,15 +24,118 @@ pub struct Config {
     /// MCP clients and the tool manager.
     #[serde(default)]
     pub mcp: McpConfig,
-    /// Virtual keys (kept as written until the governance layer reads them).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub governance: Option<Value>,
+    /// Virtual keys and the admin token.
+    #[serde(default)]
+    pub governance: GovernanceConfig,
     /// LLM providers (kept as written until the chat layer reads them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub providers: Option<Value>,
     /// Default limits of sandbox executions.
     #[serde(default)]
     pub sandbox: LimitOverrides,
+    /// codemode extension: how long the audit log keeps records.
+    #[serde(default)]
+    pub audit: AuditConfig,
+}
+
+/// The `governance` section. Bifrost's other governance settings (budgets, rate limits,
+/// customers, teams) are accepted and ignored.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GovernanceConfig {
+    /// Virtual keys: who may call which tools.
+    #[serde(default)]
+    pub virtual_keys: Vec<VirtualKeyConfig>,
+    /// codemode extension: the token (usually `env.NAME`) that guards `/api/*`; without one
+    /// the management API is open (it listens on localhost by default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_token: Option<String>,
+    /// Bifrost settings codemode does not implement.
+    #[serde(flatten)]
+    pub ignored: BTreeMap<String, Value>,
+}
+
+/// One virtual key (`governance.virtual_keys[]`, or a `/api/governance/virtual-keys` body).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VirtualKeyConfig {
+    /// Bifrost's id; kept, not used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Unique name, recorded in the audit log.
+    pub name: String,
+    /// The key callers present (usually `env.NAME`). Only its hash is stored.
+    pub value: String,
+    /// What it is for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// A disabled key is refused like an unknown one.
+    #[serde(default = "enabled", alias = "enabled")]
+    pub is_active: bool,
+    /// The clients it may use and, for each, which tools. A client not listed is not allowed.
+    #[serde(default)]
+    pub mcp_configs: Vec<VirtualKeyClient>,
+}
+
+fn enabled() -> bool {
+    true
+}
+
+/// One client a virtual key may use.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VirtualKeyClient {
+    /// The client.
+    pub mcp_client_name: String,
+    /// `["*"]` all, `[]` none, tool names, or `<client>-*`.
+    #[serde(default)]
+    pub tools_to_execute: Vec<String>,
+}
+
+impl VirtualKeyConfig {
+    /// Parses and validates one virtual key (a `/api/governance/virtual-keys` body).
+    ///
+    /// # Errors
+    /// The first [`ConfigError`], with paths relative to the object.
+    pub fn parse(text: &str) -> Result<VirtualKeyConfig, ConfigError> {
+        let key: VirtualKeyConfig = parse_json(text)?;
+        key.validate("")?;
+        Ok(key)
+    }
+
+    /// Checks the name and that a value is given; `path` prefixes the error paths.
+    ///
+    /// # Errors
+    /// The first [`ConfigError`].
+    pub fn validate(&self, path: &str) -> Result<(), ConfigError> {
+        let at = |field: &str| match path {
+            "" => field.to_string(),
+            path => format!("{path}.{field}"),
+        };
+        check_name(&self.name).map_err(|reason| ConfigError::at(at("name"), reason))?;
+        if self.value.trim().is_empty() {
+            return Err(ConfigError::at(at("value"), "must not be empty"));
+        }
+        Ok(())
+    }
+}
+
+/// `audit`: retention of the audit log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Records older than this many days are deleted.
+    pub retention_days: u64,
+    /// At most this many records are kept (the oldest go first).
+    pub max_records: u64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            retention_days: 30,
+            max_records: 1_000_000,
+        }
+    }
 }
 
 /// The `mcp` section.
@@ -236,6 +339,17 @@ impl Config {
                 "mcp.tool_manager_config.tool_execution_timeout",
                 "must be at least 1 second",
             ));
+        }
+        let mut names = HashSet::new();
+        for (index, key) in self.governance.virtual_keys.iter().enumerate() {
+            let path = format!("governance.virtual_keys[{index}]");
+            key.validate(&path)?;
+            if !names.insert(key.name.as_str()) {
+                return Err(ConfigError::at(
+                    format!("{path}.name"),
+                    format!("duplicate virtual key name \"{}\"", key.name),
+                ));
+            }
         }
         Ok(())
     }

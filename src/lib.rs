@@ -5,16 +5,20 @@
 //! crosses one host boundary where it is checked and dispatched. See `DESIGN.md` in the docs and
 //! the module documentation below.
 //!
+//! - [`audit`]: the audit log of tool executions (batched writes).
 //! - [`codemode`]: code mode: stubs of the registry, the meta-tools, runs with servers bound.
 //! - [`config`]: the configuration file (Bifrost's shapes), `env.NAME` references, validation.
 //! - [`executor`]: the sandbox: engine, limits, the host-call boundary, run results.
 //! - [`mcp`]: upstream MCP servers: connections, tools, and the dispatch of calls.
+//! - [`policy`]: virtual keys, request filters, the permit checked on every call.
 //! - [`server`]: the HTTP service: management API and tool execution.
 //! - [`store`]: SQLite persistence of runtime changes.
 
+pub mod audit;
 pub mod codemode;
 pub mod config;
 pub mod executor;
 pub mod mcp;
+pub mod policy;
 pub mod server;
 pub mod store;

@@ -196,10 +196,11 @@ async fn serve(
 ) -> Result<(), Failure> {
     let config = config.map(load_config).transpose()?.unwrap_or_default();
     let store = codemode::store::Store::open(db).map_err(|e| Failure::Usage(e.to_string()))?;
+    let store = Arc::new(store);
     let listener = tokio::net::TcpListener::bind((host, port))
         .await
         .map_err(|e| Failure::Usage(format!("cannot listen on {host}:{port}: {e}")))?;
-    let manager = McpManager::start_with_store(&config.mcp, Arc::new(store))
+    let manager = McpManager::start_with_store(&config.mcp, Arc::clone(&store))
         .await
         .map_err(|e| Failure::Usage(e.to_string()))?;
     let manager = Arc::new(manager);
@@ -210,20 +211,22 @@ async fn serve(
         .limits
         .resolve(&config.sandbox)
         .map_err(|e| Failure::Usage(format!("sandbox: {e}")))?;
-    let state = Arc::new(codemode::server::AppState::new(
-        Arc::clone(&manager),
-        executor,
-        config.sandbox,
-        config.mcp.tool_manager_config.code_mode_binding_level,
-    ));
+    let state =
+        codemode::server::AppState::new(Arc::clone(&manager), executor, &config, Some(store))
+            .map_err(|e| Failure::Usage(e.to_string()))?;
+    let state = Arc::new(state);
     let address = listener
         .local_addr()
         .map_err(|e| Failure::Internal(e.to_string()))?;
     tracing::info!(%address, "codemode is listening");
     let (signalled, signal) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(codemode::server::serve(listener, state, async move {
-        let _ = signal.await;
-    }));
+    let server = tokio::spawn(codemode::server::serve(
+        listener,
+        Arc::clone(&state),
+        async move {
+            let _ = signal.await;
+        },
+    ));
     shutdown_signal().await;
     tracing::info!("shutting down: finishing in-flight requests");
     let _ = signalled.send(());
@@ -233,6 +236,8 @@ async fn serve(
         Ok(Err(e)) => return Err(Failure::Internal(format!("the server task failed: {e}"))),
         Err(_) => tracing::warn!("in-flight requests did not finish within the grace period"),
     }
+    // Every call has been recorded by now; make sure the records are written.
+    state.flush_audit().await;
     // Dropping the manager ends every session; stdio children are stopped with it.
     drop(manager);
     Ok(())

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use super::CodeMode;
 use super::answer::model_answer;
 use crate::executor::{ExecuteError, LimitOverrides};
+use crate::policy::Permit;
 
 /// `listToolFiles`.
 pub const LIST_TOOL_FILES: &str = "listToolFiles";
@@ -135,35 +136,43 @@ fn arguments<T: serde::de::DeserializeOwned>(
 }
 
 impl CodeMode {
-    /// Runs meta-tool `name` with `args` (a JSON object); returns the answer for the model.
+    /// Runs meta-tool `name` with `args` (a JSON object) for a caller with `permit`; returns the
+    /// answer for the model.
     ///
     /// # Errors
     /// [`MetaError`] for arguments of the wrong shape, an unknown name, or a script that could
     /// not be started.
-    pub async fn call_meta(&self, name: &str, args: Value) -> Result<String, MetaError> {
+    pub async fn call_meta(
+        &self,
+        name: &str,
+        args: Value,
+        permit: &Permit,
+    ) -> Result<String, MetaError> {
         match name {
             LIST_TOOL_FILES => {
                 let _: serde::de::IgnoredAny = arguments(LIST_TOOL_FILES, args)?;
-                Ok(self.catalog().await.tree())
+                Ok(self.catalog(permit).await.tree())
             }
             READ_TOOL_FILE => {
                 let a: ReadArguments = arguments(READ_TOOL_FILE, args)?;
-                let catalog = self.catalog().await;
+                let catalog = self.catalog(permit).await;
                 Ok(catalog
                     .read(&a.file_name, a.start_line, a.end_line)
                     .unwrap_or_else(|e| format!("error: {e}")))
             }
             GET_TOOL_DOCS => {
                 let a: DocsArguments = arguments(GET_TOOL_DOCS, args)?;
-                let catalog = self.catalog().await;
+                let catalog = self.catalog(permit).await;
                 Ok(catalog
                     .docs(&a.server, &a.tool)
                     .unwrap_or_else(|e| format!("error: {e}")))
             }
             EXECUTE_TOOL_CODE => {
                 let a: ExecuteArguments = arguments(EXECUTE_TOOL_CODE, args)?;
-                let result = self.execute(&a.code, &LimitOverrides::default()).await?;
-                Ok(model_answer(&result, &*self.catalog().await))
+                let run = self
+                    .execute(&a.code, &LimitOverrides::default(), permit)
+                    .await?;
+                Ok(model_answer(&run.result, &*self.catalog(permit).await))
             }
             other => Err(MetaError::Unknown(other.to_string())),
         }

@@ -16,14 +16,22 @@ pub mod answer;
 pub mod meta;
 pub mod tokens;
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use codemode_stubs::{BindingLevel, Catalog, ServerSpec, ToolSpec};
+use serde::Serialize;
 use serde_json::Value;
 
+use crate::audit::AuditLog;
 use crate::config::{self, BindingLevel as ConfigBindingLevel};
-use crate::executor::{ExecuteError, Executor, LimitOverrides, RunResult, ToolDispatcher};
+use crate::executor::{ExecuteError, Executor, LimitOverrides, RunResult};
 use crate::mcp::{ClientTools, McpManager};
+use crate::policy::dispatch::new_id;
+use crate::policy::{Permit, PermittedCalls};
+
+/// Catalogs by permit, valid for one manager generation.
+type CatalogCache = (u64, HashMap<(Option<String>, u64), Arc<Catalog>>);
 
 /// Code mode over one manager and one executor.
 pub struct CodeMode {
@@ -32,18 +40,30 @@ pub struct CodeMode {
     /// The limits of runs that ask for none (the config's `sandbox` section).
     defaults: LimitOverrides,
     level: BindingLevel,
-    /// The catalog and the manager generation it was built at.
-    cache: Mutex<Option<(u64, Arc<Catalog>)>>,
+    audit: Option<Arc<AuditLog>>,
+    cache: Mutex<CatalogCache>,
+}
+
+/// One script execution: its id (the parent id of its calls in the audit log) and result.
+#[derive(Debug, Clone, Serialize)]
+pub struct CodeRun {
+    /// The execution's id.
+    pub execution_id: String,
+    /// What the run produced.
+    #[serde(flatten)]
+    pub result: RunResult,
 }
 
 impl CodeMode {
     /// Code mode over `manager`, running scripts in `executor` with `defaults` as the limits of
-    /// runs that ask for none, splitting stubs into files by `level`.
+    /// runs that ask for none, splitting stubs into files by `level`, recording calls in
+    /// `audit`.
     pub fn new(
         manager: Arc<McpManager>,
         executor: Executor,
         defaults: LimitOverrides,
         level: ConfigBindingLevel,
+        audit: Option<Arc<AuditLog>>,
     ) -> Self {
         let level = match level {
             config::BindingLevel::Server => BindingLevel::Server,
@@ -54,7 +74,8 @@ impl CodeMode {
             executor,
             defaults,
             level,
-            cache: Mutex::new(None),
+            audit,
+            cache: Mutex::new((u64::MAX, HashMap::new())),
         }
     }
 
@@ -63,30 +84,38 @@ impl CodeMode {
         &self.manager
     }
 
-    /// The stubs of the registry as it is now.
-    pub async fn catalog(&self) -> Arc<Catalog> {
+    /// The stubs of what `permit` allows in the registry as it is now.
+    pub async fn catalog(&self, permit: &Permit) -> Arc<Catalog> {
         let generation = self.manager.generation();
-        if let Some((built, catalog)) = &*self.cache.lock().unwrap_or_else(|p| p.into_inner())
-            && *built == generation
-        {
-            return Arc::clone(catalog);
+        let key = permit.cache_key();
+        if let Some(key) = &key {
+            let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+            if cache.0 == generation
+                && let Some(catalog) = cache.1.get(key)
+            {
+                return Arc::clone(catalog);
+            }
         }
-        let catalog = Arc::new(Catalog::build(
-            &server_specs(&self.manager.tools().await),
-            self.level,
-        ));
-        *self.cache.lock().unwrap_or_else(|p| p.into_inner()) =
-            Some((generation, Arc::clone(&catalog)));
+        let registry = permit.view(self.manager.tools().await);
+        let catalog = Arc::new(Catalog::build(&server_specs(&registry), self.level));
+        if let Some(key) = key {
+            let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+            if cache.0 != generation {
+                *cache = (generation, HashMap::new());
+            }
+            cache.1.insert(key, Arc::clone(&catalog));
+        }
         catalog
     }
 
-    /// Whether any connected client is a code-mode client (so the meta-tools are offered).
-    pub async fn active(&self) -> bool {
-        self.catalog().await.listed().next().is_some()
+    /// Whether `permit` reaches any code-mode client (so the meta-tools are offered).
+    pub async fn active(&self, permit: &Permit) -> bool {
+        self.catalog(permit).await.listed().next().is_some()
     }
 
-    /// Runs `code` with every server bound, under the limits `requested` asks for (each absent
-    /// field takes the configured default).
+    /// Runs `code` with every server `permit` reaches bound, under the limits `requested` asks
+    /// for (each absent field takes the configured default). Each call is checked against
+    /// `permit` on the host and recorded with this execution as its parent.
     ///
     /// # Errors
     /// [`ExecuteError`] when the run cannot start: limits outside the server's policy, code
@@ -95,17 +124,29 @@ impl CodeMode {
         &self,
         code: &str,
         requested: &LimitOverrides,
-    ) -> Result<RunResult, ExecuteError> {
+        permit: &Permit,
+    ) -> Result<CodeRun, ExecuteError> {
         let limits = self
             .executor
             .config()
             .limits
             .resolve(&requested.or(&self.defaults))?;
-        let catalog = self.catalog().await;
-        let dispatcher: Arc<dyn ToolDispatcher> = Arc::clone(&self.manager) as _;
-        self.executor
-            .execute_bound(code, &catalog.manifest(), &limits, dispatcher)
-            .await
+        let catalog = self.catalog(permit).await;
+        let execution_id = new_id();
+        let calls = PermittedCalls::new(
+            Arc::clone(&self.manager),
+            permit.clone(),
+            self.audit.clone(),
+            Some(execution_id.clone()),
+        );
+        let result = self
+            .executor
+            .execute_bound(code, &catalog.manifest(), &limits, Arc::new(calls))
+            .await?;
+        Ok(CodeRun {
+            execution_id,
+            result,
+        })
     }
 }
 

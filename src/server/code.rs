@@ -1,6 +1,7 @@
 //! `POST /v1/code/execute`: run a script for a pipeline; answer with the whole run result.
 //!
-//! Body `{code, limits?}`; the answer is the machine-readable [`RunResult`]: `ok`, `result`,
+//! Body `{code, limits?}` (and the request filters); the answer is the machine-readable run
+//! result: `execution_id` (the parent id of its calls in the audit log), `ok`, `result`,
 //! `stdout`, `stderr`, `error`, one record per tool call, and timings. A script that fails is
 //! still a 200 (its failure is in `error`); only a request that cannot run is an error: no
 //! code, code over the size limit, limits outside the server's policy (400), a busy sandbox
@@ -14,31 +15,36 @@ use serde::Deserialize;
 
 use super::AppState;
 use super::body::Body;
+use super::caller::{BodyFilters, Caller};
 use super::error::ApiError;
 use super::execute::parse;
-use crate::executor::{LimitOverrides, RunResult};
+use crate::codemode::CodeRun;
+use crate::executor::LimitOverrides;
 
 /// The request body.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct CodeRequest {
     code: String,
     #[serde(default)]
     limits: LimitOverrides,
+    #[serde(flatten)]
+    filters: BodyFilters,
 }
 
 /// The handler.
 pub async fn execute(
     State(state): State<Arc<AppState>>,
+    Caller(permit): Caller,
     Body(body): Body,
-) -> Result<Json<RunResult>, ApiError> {
+) -> Result<Json<CodeRun>, ApiError> {
     let request: CodeRequest = parse(&body)?;
     if request.code.trim().is_empty() {
         return Err(ApiError::InvalidRequest("code: must not be empty".into()));
     }
-    let result = state
+    let permit = request.filters.narrow(permit);
+    let run = state
         .codemode
-        .execute(&request.code, &request.limits)
+        .execute(&request.code, &request.limits, &permit)
         .await?;
-    Ok(Json(result))
+    Ok(Json(run))
 }

@@ -12,6 +12,7 @@ use crate::codemode::meta::MetaError;
 use crate::config::ConfigError;
 use crate::executor::{ExecuteError, ToolError};
 use crate::mcp::ManagerError;
+use crate::policy::{AuthError, KeyError};
 
 /// An API failure. Each variant has its own status and `type`.
 #[derive(Debug, thiserror::Error)]
@@ -19,6 +20,9 @@ pub enum ApiError {
     /// The request is malformed or names a bad field.
     #[error("{0}")]
     InvalidRequest(String),
+    /// No valid credentials.
+    #[error("{0}")]
+    Unauthorized(String),
     /// The named client does not exist.
     #[error("{0}")]
     NotFound(String),
@@ -61,6 +65,7 @@ impl ApiError {
     fn status_and_type(&self) -> (StatusCode, &'static str) {
         match self {
             ApiError::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+            ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::Upstream(_) => (StatusCode::BAD_GATEWAY, "upstream_error"),
@@ -139,6 +144,26 @@ impl From<MetaError> for ApiError {
             MetaError::InvalidArguments { .. } => ApiError::InvalidArguments(error.to_string()),
             MetaError::Unknown(_) => ApiError::ToolNotFound(error.to_string()),
             MetaError::Execute(error) => error.into(),
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(error: AuthError) -> Self {
+        match error {
+            AuthError::Conflict => ApiError::InvalidRequest(error.to_string()),
+            _ => ApiError::Unauthorized(error.to_string()),
+        }
+    }
+}
+
+impl From<KeyError> for ApiError {
+    fn from(error: KeyError) -> Self {
+        match error {
+            KeyError::NotFound(_) => ApiError::NotFound(error.to_string()),
+            KeyError::Duplicate(_) | KeyError::SameValue => ApiError::Conflict(error.to_string()),
+            KeyError::Value(_) => ApiError::InvalidRequest(error.to_string()),
+            KeyError::Store(_) => ApiError::Internal(error.to_string()),
         }
     }
 }

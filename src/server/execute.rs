@@ -10,10 +10,12 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::body::Body;
+use super::caller::{BodyFilters, Caller};
 use super::error::ApiError;
 use crate::codemode::meta;
 use crate::executor::ToolDispatcher;
 use crate::mcp::registry::openai_tools;
+use crate::policy::{Permit, PermittedCalls};
 
 /// `?format=chat` (the default) or `?format=responses`.
 #[derive(Deserialize)]
@@ -28,6 +30,8 @@ struct ChatToolCall {
     #[serde(rename = "type", default)]
     _kind: Option<String>,
     function: FunctionCall,
+    #[serde(flatten)]
+    filters: BodyFilters,
 }
 
 #[derive(Deserialize)]
@@ -46,13 +50,15 @@ struct ResponsesToolCall {
     name: String,
     #[serde(default)]
     arguments: Value,
+    #[serde(flatten)]
+    filters: BodyFilters,
 }
 
 /// `GET /v1/mcp/tools`: `{"tools": [OpenAI function definitions]}`: the direct tools, named
 /// `<client>-<tool>`, then the code-mode meta-tools when a code-mode client is connected.
-pub async fn tools(State(state): State<Arc<AppState>>) -> Json<Value> {
-    let mut tools = openai_tools(&state.manager.tools().await);
-    if state.codemode.active().await {
+pub async fn tools(State(state): State<Arc<AppState>>, Caller(permit): Caller) -> Json<Value> {
+    let mut tools = openai_tools(&permit.view(state.manager.tools().await));
+    if state.codemode.active(&permit).await {
         tools.extend(meta::definitions());
     }
     Json(json!({ "tools": tools }))
@@ -61,20 +67,29 @@ pub async fn tools(State(state): State<Arc<AppState>>) -> Json<Value> {
 /// The handler: parse the call in the requested shape, run it, answer in the same shape.
 pub async fn execute(
     State(state): State<Arc<AppState>>,
+    Caller(permit): Caller,
     Query(query): Query<FormatQuery>,
     Body(body): Body,
 ) -> Result<Json<Value>, ApiError> {
     match query.format.as_deref().unwrap_or("chat") {
         "chat" => {
             let call: ChatToolCall = parse(&body)?;
-            let output = run(&state, &call.function.name, call.function.arguments).await?;
+            let permit = call.filters.narrow(permit);
+            let output = run(
+                &state,
+                &permit,
+                &call.function.name,
+                call.function.arguments,
+            )
+            .await?;
             Ok(Json(
                 json!({"role": "tool", "content": output, "tool_call_id": call.id}),
             ))
         }
         "responses" => {
             let call: ResponsesToolCall = parse(&body)?;
-            let output = run(&state, &call.name, call.arguments).await?;
+            let permit = call.filters.narrow(permit);
+            let output = run(&state, &permit, &call.name, call.arguments).await?;
             Ok(Json(
                 json!({"type": "function_call_output", "call_id": call.call_id, "output": output}),
             ))
@@ -100,7 +115,12 @@ pub(super) fn parse<T: serde::de::DeserializeOwned>(body: &str) -> Result<T, Api
 
 /// Runs `<client>-<tool>` with OpenAI-style arguments (a JSON string, or an object); returns the
 /// tool's output as text: strings as they are, anything else as JSON.
-async fn run(state: &AppState, name: &str, arguments: Value) -> Result<String, ApiError> {
+async fn run(
+    state: &AppState,
+    permit: &Permit,
+    name: &str,
+    arguments: Value,
+) -> Result<String, ApiError> {
     let arguments = match arguments {
         Value::Null => json!({}),
         Value::String(text) if text.trim().is_empty() => json!({}),
@@ -115,14 +135,20 @@ async fn run(state: &AppState, name: &str, arguments: Value) -> Result<String, A
         )));
     }
     if meta::is_meta_tool(name) {
-        return Ok(state.codemode.call_meta(name, arguments).await?);
+        return Ok(state.codemode.call_meta(name, arguments, permit).await?);
     }
     let Some((client, tool)) = state.manager.resolve(name).await else {
         return Err(ApiError::ToolNotFound(format!(
             "no tool named {name}: tools are addressed as <client>-<tool>"
         )));
     };
-    let value = state.manager.call(&client, &tool, arguments).await?;
+    let calls = PermittedCalls::new(
+        Arc::clone(&state.manager),
+        permit.clone(),
+        state.audit.clone(),
+        None,
+    );
+    let value = calls.call(&client, &tool, arguments).await?;
     Ok(match value {
         Value::String(text) => text,
         other => other.to_string(),

@@ -12,9 +12,11 @@ use super::error::ApiError;
 use crate::config::ClientConfig;
 use crate::mcp::{ClientState, ClientStatus};
 
-type Success = Json<Value>;
+/// `{"status": "success", "message": ...}`.
+pub(super) type Success = Json<Value>;
 
-fn success(message: &str) -> Success {
+/// A success body with `message`.
+pub(super) fn success(message: &str) -> Success {
     Json(json!({"status": "success", "message": message}))
 }
 

@@ -1,10 +1,10 @@
-//! SQLite persistence of runtime changes.
+//! SQLite persistence of runtime changes and of the audit log.
 //!
-//! Today it holds the MCP clients changed through the API ([`Store::save_client`],
-//! [`Store::forget_client`]); virtual keys and the audit log join it later. Every change is
-//! committed before the API answers, so a restart (a `kill -9` included) finds it. Client
-//! configurations are stored as written: `env.NAME` references stay references, never resolved
-//! secrets.
+//! It holds the MCP clients changed through the API ([`Store::save_client`],
+//! [`Store::forget_client`]), the virtual keys changed through the API ([`keys`]: hashes, never
+//! keys), and the audit log ([`audit`]). Every change is committed before the API answers, so
+//! a restart (a `kill -9` included) finds it. Client configurations are stored as written:
+//! `env.NAME` references stay references, never resolved secrets.
 //!
 //! The database is small and written rarely, so one connection behind a mutex serves; queries
 //! run on the caller's thread and take microseconds.
@@ -15,6 +15,12 @@ use std::sync::Mutex;
 use rusqlite::{Connection, params};
 
 use crate::config::ClientConfig;
+
+pub mod audit;
+pub mod keys;
+
+pub use audit::{AuditRecord, LogQuery};
+pub use keys::KeyChange;
 
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
@@ -95,7 +101,28 @@ impl Store {
                      name TEXT PRIMARY KEY,
                      config TEXT,            -- NULL: removed through the API
                      updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
-                 );",
+                 );
+                 CREATE TABLE IF NOT EXISTS virtual_keys (
+                     name TEXT PRIMARY KEY,
+                     key_hash TEXT,          -- SHA-256 of the key; NULL: removed through the API
+                     config TEXT,            -- the value replaced by a placeholder
+                     updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+                 );
+                 CREATE TABLE IF NOT EXISTS audit_log (
+                     id INTEGER PRIMARY KEY,
+                     at_ms INTEGER NOT NULL,
+                     vk TEXT,
+                     client TEXT NOT NULL,
+                     tool TEXT NOT NULL,
+                     arg_bytes INTEGER NOT NULL,
+                     arg_hash TEXT NOT NULL,
+                     outcome TEXT NOT NULL,
+                     error_type TEXT,
+                     latency_ms REAL NOT NULL,
+                     execution_id TEXT NOT NULL,
+                     parent_execution_id TEXT
+                 );
+                 CREATE INDEX IF NOT EXISTS audit_log_at ON audit_log (at_ms);",
             )
             .map_err(sqlite)?;
         Ok(Store {
@@ -112,12 +139,19 @@ impl Store {
     }
 
     fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
+        self.with_mut(|connection| f(connection))
+    }
+
+    fn with_mut<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
         // A panic while holding the lock cannot leave SQLite inconsistent; keep going.
-        let connection = self
+        let mut connection = self
             .connection
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        f(&connection).map_err(|e| self.sqlite(e))
+        f(&mut connection).map_err(|e| self.sqlite(e))
     }
 
     /// Records a client added or edited through the API.

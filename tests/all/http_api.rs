@@ -4,8 +4,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use codemode::config::{BindingLevel, ToolManagerConfig};
-use codemode::executor::LimitOverrides;
+use codemode::config::{Config, ToolManagerConfig};
 use codemode::mcp::McpManager;
 use codemode::server::{AppState, router};
 use http_body_util::BodyExt;
@@ -17,12 +16,7 @@ use crate::support::EXECUTOR;
 
 /// The service's state over `manager`, running scripts in the shared executor.
 pub fn app_state(manager: Arc<McpManager>) -> AppState {
-    AppState::new(
-        manager,
-        EXECUTOR.clone(),
-        LimitOverrides::default(),
-        BindingLevel::Server,
-    )
+    AppState::new(manager, EXECUTOR.clone(), &Config::default(), None).expect("state")
 }
 
 fn app() -> axum::Router {

@@ -1,0 +1,108 @@
+//! The audit log: every tool execution, recorded without slowing the call.
+//!
+//! [`AuditLog::record`] only queues the record (an unbounded channel: it never blocks). One
+//! writer task takes whatever has queued since its last write and inserts it in one SQLite
+//! transaction, so writes batch themselves under load; it prunes by age and count as it goes.
+//! [`AuditLog::flush`] waits until everything queued so far is written: the service calls it at
+//! shutdown, so a clean stop loses nothing.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::AuditConfig;
+use crate::store::{AuditRecord, Store};
+
+enum Message {
+    Record(AuditRecord),
+    Flush(oneshot::Sender<()>),
+}
+
+/// Records written between two prunes.
+const PRUNE_EVERY: usize = 10_000;
+/// Most records taken from the queue for one transaction.
+const BATCH: usize = 1_024;
+
+/// The audit log's queue and writer.
+pub struct AuditLog {
+    queue: mpsc::UnboundedSender<Message>,
+}
+
+impl AuditLog {
+    /// Starts the writer into `store`, keeping what `retention` allows. Needs a Tokio runtime.
+    pub fn start(store: Arc<Store>, retention: AuditConfig) -> AuditLog {
+        let (queue, receiver) = mpsc::unbounded_channel();
+        tokio::spawn(write(store, retention, receiver));
+        AuditLog { queue }
+    }
+
+    /// Queues `record`; returns at once.
+    pub fn record(&self, record: AuditRecord) {
+        if self.queue.send(Message::Record(record)).is_err() {
+            tracing::error!("the audit writer has stopped; a record is lost");
+        }
+    }
+
+    /// Waits until every record queued before this call is in the database.
+    pub async fn flush(&self) {
+        let (done, written) = oneshot::channel();
+        if self.queue.send(Message::Flush(done)).is_ok() {
+            let _ = written.await;
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+async fn write(
+    store: Arc<Store>,
+    retention: AuditConfig,
+    mut receiver: mpsc::UnboundedReceiver<Message>,
+) {
+    let mut since_prune = PRUNE_EVERY;
+    let mut messages = Vec::with_capacity(BATCH);
+    while receiver.recv_many(&mut messages, BATCH).await > 0 {
+        let mut records = Vec::with_capacity(messages.len());
+        let mut waiting = Vec::new();
+        for message in messages.drain(..) {
+            match message {
+                Message::Record(record) => records.push(record),
+                Message::Flush(done) => waiting.push(done),
+            }
+        }
+        since_prune += records.len();
+        let prune = since_prune >= PRUNE_EVERY;
+        if prune {
+            since_prune = 0;
+        }
+        let store = Arc::clone(&store);
+        let written = tokio::task::spawn_blocking(move || {
+            if !records.is_empty()
+                && let Err(error) = store.insert_audit(&records)
+            {
+                tracing::error!(%error, lost = records.len(), "audit records not written");
+            }
+            if prune {
+                let age = Duration::from_secs(retention.retention_days.saturating_mul(86_400));
+                let oldest =
+                    now_ms().saturating_sub(i64::try_from(age.as_millis()).unwrap_or(i64::MAX));
+                if let Err(error) = store.prune_audit(oldest, retention.max_records) {
+                    tracing::warn!(%error, "pruning the audit log failed");
+                }
+            }
+        })
+        .await;
+        if written.is_err() {
+            tracing::error!("the audit writer's database task failed");
+        }
+        for done in waiting {
+            let _ = done.send(());
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! [`PermittedCalls`]: the one path every tool call takes, from HTTP, from a script, from the
+//! MCP server. The permit is checked on the host before the manager is asked, so a denied call
+//! never reaches the upstream server, whatever the guest sends; then the call is recorded.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use super::Permit;
+use crate::audit::{AuditLog, now_ms};
+use crate::executor::{ToolDispatcher, ToolError};
+use crate::mcp::McpManager;
+use crate::store::AuditRecord;
+
+/// The manager's tools as one caller may use them.
+pub struct PermittedCalls {
+    manager: Arc<McpManager>,
+    permit: Permit,
+    audit: Option<Arc<AuditLog>>,
+    /// The script execution these calls come from, if any.
+    parent: Option<String>,
+}
+
+impl PermittedCalls {
+    /// Calls through `manager` under `permit`, recorded in `audit`; `parent` is the id of the
+    /// script execution making them.
+    pub fn new(
+        manager: Arc<McpManager>,
+        permit: Permit,
+        audit: Option<Arc<AuditLog>>,
+        parent: Option<String>,
+    ) -> Self {
+        PermittedCalls {
+            manager,
+            permit,
+            audit,
+            parent,
+        }
+    }
+
+    fn denied(&self, client: &str, tool: &str) -> ToolError {
+        ToolError::Denied(match self.permit.key() {
+            Some(key) => format!("{client}.{tool} is not allowed for virtual key {key}"),
+            None => format!("{client}.{tool} is not allowed for this request"),
+        })
+    }
+}
+
+#[async_trait]
+impl ToolDispatcher for PermittedCalls {
+    async fn call(&self, client: &str, tool: &str, arguments: Value) -> Result<Value, ToolError> {
+        let at_ms = now_ms();
+        let started = Instant::now();
+        // Measured before the call takes the arguments; only when someone records them.
+        let arguments_json = self
+            .audit
+            .as_ref()
+            .map(|_| serde_json::to_vec(&arguments).unwrap_or_default());
+        let allowed = self.permit.allows(client, tool);
+        let answer = if allowed {
+            self.manager.call(client, tool, arguments).await
+        } else {
+            Err(self.denied(client, tool))
+        };
+        if let (Some(audit), Some(json)) = (&self.audit, arguments_json) {
+            audit.record(AuditRecord {
+                at_ms,
+                vk: self.permit.key().map(str::to_string),
+                client: client.to_string(),
+                tool: tool.to_string(),
+                arg_bytes: json.len() as u64,
+                arg_hash: hex(&Sha256::digest(&json)),
+                outcome: match (&answer, allowed) {
+                    (_, false) => "denied",
+                    (Ok(_), _) => "ok",
+                    (Err(_), _) => "error",
+                }
+                .into(),
+                error_type: answer.as_ref().err().map(|e| e.python_type().to_string()),
+                latency_ms: started.elapsed().as_secs_f64() * 1e3,
+                execution_id: new_id(),
+                parent_execution_id: self.parent.clone(),
+            });
+        }
+        answer
+    }
+}
+
+/// A fresh random id (UUID v4).
+pub fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,120 @@
+//! Who is calling: [`Caller`] turns a request's virtual key and filter headers into its
+//! [`Permit`]; [`BodyFilters`] are the same filters given in a JSON body; [`require_admin`]
+//! guards `/api/*` with the admin token when one is configured.
+
+use std::sync::Arc;
+
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::HeaderMap;
+use axum::http::request::Parts;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use super::AppState;
+use super::error::ApiError;
+use crate::policy::keys::hash_key;
+use crate::policy::rules::header_list;
+use crate::policy::{AuthError, Permit, RequestFilter};
+
+/// The caller's permit: its virtual key's rules, narrowed by the filter headers.
+pub struct Caller(pub Permit);
+
+impl FromRequestParts<Arc<AppState>> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        let key = presented_key(&parts.headers)?;
+        let permit = state.keys.authenticate(key.as_deref())?;
+        let header = |name: &str| {
+            parts
+                .headers
+                .get(name)
+                .map(|v| header_list(v.to_str().unwrap_or_default()))
+        };
+        let filter = RequestFilter::new(
+            header("x-bf-mcp-include-clients"),
+            header("x-bf-mcp-exclude-clients"),
+            header("x-bf-mcp-include-tools"),
+            header("x-bf-mcp-exclude-tools"),
+        );
+        Ok(Caller(permit.narrowed(filter)))
+    }
+}
+
+/// The virtual key a request presents: `Authorization: Bearer`, `x-bf-vk` or `x-api-key`.
+///
+/// # Errors
+/// [`AuthError::Conflict`] when two of them carry different keys.
+fn presented_key(headers: &HeaderMap) -> Result<Option<String>, AuthError> {
+    let value = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+    };
+    let bearer = value("authorization").map(|v| v.strip_prefix("Bearer ").unwrap_or(v).trim());
+    let mut keys = [bearer, value("x-bf-vk"), value("x-api-key")]
+        .into_iter()
+        .flatten();
+    let Some(first) = keys.next() else {
+        return Ok(None);
+    };
+    if keys.any(|other| other != first) {
+        return Err(AuthError::Conflict);
+    }
+    Ok(Some(first.to_string()))
+}
+
+/// Request filters in a JSON body (Bifrost's field names); they narrow like the headers.
+#[derive(Debug, Default, Deserialize)]
+pub struct BodyFilters {
+    #[serde(rename = "mcp-include-clients")]
+    include_clients: Option<Vec<String>>,
+    #[serde(rename = "mcp-exclude-clients")]
+    exclude_clients: Option<Vec<String>>,
+    #[serde(rename = "mcp-include-tools")]
+    include_tools: Option<Vec<String>>,
+    #[serde(rename = "mcp-exclude-tools")]
+    exclude_tools: Option<Vec<String>>,
+}
+
+impl BodyFilters {
+    /// `permit` narrowed by these filters.
+    pub fn narrow(self, permit: Permit) -> Permit {
+        permit.narrowed(RequestFilter::new(
+            self.include_clients,
+            self.exclude_clients,
+            self.include_tools,
+            self.exclude_tools,
+        ))
+    }
+}
+
+/// Lets a request to `/api/*` through only with `Authorization: Bearer <admin token>`, when an
+/// admin token is configured.
+pub async fn require_admin(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if let Some(expected) = &state.admin_token {
+        let presented = request
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(|token| hash_key(token.trim()));
+        if presented.as_ref() != Some(expected) {
+            return ApiError::Unauthorized(
+                "the management API needs Authorization: Bearer <admin token>".into(),
+            )
+            .into_response();
+        }
+    }
+    next.run(request).await
+}

@@ -1,0 +1,37 @@
+//! `GET /api/logs`: the audit log, newest first, filtered by `vk`, `client`, `tool`, `outcome`,
+//! `parent_execution_id`, `since` and `until` (milliseconds since the epoch), paged by `limit`
+//! and `offset`.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::error::ApiError;
+use crate::store::LogQuery;
+
+/// The handler.
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    query: Result<Query<LogQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::InvalidRequest(e.body_text()))?;
+    let Some(store) = &state.store else {
+        return Err(ApiError::NotFound(
+            "the audit log needs a database (codemode serve keeps one)".into(),
+        ));
+    };
+    state.flush_audit().await;
+    let (logs, total) = store
+        .query_audit(&query)
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(Json(json!({
+        "logs": logs,
+        "total": total,
+        "limit": query.limit.unwrap_or(100).min(1_000),
+        "offset": query.offset.unwrap_or(0),
+    })))
+}
