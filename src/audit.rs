@@ -15,7 +15,7 @@ use crate::config::AuditConfig;
 use crate::store::{AuditRecord, Store};
 
 enum Message {
-    Record(AuditRecord),
+    Record(Box<AuditRecord>),
     Flush(oneshot::Sender<()>),
 }
 
@@ -39,7 +39,7 @@ impl AuditLog {
 
     /// Queues `record`; returns at once.
     pub fn record(&self, record: AuditRecord) {
-        if self.queue.send(Message::Record(record)).is_err() {
+        if self.queue.send(Message::Record(Box::new(record))).is_err() {
             tracing::error!("the audit writer has stopped; a record is lost");
         }
     }
@@ -72,7 +72,7 @@ async fn write(
         let mut waiting = Vec::new();
         for message in messages.drain(..) {
             match message {
-                Message::Record(record) => records.push(record),
+                Message::Record(record) => records.push(*record),
                 Message::Flush(done) => waiting.push(done),
             }
         }

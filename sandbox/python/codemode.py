@@ -177,17 +177,18 @@ class _Tool:
         self._label = label
         self._client = client
         self._tool = spec[0]
-        self._params = spec[1]
+        # A withheld tool has no parameters listed: its calls go to the host, which refuses them.
+        self._params = spec[1] or []
         names = {}
-        for ident, real, _required in spec[1]:
+        for ident, real, _required in self._params:
             names[ident] = real
             names[real] = real
         self._names = names
         self._start = start
         # Keyword names that need no translation, and the ones that must be given: a call that
         # uses only these passes its keyword dict on as it is.
-        self._plain = frozenset(real for ident, real, _ in spec[1] if ident == real)
-        self._required = frozenset(real for _, real, required in spec[1] if required)
+        self._plain = frozenset(real for ident, real, _ in self._params if ident == real)
+        self._required = frozenset(real for _, real, required in self._params if required)
 
     def _arguments(self, args, kwargs):
         params = self._params
@@ -265,13 +266,13 @@ class _Server:
     def __unknown(self, name):
         import difflib
 
-        names = sorted(self.__spec())
+        names = self.__dir__()
         close = difflib.get_close_matches(name, names, n=3)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
         return f"server {self.__name} has no tool {name!r}.{hint} Its tools: {', '.join(names)}"
 
     def __dir__(self):
-        return sorted(self.__spec())
+        return sorted(ident for ident, spec in self.__spec().items() if spec[1] is not None)
 
     def __repr__(self):
         return f"<server {self.__name}>"

@@ -142,6 +142,7 @@ mod tests {
                 name: "every-thing".into(),
                 listed: true,
                 tools: vec![tool],
+                withheld: vec![],
             }],
             BindingLevel::Server,
         )

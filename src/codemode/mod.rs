@@ -96,8 +96,8 @@ impl CodeMode {
                 return Arc::clone(catalog);
             }
         }
-        let registry = permit.view(self.manager.tools().await);
-        let catalog = Arc::new(Catalog::build(&server_specs(&registry), self.level));
+        let registry = self.manager.tools().await;
+        let catalog = Arc::new(Catalog::build(&server_specs(&registry, permit), self.level));
         if let Some(key) = key {
             let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
             if cache.0 != generation {
@@ -150,27 +150,36 @@ impl CodeMode {
     }
 }
 
-/// The registry in the stubs crate's terms.
-pub fn server_specs(registry: &[ClientTools]) -> Vec<ServerSpec> {
+/// What `permit` allows of the registry, in the stubs crate's terms: the tools it allows, and
+/// the names of the others of the same clients as withheld. Clients it allows nothing of are
+/// left out.
+pub fn server_specs(registry: &[ClientTools], permit: &Permit) -> Vec<ServerSpec> {
     registry
         .iter()
-        .map(|client| ServerSpec {
-            name: client.client.clone(),
-            listed: client.code_mode,
-            tools: client
+        .filter_map(|client| {
+            let (allowed, withheld): (Vec<_>, Vec<_>) = client
                 .tools
                 .iter()
-                .map(|tool| ToolSpec {
-                    name: tool.name.to_string(),
-                    title: tool.title.clone(),
-                    description: tool.description.as_deref().map(str::to_string),
-                    input_schema: Value::Object(tool.input_schema.as_ref().clone()),
-                    output_schema: tool
-                        .output_schema
-                        .as_ref()
-                        .map(|schema| Value::Object(schema.as_ref().clone())),
-                })
-                .collect(),
+                .partition(|tool| permit.allows(&client.client, &tool.name));
+            (!allowed.is_empty()).then(|| ServerSpec {
+                name: client.client.clone(),
+                listed: client.code_mode,
+                tools: allowed.into_iter().map(tool_spec).collect(),
+                withheld: withheld.iter().map(|t| t.name.to_string()).collect(),
+            })
         })
         .collect()
+}
+
+fn tool_spec(tool: &rmcp::model::Tool) -> ToolSpec {
+    ToolSpec {
+        name: tool.name.to_string(),
+        title: tool.title.clone(),
+        description: tool.description.as_deref().map(str::to_string),
+        input_schema: Value::Object(tool.input_schema.as_ref().clone()),
+        output_schema: tool
+            .output_schema
+            .as_ref()
+            .map(|schema| Value::Object(schema.as_ref().clone())),
+    }
 }

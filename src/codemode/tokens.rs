@@ -15,6 +15,7 @@ use tiktoken_rs::CoreBPE;
 use super::{meta, server_specs};
 use crate::mcp::ClientTools;
 use crate::mcp::registry::openai_tools;
+use crate::policy::Permit;
 
 /// Tokens of one catalogue, both ways.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,7 +80,10 @@ impl Counter {
                 ..c.clone()
             })
             .collect();
-        let catalog = Catalog::build(&server_specs(&listed), BindingLevel::Server);
+        let catalog = Catalog::build(
+            &server_specs(&listed, &Permit::open()),
+            BindingLevel::Server,
+        );
         let largest = catalog
             .files()
             .into_iter()

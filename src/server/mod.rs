@@ -5,9 +5,9 @@
 //! layer that owns the decision (the manager, code mode, policy), and translate errors through
 //! [`ApiError`]; there is no business logic here.
 //!
-//! - [`management`]: `/api/mcp/*`, the client management API.
-//! - [`governance`]: `/api/governance/virtual-keys`.
-//! - [`logs`]: `GET /api/logs`, the audit log.
+//! - [`management`]: the client management API, `/api/mcp/*`.
+//! - [`governance`]: the virtual keys API, `/api/governance/virtual-keys`.
+//! - [`logs`]: the audit log, `GET /api/logs`.
 //! - [`execute`]: tool execution, `POST /v1/mcp/tool/execute`, and the tool list,
 //!   `GET /v1/mcp/tools`.
 //! - [`code`]: `POST /v1/code/execute`, scripts for pipelines.

@@ -10,6 +10,7 @@ mod mcp_health;
 mod mcp_http;
 mod mcp_registry;
 mod mcp_stdio;
+mod policy;
 mod sandbox_cases;
 mod sandbox_isolation;
 mod sandbox_limits;

@@ -27,6 +27,16 @@ pub fn server_script(package: &str) -> PathBuf {
 pub fn stdio_client(name: &str, package: &str, extra_args: &[&str], envs: &[&str]) -> Value {
     let mut args = vec![server_script(package).display().to_string()];
     args.extend(extra_args.iter().map(|a| a.to_string()));
+    let mut envs: Vec<String> = envs.iter().map(|e| e.to_string()).collect();
+    if package == "server-memory" {
+        // Its graph lives in a file, by default one shared by every instance: give each its own.
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let file =
+            std::env::temp_dir().join(format!("codemode-memory-{}-{n}.jsonl", std::process::id()));
+        let _ = std::fs::remove_file(&file);
+        envs.push(format!("MEMORY_FILE_PATH={}", file.display()));
+    }
     json!({
         "name": name,
         "connection_type": "stdio",

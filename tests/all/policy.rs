@@ -1,0 +1,650 @@
+//! Virtual keys, request filters and the permit on every call; the audit log.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock};
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use codemode::config::{ClientConfig, Config};
+use codemode::mcp::{InProcessTool, McpManager};
+use codemode::server::{AppState, router};
+use codemode::store::Store;
+use http_body_util::BodyExt;
+use proptest::prelude::*;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+use crate::mcp_stdio::stdio_client;
+use crate::support::EXECUTOR;
+
+/// A request with `headers`; answers the status and the JSON body.
+async fn send(
+    app: &axum::Router,
+    method: &str,
+    uri: &str,
+    headers: &[(&str, &str)],
+    body: Value,
+) -> (StatusCode, Value) {
+    let mut request = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("content-type", "application/json");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let body = if body.is_null() {
+        Body::empty()
+    } else {
+        Body::from(body.to_string())
+    };
+    let response = app
+        .clone()
+        .oneshot(request.body(body).expect("request"))
+        .await
+        .expect("response");
+    let status = response.status();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+fn tool_call(name: &str) -> Value {
+    json!({"id": "c", "type": "function", "function": {"name": name, "arguments": "{}"}})
+}
+
+fn state(manager: Arc<McpManager>, config: Value, store: Option<Arc<Store>>) -> Arc<AppState> {
+    let config = Config::parse(&config.to_string()).expect("valid config");
+    Arc::new(AppState::new(manager, EXECUTOR.clone(), &config, store).expect("state"))
+}
+
+const CLIENTS: [&str; 3] = ["a", "b", "c"];
+const TOOLS: [&str; 3] = ["t1", "t2", "t3"];
+
+/// Counts the calls each in-process tool actually received.
+static RECEIVED: LazyLock<HashMap<String, AtomicUsize>> = LazyLock::new(|| {
+    let mut counters = HashMap::new();
+    for client in CLIENTS {
+        for tool in TOOLS {
+            counters.insert(format!("{client}.{tool}"), AtomicUsize::new(0));
+        }
+    }
+    counters
+});
+
+fn received(client: &str, tool: &str) -> usize {
+    RECEIVED[&format!("{client}.{tool}")].load(Ordering::SeqCst)
+}
+
+async fn counting_manager() -> Arc<McpManager> {
+    let manager = Arc::new(McpManager::new(Default::default()));
+    for client in CLIENTS {
+        let tools = TOOLS
+            .iter()
+            .map(|tool| {
+                let key = format!("{client}.{tool}");
+                InProcessTool::new(tool, "counts", json!({"type": "object"}), move |_| {
+                    let key = key.clone();
+                    async move {
+                        RECEIVED[&key].fetch_add(1, Ordering::SeqCst);
+                        Ok(json!("ran"))
+                    }
+                })
+            })
+            .collect();
+        manager
+            .add_in_process(client, tools)
+            .await
+            .expect("registered");
+    }
+    manager
+}
+
+/// One random case: per client its `tools_to_execute`, the key's `mcp_configs`, the filters.
+#[derive(Debug, Clone)]
+struct Case {
+    client_tools: Vec<Option<Vec<&'static str>>>,
+    key_clients: Vec<Option<Vec<String>>>,
+    include_clients: Option<Vec<&'static str>>,
+    exclude_tools: Vec<String>,
+}
+
+fn tool_list() -> impl Strategy<Value = Vec<&'static str>> {
+    prop::sample::subsequence(TOOLS.to_vec(), 0..=3)
+}
+
+fn case() -> impl Strategy<Value = Case> {
+    let key_entry = prop_oneof![
+        Just(None),
+        Just(Some(vec!["*".to_string()])),
+        tool_list().prop_map(|t| Some(t.into_iter().map(str::to_string).collect())),
+    ];
+    (
+        prop::collection::vec(prop::option::of(tool_list()), 3),
+        prop::collection::vec(key_entry, 3),
+        prop::option::of(prop::sample::subsequence(CLIENTS.to_vec(), 0..=3)),
+        prop::sample::subsequence(
+            CLIENTS
+                .iter()
+                .flat_map(|c| TOOLS.iter().map(move |t| format!("{c}-{t}")))
+                .collect::<Vec<_>>(),
+            0..=2,
+        ),
+    )
+        .prop_map(
+            |(client_tools, key_clients, include_clients, exclude_tools)| Case {
+                client_tools,
+                key_clients,
+                include_clients,
+                exclude_tools,
+            },
+        )
+}
+
+impl Case {
+    /// The model: allowed = client config ∩ key ∩ filters.
+    fn allowed(&self, index: usize, tool: &str) -> bool {
+        let client = CLIENTS[index];
+        let by_client = self.client_tools[index]
+            .as_ref()
+            .is_none_or(|t| t.contains(&tool));
+        let by_key = self.key_clients[index]
+            .as_ref()
+            .is_some_and(|t| t.iter().any(|n| n == "*" || n == tool));
+        let by_include = self
+            .include_clients
+            .as_ref()
+            .is_none_or(|c| c.contains(&client));
+        let by_exclude = !self.exclude_tools.contains(&format!("{client}-{tool}"));
+        by_client && by_key && by_include && by_exclude
+    }
+
+    fn config(&self) -> Value {
+        let mcp_configs: Vec<Value> = CLIENTS
+            .iter()
+            .zip(&self.key_clients)
+            .filter_map(|(client, tools)| {
+                tools
+                    .as_ref()
+                    .map(|t| json!({"mcp_client_name": client, "tools_to_execute": t}))
+            })
+            .collect();
+        json!({"governance": {"virtual_keys": [{"name": "prop", "value": "secret-key", "mcp_configs": mcp_configs}]}})
+    }
+}
+
+async fn check(case: Case) {
+    let manager = counting_manager().await;
+    for (client, tools) in CLIENTS.iter().zip(&case.client_tools) {
+        let mut config = ClientConfig::in_process(client).expect("name");
+        config.tools_to_execute = tools
+            .as_ref()
+            .map(|t| t.iter().map(|s| s.to_string()).collect());
+        manager.replace(client, config).await.expect("replaced");
+    }
+    let app = router(state(Arc::clone(&manager), case.config(), None));
+    let include = case.include_clients.as_ref().map(|c| c.join(","));
+    let mut headers = vec![("authorization", "Bearer secret-key")];
+    if let Some(include) = &include {
+        headers.push(("x-bf-mcp-include-clients", include.as_str()));
+    }
+    let mut script = String::from("import codemode\nran = []\n");
+    for (index, client) in CLIENTS.iter().enumerate() {
+        for tool in TOOLS {
+            let before = received(client, tool);
+            let mut body = tool_call(&format!("{client}-{tool}"));
+            body["mcp-exclude-tools"] = json!(case.exclude_tools);
+            let (status, answer) = send(&app, "POST", "/v1/mcp/tool/execute", &headers, body).await;
+            let expected = case.allowed(index, tool);
+            assert_eq!(
+                status == StatusCode::OK,
+                expected,
+                "{client}-{tool} over HTTP: {answer} in {case:?}"
+            );
+            assert_eq!(
+                received(client, tool) - before,
+                usize::from(expected),
+                "{client}-{tool} reached the tool"
+            );
+            script.push_str(&format!(
+                "try:\n    codemode.call_tool('{client}', '{tool}')\n    ran.append('{client}-{tool}')\nexcept (PermissionError, codemode.ToolError):\n    pass\n"
+            ));
+        }
+    }
+    script.push_str("result = ran\n");
+    let before: usize = CLIENTS
+        .iter()
+        .flat_map(|c| TOOLS.map(|t| received(c, t)))
+        .sum();
+    let body = json!({"code": script, "mcp-exclude-tools": case.exclude_tools});
+    let (status, run) = send(&app, "POST", "/v1/code/execute", &headers, body).await;
+    assert_eq!(status, StatusCode::OK, "{run}");
+    let mut expected = Vec::new();
+    for (index, client) in CLIENTS.iter().enumerate() {
+        for tool in TOOLS.iter().filter(|t| case.allowed(index, t)) {
+            expected.push(format!("{client}-{tool}"));
+        }
+    }
+    assert_eq!(run["result"], json!(expected), "from a script in {case:?}");
+    let after: usize = CLIENTS
+        .iter()
+        .flat_map(|c| TOOLS.map(|t| received(c, t)))
+        .sum();
+    assert_eq!(
+        after - before,
+        expected.len(),
+        "only allowed calls reached the tools"
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, .. ProptestConfig::default() })]
+
+    /// A call runs if and only if client config, key and filters all allow it, over HTTP and
+    /// from a script; a refused call never reaches the tool.
+    #[test]
+    fn a_call_runs_exactly_when_config_key_and_filters_allow_it(case in case()) {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+        // The counters are shared: cases must not overlap.
+        let _serial = PROPERTY.lock().unwrap_or_else(|p| p.into_inner());
+        runtime.block_on(check(case));
+    }
+}
+
+static PROPERTY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+#[tokio::test]
+async fn keys_are_required_once_one_exists() {
+    let manager = counting_manager().await;
+    let config = json!({"governance": {"virtual_keys": [
+        {"name": "on", "value": "good", "mcp_configs": [{"mcp_client_name": "a", "tools_to_execute": ["*"]}]},
+        {"name": "off", "value": "disabled", "is_active": false, "mcp_configs": []}
+    ]}});
+    let app = router(state(manager, config, None));
+    let call = tool_call("a-t1");
+    type Headers<'a> = &'a [(&'a str, &'a str)];
+    let cases: [(Headers, StatusCode, &str); 6] = [
+        (&[], StatusCode::UNAUTHORIZED, "a virtual key is required"),
+        (
+            &[("authorization", "Bearer wrong")],
+            StatusCode::UNAUTHORIZED,
+            "the virtual key is not valid",
+        ),
+        (
+            &[("x-bf-vk", "disabled")],
+            StatusCode::UNAUTHORIZED,
+            "the virtual key off is disabled",
+        ),
+        (
+            &[("authorization", "Bearer good"), ("x-bf-vk", "other")],
+            StatusCode::BAD_REQUEST,
+            "Authorization and x-bf-vk carry different keys",
+        ),
+        (&[("x-bf-vk", "good")], StatusCode::OK, ""),
+        (
+            &[("authorization", "Bearer good"), ("x-bf-vk", "good")],
+            StatusCode::OK,
+            "",
+        ),
+    ];
+    for (headers, status, message) in cases {
+        let (got, body) = send(&app, "POST", "/v1/mcp/tool/execute", headers, call.clone()).await;
+        assert_eq!(got, status, "{headers:?}: {body}");
+        if status != StatusCode::OK {
+            assert!(
+                body["error"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with(message)),
+                "{body}"
+            );
+        }
+    }
+    let (status, _) = send(&app, "GET", "/v1/mcp/tools", &[], Value::Null).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = send(&app, "POST", "/v1/code/execute", &[], json!({"code": "1"})).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (_, tools) = send(
+        &app,
+        "GET",
+        "/v1/mcp/tools",
+        &[("x-bf-vk", "good")],
+        Value::Null,
+    )
+    .await;
+    let names: Vec<&str> = tools["tools"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|t| t["function"]["name"].as_str())
+        .collect();
+    assert_eq!(names, ["a-t1", "a-t2", "a-t3"]);
+}
+
+#[tokio::test]
+async fn a_forbidden_call_from_a_script_leaves_the_graph_unchanged() {
+    let config = Config::parse(
+        &json!({"mcp": {"client_configs": [stdio_client("memory", "server-memory", &[], &[])]}})
+            .to_string(),
+    )
+    .expect("config");
+    let manager = Arc::new(McpManager::start(&config.mcp).await);
+    let keys = json!({"governance": {"virtual_keys": [{"name": "reader", "value": "r",
+        "mcp_configs": [{"mcp_client_name": "memory", "tools_to_execute": ["read_graph"]}]}]}});
+    let app = router(state(manager, keys, None));
+    let code = "import codemode\n\
+        try:\n    memory.create_entities(entities=[{'name': 'x', 'entityType': 't', 'observations': []}])\n    outcome = 'created'\n\
+        except PermissionError as e:\n    outcome = str(e)\n\
+        result = [outcome, codemode.call_tool('memory', 'read_graph')]";
+    let (status, run) = send(
+        &app,
+        "POST",
+        "/v1/code/execute",
+        &[("x-bf-vk", "r")],
+        json!({"code": code}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{run}");
+    assert_eq!(
+        run["result"][0],
+        "memory.create_entities is not allowed for virtual key reader"
+    );
+    assert_eq!(run["result"][1], json!({"entities": [], "relations": []}));
+}
+
+#[tokio::test]
+async fn a_key_sees_only_the_stubs_it_may_call() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut filesystem = stdio_client(
+        "filesystem",
+        "server-filesystem",
+        &[&dir.path().display().to_string()],
+        &[],
+    );
+    filesystem["is_code_mode_client"] = json!(true);
+    let config = Config::parse(&json!({"mcp": {"client_configs": [filesystem]}}).to_string())
+        .expect("config");
+    let manager = Arc::new(McpManager::start(&config.mcp).await);
+    let keys = json!({"governance": {"virtual_keys": [
+        {"name": "narrow", "value": "n", "mcp_configs": [{"mcp_client_name": "filesystem", "tools_to_execute": ["list_allowed_directories"]}]},
+        {"name": "wide", "value": "w", "mcp_configs": [{"mcp_client_name": "filesystem", "tools_to_execute": ["*"]}]}
+    ]}});
+    let app = router(state(manager, keys, None));
+    let meta = |name: &str, arguments: Value| json!({"id": "m", "type": "function", "function": {"name": name, "arguments": arguments.to_string()}});
+    let (_, narrow) = send(
+        &app,
+        "POST",
+        "/v1/mcp/tool/execute",
+        &[("x-bf-vk", "n")],
+        meta("listToolFiles", json!({})),
+    )
+    .await;
+    assert_eq!(
+        narrow["content"],
+        "servers/<name>.pyi (tools):\nfilesystem (1)\n"
+    );
+    let (_, file) = send(
+        &app,
+        "POST",
+        "/v1/mcp/tool/execute",
+        &[("x-bf-vk", "n")],
+        meta("readToolFile", json!({"fileName": "filesystem"})),
+    )
+    .await;
+    let text = file["content"].as_str().expect("text");
+    assert_eq!(text.lines().count(), 2, "{text}");
+    assert!(text.contains("def list_allowed_directories()"), "{text}");
+    let (_, wide) = send(
+        &app,
+        "POST",
+        "/v1/mcp/tool/execute",
+        &[("x-bf-vk", "w")],
+        meta("listToolFiles", json!({})),
+    )
+    .await;
+    assert_eq!(
+        wide["content"],
+        "servers/<name>.pyi (tools):\nfilesystem (14)\n"
+    );
+}
+
+#[tokio::test]
+async fn the_audit_log_records_allowed_and_denied_calls_with_parents() {
+    let db = tempfile::tempdir().expect("temp dir");
+    let store = Arc::new(Store::open(&db.path().join("audit.db")).expect("store"));
+    let manager = counting_manager().await;
+    let keys = json!({"governance": {"virtual_keys": [{"name": "auditor", "value": "k",
+        "mcp_configs": [{"mcp_client_name": "a", "tools_to_execute": ["t1"]}]}]}});
+    let app = router(state(manager, keys, Some(Arc::clone(&store))));
+    let key = [("x-bf-vk", "k")];
+    send(
+        &app,
+        "POST",
+        "/v1/mcp/tool/execute",
+        &key,
+        tool_call("a-t1"),
+    )
+    .await;
+    send(
+        &app,
+        "POST",
+        "/v1/mcp/tool/execute",
+        &key,
+        tool_call("a-t2"),
+    )
+    .await;
+    let code = "import codemode\ncodemode.call_tool('a', 't1')\ntry:\n    codemode.call_tool('b', 't1')\nexcept PermissionError:\n    pass";
+    let (_, run) = send(
+        &app,
+        "POST",
+        "/v1/code/execute",
+        &key,
+        json!({"code": code}),
+    )
+    .await;
+    let parent = run["execution_id"]
+        .as_str()
+        .expect("an execution id")
+        .to_string();
+
+    let (status, page) = send(&app, "GET", "/api/logs?vk=auditor", &[], Value::Null).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(page["total"], 4);
+    let rows: Vec<(String, String, String, Value)> = page["logs"]
+        .as_array()
+        .expect("logs")
+        .iter()
+        .rev()
+        .map(|r| {
+            (
+                format!(
+                    "{}-{}",
+                    r["client"].as_str().unwrap_or(""),
+                    r["tool"].as_str().unwrap_or("")
+                ),
+                r["outcome"].as_str().unwrap_or("").into(),
+                r["error_type"].as_str().unwrap_or("").into(),
+                r["parent_execution_id"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("a-t1".into(), "ok".into(), "".into(), Value::Null),
+            (
+                "a-t2".into(),
+                "denied".into(),
+                "PermissionError".into(),
+                Value::Null
+            ),
+            ("a-t1".into(), "ok".into(), "".into(), json!(parent)),
+            (
+                "b-t1".into(),
+                "denied".into(),
+                "PermissionError".into(),
+                json!(parent)
+            ),
+        ]
+    );
+    let first = &page["logs"][0];
+    assert_eq!(first["arg_bytes"], 2, "{{}} is two bytes");
+    assert_eq!(first["arg_hash"].as_str().map(str::len), Some(64));
+    let (_, denied) = send(
+        &app,
+        "GET",
+        "/api/logs?outcome=denied&limit=1",
+        &[],
+        Value::Null,
+    )
+    .await;
+    assert_eq!(
+        (
+            denied["total"].clone(),
+            denied["logs"].as_array().map(Vec::len)
+        ),
+        (json!(2), Some(1))
+    );
+    let (_, code_calls) = send(
+        &app,
+        "GET",
+        &format!("/api/logs?parent_execution_id={parent}"),
+        &[],
+        Value::Null,
+    )
+    .await;
+    assert_eq!(code_calls["total"], 2);
+    let (status, bad) = send(&app, "GET", "/api/logs?since=yesterday", &[], Value::Null).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+}
+
+#[tokio::test]
+async fn keys_are_managed_through_the_api_and_stored_as_hashes() {
+    let db = tempfile::tempdir().expect("temp dir");
+    let path = db.path().join("keys.db");
+    let manager = counting_manager().await;
+    let admin = json!({"governance": {"admin_token": "root"}});
+    {
+        let store = Arc::new(Store::open(&path).expect("store"));
+        let app = router(state(Arc::clone(&manager), admin.clone(), Some(store)));
+        let root = [("authorization", "Bearer root")];
+        let (status, _) = send(
+            &app,
+            "GET",
+            "/api/governance/virtual-keys",
+            &[],
+            Value::Null,
+        )
+        .await;
+        assert_eq!(
+            status,
+            StatusCode::UNAUTHORIZED,
+            "the admin token guards /api"
+        );
+        let key = json!({"name": "ci-bot", "value": "very-secret-value", "mcp_configs": [{"mcp_client_name": "a", "tools_to_execute": ["t1"]}]});
+        let (status, body) = send(
+            &app,
+            "POST",
+            "/api/governance/virtual-keys",
+            &root,
+            key.clone(),
+        )
+        .await;
+        assert_eq!(
+            (status, body["status"].clone()),
+            (StatusCode::OK, json!("success")),
+            "{body}"
+        );
+        let (status, _) = send(&app, "POST", "/api/governance/virtual-keys", &root, key).await;
+        assert_eq!(status, StatusCode::CONFLICT);
+        let (status, body) = send(
+            &app,
+            "POST",
+            "/api/governance/virtual-keys",
+            &root,
+            json!({"name": "x"}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        let (_, list) = send(
+            &app,
+            "GET",
+            "/api/governance/virtual-keys",
+            &root,
+            Value::Null,
+        )
+        .await;
+        assert_eq!(list["virtual_keys"][0]["value"], "<redacted>");
+        let (status, _) = send(
+            &app,
+            "POST",
+            "/v1/mcp/tool/execute",
+            &[("x-bf-vk", "very-secret-value")],
+            tool_call("a-t1"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, _) = send(
+            &app,
+            "POST",
+            "/v1/mcp/tool/execute",
+            &[("x-bf-vk", "very-secret-value")],
+            tool_call("a-t2"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let edit = json!({"name": "ci-bot", "value": "very-secret-value", "is_active": false});
+        let (status, _) = send(
+            &app,
+            "PUT",
+            "/api/governance/virtual-keys/ci-bot",
+            &root,
+            edit,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, _) = send(
+            &app,
+            "POST",
+            "/v1/mcp/tool/execute",
+            &[("x-bf-vk", "very-secret-value")],
+            tool_call("a-t1"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "disabled");
+        let (status, _) = send(
+            &app,
+            "DELETE",
+            "/api/governance/virtual-keys/nobody",
+            &root,
+            Value::Null,
+        )
+        .await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+    let stored = std::fs::read(&path).expect("database");
+    let text = String::from_utf8_lossy(&stored);
+    assert!(
+        !text.contains("very-secret-value"),
+        "the key itself is never stored"
+    );
+    // After a restart the key is back, still disabled.
+    let store = Arc::new(Store::open(&path).expect("store"));
+    let app = router(state(manager, admin, Some(store)));
+    let (_, list) = send(
+        &app,
+        "GET",
+        "/api/governance/virtual-keys",
+        &[("authorization", "Bearer root")],
+        Value::Null,
+    )
+    .await;
+    assert_eq!(list["virtual_keys"][0]["name"], "ci-bot");
+    assert_eq!(list["virtual_keys"][0]["is_active"], false);
+}
