@@ -1,0 +1,111 @@
+//! Permission and audit costs (issue 5).
+//!
+//! - `permit/allows`: one permit check for a key with rules on several clients.
+//! - `host_call/1000_calls_*`: a script making 1,000 calls to an in-process tool through the
+//!   manager directly and through `PermittedCalls` (permit check, no audit): the difference per
+//!   call is the check's cost inside the host call.
+//! - `tool_execute/*`: `POST /v1/mcp/tool/execute` (router, no socket) to an in-process tool
+//!   with and without the audit log: its effect on throughput.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::Request;
+use codemode::config::{Config, VirtualKeyClient};
+use codemode::executor::{Executor, ExecutorConfig, Limits, ToolDispatcher};
+use codemode::mcp::{InProcessTool, McpManager};
+use codemode::policy::{Permit, PermittedCalls, rules::key_rules};
+use codemode::server::{AppState, router};
+use codemode::store::Store;
+use criterion::{Criterion, criterion_group, criterion_main};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+fn rules() -> Permit {
+    let clients: Vec<VirtualKeyClient> = (0..10)
+        .map(|i| VirtualKeyClient {
+            mcp_client_name: format!("client{i}"),
+            tools_to_execute: (0..20).map(|t| format!("tool{t}")).collect(),
+        })
+        .chain([VirtualKeyClient {
+            mcp_client_name: "local".into(),
+            tools_to_execute: vec!["echo".into()],
+        }])
+        .collect();
+    Permit::for_key("bench", Arc::new(key_rules(&clients)), 1)
+}
+
+fn echo() -> InProcessTool {
+    InProcessTool::new("echo", "Echoes.", json!({"type": "object"}), |arguments: Value| async move {
+        Ok(arguments)
+    })
+}
+
+fn policy(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let permit = rules();
+    c.bench_function("permit/allows", |b| {
+        b.iter(|| std::hint::black_box(permit.allows("client7", "tool13")))
+    });
+
+    let manager = runtime.block_on(async {
+        let manager = Arc::new(McpManager::new(Default::default()));
+        manager.add_in_process("local", vec![echo()]).await.expect("in-process");
+        manager
+    });
+    let executor = Executor::new(ExecutorConfig::default()).expect("sandbox");
+    let script = "import codemode\nfor i in range(1000):\n    codemode.call_tool('local', 'echo', n=i)\n";
+    let mut group = c.benchmark_group("host_call");
+    let direct: Arc<dyn ToolDispatcher> = Arc::clone(&manager) as _;
+    let permitted: Arc<dyn ToolDispatcher> =
+        Arc::new(PermittedCalls::new(Arc::clone(&manager), rules(), None, None));
+    for (name, tools) in [("1000_calls_manager", direct), ("1000_calls_permitted", permitted)] {
+        group.bench_function(name, |b| {
+            b.to_async(&runtime).iter(|| async {
+                let run = executor
+                    .execute(script, &Limits::DEFAULT, Arc::clone(&tools))
+                    .await
+                    .expect("run");
+                assert!(run.ok, "{:?}", run.error);
+            });
+        });
+    }
+    group.finish();
+
+    let db = tempfile::tempdir().expect("temp dir");
+    let store = Arc::new(Store::open(&db.path().join("bench.db")).expect("store"));
+    let (plain, audited) = runtime.block_on(async {
+        let state = |store: Option<Arc<Store>>| {
+            let executor = Executor::new(ExecutorConfig::default()).expect("sandbox");
+            router(Arc::new(
+                AppState::new(Arc::clone(&manager), executor, &Config::default(), store)
+                    .expect("state"),
+            ))
+        };
+        (state(None), state(Some(Arc::clone(&store))))
+    });
+    let body = json!({"id": "1", "type": "function", "function": {"name": "local-echo", "arguments": "{\"n\": 1}"}}).to_string();
+    let mut group = c.benchmark_group("tool_execute");
+    for (name, app) in [("without_audit", plain), ("with_audit", audited)] {
+        group.bench_function(name, |b| {
+            b.to_async(&runtime).iter(|| async {
+                let request = Request::post("/v1/mcp/tool/execute")
+                    .header("content-type", "application/json")
+                    .body(Body::from(body.clone()))
+                    .expect("request");
+                let response = app.clone().oneshot(request).await.expect("response");
+                assert!(response.status().is_success());
+            });
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, policy);
+criterion_main!(benches);
