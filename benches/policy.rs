@@ -38,9 +38,12 @@ fn rules() -> Permit {
 }
 
 fn echo() -> InProcessTool {
-    InProcessTool::new("echo", "Echoes.", json!({"type": "object"}), |arguments: Value| async move {
-        Ok(arguments)
-    })
+    InProcessTool::new(
+        "echo",
+        "Echoes.",
+        json!({"type": "object"}),
+        |arguments: Value| async move { Ok(arguments) },
+    )
 }
 
 fn policy(c: &mut Criterion) {
@@ -56,16 +59,27 @@ fn policy(c: &mut Criterion) {
 
     let manager = runtime.block_on(async {
         let manager = Arc::new(McpManager::new(Default::default()));
-        manager.add_in_process("local", vec![echo()]).await.expect("in-process");
+        manager
+            .add_in_process("local", vec![echo()])
+            .await
+            .expect("in-process");
         manager
     });
     let executor = Executor::new(ExecutorConfig::default()).expect("sandbox");
-    let script = "import codemode\nfor i in range(1000):\n    codemode.call_tool('local', 'echo', n=i)\n";
+    let script =
+        "import codemode\nfor i in range(1000):\n    codemode.call_tool('local', 'echo', n=i)\n";
     let mut group = c.benchmark_group("host_call");
     let direct: Arc<dyn ToolDispatcher> = Arc::clone(&manager) as _;
-    let permitted: Arc<dyn ToolDispatcher> =
-        Arc::new(PermittedCalls::new(Arc::clone(&manager), rules(), None, None));
-    for (name, tools) in [("1000_calls_manager", direct), ("1000_calls_permitted", permitted)] {
+    let permitted: Arc<dyn ToolDispatcher> = Arc::new(PermittedCalls::new(
+        Arc::clone(&manager),
+        rules(),
+        None,
+        None,
+    ));
+    for (name, tools) in [
+        ("1000_calls_manager", direct),
+        ("1000_calls_permitted", permitted),
+    ] {
         group.bench_function(name, |b| {
             b.to_async(&runtime).iter(|| async {
                 let run = executor

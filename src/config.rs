@@ -36,6 +36,22 @@ pub struct Config {
     /// codemode extension: how long the audit log keeps records.
     #[serde(default)]
     pub audit: AuditConfig,
+    /// codemode extension: codemode's own MCP server at `/mcp`.
+    #[serde(default)]
+    pub mcp_server: McpServerConfig,
+}
+
+/// `mcp_server`: who may reach `/mcp` by name. DNS-rebinding protection: a request whose `Host`
+/// is not listed is refused; by default only `localhost`, `127.0.0.1` and `::1` are. List the
+/// names a deployment is reached by (`"example.com"`, `"example.com:8080"`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct McpServerConfig {
+    /// Accepted `Host` headers (empty: the localhost names).
+    pub allowed_hosts: Vec<String>,
+    /// Accepted `Origin` headers of browser requests (empty: any request without a
+    /// cross-origin `Origin`).
+    pub allowed_origins: Vec<String>,
 }
 
 /// The `governance` section. Bifrost's other governance settings (budgets, rate limits,

@@ -62,6 +62,18 @@ enum Command {
         #[arg(long)]
         db: Option<PathBuf>,
     },
+    /// Serve codemode as an MCP server over stdio (for clients that launch a command).
+    Mcp {
+        /// A configuration file; without one there are no clients.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The virtual key whose permissions every request has (required when keys exist).
+        #[arg(long)]
+        vk: Option<String>,
+        /// The SQLite database (default: ~/.local/share/codemode/codemode.db).
+        #[arg(long)]
+        db: Option<PathBuf>,
+    },
     /// Check a configuration file without starting anything; report every problem found.
     Check {
         /// The configuration file.
@@ -170,6 +182,10 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
             run_script(&script, requested, config.as_deref()).await
         }
         Command::Check { config } => check_config(&config),
+        Command::Mcp { config, vk, db } => {
+            let db = db.unwrap_or_else(codemode::store::Store::default_path);
+            serve_stdio(config.as_deref(), vk.as_deref(), &db).await
+        }
         Command::Tools { config } => print_tools(&config).await,
         Command::Tokens { config, sizes } => print_tokens(&config, &sizes).await,
         Command::Serve {
@@ -240,6 +256,39 @@ async fn serve(
     state.flush_audit().await;
     // Dropping the manager ends every session; stdio children are stopped with it.
     drop(manager);
+    Ok(())
+}
+
+/// `codemode mcp`: the MCP server on stdin/stdout until the client closes it.
+async fn serve_stdio(
+    config: Option<&std::path::Path>,
+    vk: Option<&str>,
+    db: &std::path::Path,
+) -> Result<(), Failure> {
+    use rmcp::ServiceExt;
+
+    let config = config.map(load_config).transpose()?.unwrap_or_default();
+    let store = codemode::store::Store::open(db).map_err(|e| Failure::Usage(e.to_string()))?;
+    let store = Arc::new(store);
+    let manager = McpManager::start_with_store(&config.mcp, Arc::clone(&store))
+        .await
+        .map_err(|e| Failure::Usage(e.to_string()))?;
+    let executor =
+        Executor::new(ExecutorConfig::default()).map_err(|e| Failure::Internal(e.to_string()))?;
+    let state = codemode::server::AppState::new(Arc::new(manager), executor, &config, Some(store))
+        .map_err(|e| Failure::Usage(e.to_string()))?;
+    let permit = state
+        .keys
+        .authenticate(vk)
+        .map_err(|e| Failure::Usage(format!("--vk: {e}")))?;
+    let state = Arc::new(state);
+    let gateway = codemode::server::mcp::Gateway::with_permit(Arc::clone(&state), permit);
+    let service = gateway
+        .serve(rmcp::transport::stdio())
+        .await
+        .map_err(|e| Failure::Internal(format!("the MCP session did not start: {e}")))?;
+    let _ = service.waiting().await;
+    state.flush_audit().await;
     Ok(())
 }
 

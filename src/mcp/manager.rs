@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use rmcp::ServiceError;
-use rmcp::model::{CallToolRequestParams, Tool};
+use rmcp::model::{CallToolRequestParams, CallToolResult, ContentBlock, Tool};
 use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::{Notify, RwLock, broadcast, oneshot};
@@ -600,9 +600,68 @@ impl McpManager {
     }
 }
 
-#[async_trait]
-impl ToolDispatcher for McpManager {
-    async fn call(&self, client: &str, tool: &str, arguments: Value) -> Result<Value, ToolError> {
+/// What a tool answered: an MCP server's result as the server sent it, or the value of an
+/// in-process tool.
+#[derive(Debug, Clone)]
+pub enum ToolAnswer {
+    /// An MCP `CallToolResult` (which may carry `isError`).
+    Mcp(CallToolResult),
+    /// An in-process tool's value.
+    Value(Value),
+}
+
+impl ToolAnswer {
+    /// What a script receives: `structuredContent`, else the text (parsed when it is JSON),
+    /// several blocks as a list; an `isError` result is a [`ToolError::Failed`].
+    ///
+    /// # Errors
+    /// [`ToolError::Failed`] for an `isError` result or one that cannot be read.
+    pub fn into_value(self, client: &str, tool: &str) -> Result<Value, ToolError> {
+        match self {
+            ToolAnswer::Value(value) => Ok(value),
+            ToolAnswer::Mcp(result) => {
+                let result = serde_json::to_value(&result).map_err(|e| {
+                    ToolError::Failed(format!("unreadable result from {client}.{tool}: {e}"))
+                })?;
+                tool_value(&result)
+            }
+        }
+    }
+
+    /// The answer as an MCP result: passed through as received, or an in-process value as
+    /// text (and as `structuredContent` when it is an object).
+    pub fn into_result(self) -> CallToolResult {
+        match self {
+            ToolAnswer::Mcp(result) => result,
+            ToolAnswer::Value(value @ Value::Object(_)) => CallToolResult::structured(value),
+            ToolAnswer::Value(Value::String(text)) => {
+                CallToolResult::success(vec![ContentBlock::text(text)])
+            }
+            ToolAnswer::Value(other) => {
+                CallToolResult::success(vec![ContentBlock::text(other.to_string())])
+            }
+        }
+    }
+
+    /// Whether the tool reported an error (`isError`).
+    pub fn is_error(&self) -> bool {
+        matches!(self, ToolAnswer::Mcp(result) if result.is_error == Some(true))
+    }
+}
+
+impl McpManager {
+    /// Calls `client`'s `tool` with `arguments` (a JSON object) within the client's time limit,
+    /// if the client's configuration allows it; the answer is passed back as received.
+    ///
+    /// # Errors
+    /// A [`ToolError`]: unknown client or tool, not allowed, not connected, timed out, or the
+    /// call failed on the way.
+    pub async fn call_tool(
+        &self,
+        client: &str,
+        tool: &str,
+        arguments: Value,
+    ) -> Result<ToolAnswer, ToolError> {
         let managed = self.clients.read().await.get(client).cloned();
         let Some(managed) = managed else {
             return Err(ToolError::NotFound(format!(
@@ -643,8 +702,12 @@ impl ToolDispatcher for McpManager {
         let timeout = self.timeout(&config);
         let call = async {
             match link {
-                Link::Mcp(session) => call_mcp(&managed, &session, client, tool, arguments).await,
-                Link::InProcess(server) => server.call(tool, arguments).await,
+                Link::Mcp(session) => call_mcp(&managed, &session, client, tool, arguments)
+                    .await
+                    .map(ToolAnswer::Mcp),
+                Link::InProcess(server) => {
+                    server.call(tool, arguments).await.map(ToolAnswer::Value)
+                }
             }
         };
         tokio::time::timeout(timeout, call)
@@ -653,29 +716,35 @@ impl ToolDispatcher for McpManager {
     }
 }
 
-/// Calls `tool` over an MCP session and turns its result into a script's value.
+#[async_trait]
+impl ToolDispatcher for McpManager {
+    async fn call(&self, client: &str, tool: &str, arguments: Value) -> Result<Value, ToolError> {
+        self.call_tool(client, tool, arguments)
+            .await?
+            .into_value(client, tool)
+    }
+}
+
+/// Calls `tool` over an MCP session.
 async fn call_mcp(
     managed: &ManagedClient,
     session: &Session,
     client: &str,
     tool: &str,
     arguments: Value,
-) -> Result<Value, ToolError> {
+) -> Result<CallToolResult, ToolError> {
     let arguments = match arguments {
         Value::Object(map) => map,
         _ => Default::default(),
     };
     let params = CallToolRequestParams::new(tool.to_string()).with_arguments(arguments);
-    let result = session.call_tool(params).await.map_err(|error| {
+    session.call_tool(params).await.map_err(|error| {
         let error = service_error(client, error);
         if matches!(error, ToolError::Unavailable(_)) {
             managed.check_now.notify_one();
         }
         error
-    })?;
-    let result = serde_json::to_value(&result)
-        .map_err(|e| ToolError::Failed(format!("unreadable result from {client}.{tool}: {e}")))?;
-    tool_value(&result)
+    })
 }
 
 fn service_error(client: &str, error: ServiceError) -> ToolError {

@@ -16,5 +16,5 @@ pub mod result;
 pub mod sse;
 
 pub use in_process::InProcessTool;
-pub use manager::{ClientEvent, ClientState, ClientStatus, ManagerError, McpManager};
+pub use manager::{ClientEvent, ClientState, ClientStatus, ManagerError, McpManager, ToolAnswer};
 pub use registry::ClientTools;

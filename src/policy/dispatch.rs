@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use super::Permit;
 use crate::audit::{AuditLog, now_ms};
 use crate::executor::{ToolDispatcher, ToolError};
-use crate::mcp::McpManager;
+use crate::mcp::{McpManager, ToolAnswer};
 use crate::store::AuditRecord;
 
 /// The manager's tools as one caller may use them.
@@ -49,9 +49,19 @@ impl PermittedCalls {
     }
 }
 
-#[async_trait]
-impl ToolDispatcher for PermittedCalls {
-    async fn call(&self, client: &str, tool: &str, arguments: Value) -> Result<Value, ToolError> {
+impl PermittedCalls {
+    /// Calls `client`'s `tool` if the permit allows it, and records the call; the answer is
+    /// passed back as the tool gave it.
+    ///
+    /// # Errors
+    /// [`ToolError::Denied`] when the permit refuses the call (the manager is not asked), else
+    /// what the manager returns.
+    pub async fn call_tool(
+        &self,
+        client: &str,
+        tool: &str,
+        arguments: Value,
+    ) -> Result<ToolAnswer, ToolError> {
         let at_ms = now_ms();
         let started = Instant::now();
         // Measured before the call takes the arguments; only when someone records them.
@@ -61,7 +71,7 @@ impl ToolDispatcher for PermittedCalls {
             .map(|_| serde_json::to_vec(&arguments).unwrap_or_default());
         let allowed = self.permit.allows(client, tool);
         let answer = if allowed {
-            self.manager.call(client, tool, arguments).await
+            self.manager.call_tool(client, tool, arguments).await
         } else {
             Err(self.denied(client, tool))
         };
@@ -75,17 +85,30 @@ impl ToolDispatcher for PermittedCalls {
                 arg_hash: hex(&Sha256::digest(&json)),
                 outcome: match (&answer, allowed) {
                     (_, false) => "denied",
-                    (Ok(_), _) => "ok",
-                    (Err(_), _) => "error",
+                    (Ok(answer), _) if !answer.is_error() => "ok",
+                    _ => "error",
                 }
                 .into(),
-                error_type: answer.as_ref().err().map(|e| e.python_type().to_string()),
+                error_type: match &answer {
+                    Err(error) => Some(error.python_type().to_string()),
+                    Ok(answer) if answer.is_error() => Some("ToolError".to_string()),
+                    Ok(_) => None,
+                },
                 latency_ms: started.elapsed().as_secs_f64() * 1e3,
                 execution_id: new_id(),
                 parent_execution_id: self.parent.clone(),
             });
         }
         answer
+    }
+}
+
+#[async_trait]
+impl ToolDispatcher for PermittedCalls {
+    async fn call(&self, client: &str, tool: &str, arguments: Value) -> Result<Value, ToolError> {
+        self.call_tool(client, tool, arguments)
+            .await?
+            .into_value(client, tool)
     }
 }
 

@@ -27,22 +27,29 @@ impl FromRequestParts<Arc<AppState>> for Caller {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, Self::Rejection> {
-        let key = presented_key(&parts.headers)?;
-        let permit = state.keys.authenticate(key.as_deref())?;
-        let header = |name: &str| {
-            parts
-                .headers
-                .get(name)
-                .map(|v| header_list(v.to_str().unwrap_or_default()))
-        };
-        let filter = RequestFilter::new(
-            header("x-bf-mcp-include-clients"),
-            header("x-bf-mcp-exclude-clients"),
-            header("x-bf-mcp-include-tools"),
-            header("x-bf-mcp-exclude-tools"),
-        );
-        Ok(Caller(permit.narrowed(filter)))
+        Ok(Caller(permit_from_headers(state, &parts.headers)?))
     }
+}
+
+/// The permit of a request with `headers`: its key's, narrowed by its filter headers.
+///
+/// # Errors
+/// [`AuthError`] when the key is missing, unknown, disabled or given twice differently.
+pub fn permit_from_headers(state: &AppState, headers: &HeaderMap) -> Result<Permit, AuthError> {
+    let key = presented_key(headers)?;
+    let permit = state.keys.authenticate(key.as_deref())?;
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .map(|v| header_list(v.to_str().unwrap_or_default()))
+    };
+    let filter = RequestFilter::new(
+        header("x-bf-mcp-include-clients"),
+        header("x-bf-mcp-exclude-clients"),
+        header("x-bf-mcp-include-tools"),
+        header("x-bf-mcp-exclude-tools"),
+    );
+    Ok(permit.narrowed(filter))
 }
 
 /// The virtual key a request presents: `Authorization: Bearer`, `x-bf-vk` or `x-api-key`.

@@ -11,6 +11,7 @@
 //! - [`execute`]: tool execution, `POST /v1/mcp/tool/execute`, and the tool list,
 //!   `GET /v1/mcp/tools`.
 //! - [`code`]: `POST /v1/code/execute`, scripts for pipelines.
+//! - [`mcp`]: codemode as an MCP server, `/mcp` (and the stdio mode's handler).
 //! - [`caller`]: who is calling (virtual key, request filters) and the admin guard of `/api`.
 //! - [`body`]: request bodies as text, with API errors for oversized ones.
 
@@ -22,6 +23,7 @@ pub mod execute;
 pub mod governance;
 pub mod logs;
 pub mod management;
+pub mod mcp;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -36,7 +38,7 @@ pub use error::ApiError;
 
 use crate::audit::AuditLog;
 use crate::codemode::CodeMode;
-use crate::config::{Config, MissingVariable, resolve_env};
+use crate::config::{Config, McpServerConfig, MissingVariable, resolve_env};
 use crate::executor::Executor;
 use crate::mcp::McpManager;
 use crate::policy::KeyRing;
@@ -57,6 +59,8 @@ pub struct AppState {
     pub store: Option<Arc<Store>>,
     /// The hash of the admin token that guards `/api/*`, when one is configured.
     admin_token: Option<KeyHash>,
+    /// Who may reach `/mcp` by name.
+    mcp_server: McpServerConfig,
 }
 
 /// Why the service's state could not be built.
@@ -105,6 +109,7 @@ impl AppState {
             audit,
             store,
             admin_token,
+            mcp_server: config.mcp_server.clone(),
         })
     }
 
@@ -142,8 +147,21 @@ pub fn router(state: Arc<AppState>) -> Router {
             Arc::clone(&state),
             caller::require_admin,
         ));
+    let mcp_service = mcp::service(
+        Arc::clone(&state),
+        &state.mcp_server.allowed_hosts,
+        &state.mcp_server.allowed_origins,
+    );
+    let mcp_route =
+        Router::new()
+            .nest_service("/mcp", mcp_service)
+            .layer(middleware::from_fn_with_state(
+                Arc::clone(&state),
+                mcp::require_key,
+            ));
     Router::new()
         .merge(api)
+        .merge(mcp_route)
         .route("/v1/mcp/tool/execute", post(execute::execute))
         .route("/v1/mcp/tools", get(execute::tools))
         .route("/v1/code/execute", post(code::execute))

@@ -9,6 +9,7 @@ mod http_api;
 mod mcp_health;
 mod mcp_http;
 mod mcp_registry;
+mod mcp_server;
 mod mcp_stdio;
 mod policy;
 mod sandbox_cases;

@@ -1,0 +1,321 @@
+//! codemode as an MCP server: rmcp's own client against `/mcp` over streamable HTTP and against
+//! `codemode mcp` over stdio.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use codemode::config::Config;
+use codemode::mcp::McpManager;
+use codemode::mcp::connection::Upstream;
+use codemode::server::{AppState, serve};
+use http::{HeaderName, HeaderValue};
+use rmcp::RoleClient;
+use rmcp::ServiceExt;
+use rmcp::model::{CallToolRequestParams, CallToolResult, ContentBlock};
+use rmcp::service::RunningService;
+use rmcp::transport::TokioChildProcess;
+use rmcp::transport::streamable_http_client::{
+    StreamableHttpClientTransport, StreamableHttpClientTransportConfig,
+};
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+
+use crate::mcp_stdio::stdio_client;
+use crate::support::EXECUTOR;
+
+type Client = RunningService<RoleClient, Upstream>;
+
+/// The service on a loopback socket with `clients` and `extra` config; returns its base URL.
+async fn start(clients: Vec<Value>, extra: Value) -> String {
+    let mut config = json!({"mcp": {"client_configs": clients}});
+    if let (Value::Object(config), Value::Object(extra)) = (&mut config, extra) {
+        config.extend(extra);
+    }
+    let config = Config::parse(&config.to_string()).expect("valid config");
+    let manager = Arc::new(McpManager::start(&config.mcp).await);
+    let state = Arc::new(AppState::new(manager, EXECUTOR.clone(), &config, None).expect("state"));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("address"));
+    tokio::spawn(serve(listener, state, std::future::pending()));
+    base
+}
+
+/// An rmcp client of `base`/mcp presenting `key`; `changed` is woken by list_changed.
+async fn connect(base: &str, key: Option<&str>, changed: Arc<Notify>) -> Result<Client, String> {
+    let mut headers = HashMap::new();
+    if let Some(key) = key {
+        headers.insert(
+            HeaderName::from_static("x-bf-vk"),
+            HeaderValue::from_str(key).expect("header"),
+        );
+    }
+    let config = StreamableHttpClientTransportConfig::with_uri(format!("{base}/mcp"))
+        .custom_headers(headers);
+    Upstream::new(changed)
+        .serve(StreamableHttpClientTransport::from_config(config))
+        .await
+        .map_err(|e| e.to_string())
+}
+
+async fn names(client: &Client) -> Vec<String> {
+    client
+        .list_all_tools()
+        .await
+        .expect("tools/list")
+        .into_iter()
+        .map(|t| t.name.to_string())
+        .collect()
+}
+
+async fn call(client: &Client, name: &str, arguments: Value) -> CallToolResult {
+    let params = CallToolRequestParams::new(name.to_string())
+        .with_arguments(arguments.as_object().cloned().unwrap_or_default());
+    client.call_tool(params).await.expect("tools/call")
+}
+
+fn text(result: &CallToolResult) -> String {
+    result
+        .content
+        .iter()
+        .filter_map(|c| match c {
+            ContentBlock::Text(t) => Some(t.text.clone()),
+            _ => None,
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test]
+async fn tools_are_listed_and_results_passed_through() {
+    let mut memory = stdio_client("memory", "server-memory", &[], &[]);
+    memory["is_code_mode_client"] = json!(true);
+    let base = start(
+        vec![
+            stdio_client("everything", "server-everything", &["stdio"], &[]),
+            memory,
+        ],
+        json!({}),
+    )
+    .await;
+    let client = connect(&base, None, Arc::new(Notify::new()))
+        .await
+        .expect("connected");
+    let info = client.peer_info().expect("server info");
+    assert_eq!(
+        info.server_info.as_ref().map(|s| s.name.as_str()),
+        Some("codemode")
+    );
+
+    let tools = client.list_all_tools().await.expect("tools/list");
+    let listed: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
+    for name in [
+        "everything-echo",
+        "everything-get-tiny-image",
+        "listToolFiles",
+        "executeToolCode",
+    ] {
+        assert!(listed.contains(&name), "{name} in {listed:?}");
+    }
+    assert!(
+        !listed.iter().any(|n| n.starts_with("memory-")),
+        "code-mode tools are behind the meta-tools"
+    );
+    let structured = tools
+        .iter()
+        .find(|t| t.name == "everything-get-structured-content")
+        .expect("listed");
+    assert!(
+        structured.output_schema.is_some(),
+        "full definitions pass through"
+    );
+
+    let echo = call(&client, "everything-echo", json!({"message": "hi"})).await;
+    assert_eq!(
+        (text(&echo), echo.is_error),
+        ("Echo: hi".to_string(), None),
+        "passed through as sent"
+    );
+    let weather = call(
+        &client,
+        "everything-get-structured-content",
+        json!({"location": "Chicago"}),
+    )
+    .await;
+    assert!(
+        weather
+            .structured_content
+            .as_ref()
+            .is_some_and(|s| s["temperature"].is_number()),
+        "{weather:?}"
+    );
+    let image = call(&client, "everything-get-tiny-image", json!({})).await;
+    assert!(
+        image
+            .content
+            .iter()
+            .any(|c| matches!(c, ContentBlock::Image(_))),
+        "{image:?}"
+    );
+    let missing = call(&client, "everything-nope", json!({})).await;
+    assert_eq!(missing.is_error, Some(true));
+    assert!(
+        text(&missing).contains("has no tool named nope"),
+        "{missing:?}"
+    );
+    let code = call(
+        &client,
+        "executeToolCode",
+        json!({"code": "result = memory.read_graph()"}),
+    )
+    .await;
+    assert!(
+        text(&code).starts_with("ok\nresult: {\"entities\":[],\"relations\":[]}"),
+        "{}",
+        text(&code)
+    );
+    client.cancel().await.expect("closed");
+}
+
+#[tokio::test]
+async fn callers_with_different_keys_see_and_call_different_tools() {
+    let keys = json!({"governance": {"virtual_keys": [
+        {"name": "echoer", "value": "key-echo", "mcp_configs": [{"mcp_client_name": "everything", "tools_to_execute": ["echo"]}]},
+        {"name": "adder", "value": "key-sum", "mcp_configs": [{"mcp_client_name": "everything", "tools_to_execute": ["get-sum"]}]}
+    ]}});
+    let base = start(
+        vec![stdio_client(
+            "everything",
+            "server-everything",
+            &["stdio"],
+            &[],
+        )],
+        keys,
+    )
+    .await;
+    let echoer = connect(&base, Some("key-echo"), Arc::new(Notify::new()))
+        .await
+        .expect("echoer");
+    let adder = connect(&base, Some("key-sum"), Arc::new(Notify::new()))
+        .await
+        .expect("adder");
+    assert_eq!(names(&echoer).await, ["everything-echo"]);
+    assert_eq!(names(&adder).await, ["everything-get-sum"]);
+    let sum = call(&adder, "everything-get-sum", json!({"a": 1, "b": 2})).await;
+    assert_eq!(text(&sum), "The sum of 1 and 2 is 3.");
+    let refused = call(&echoer, "everything-get-sum", json!({"a": 1, "b": 2})).await;
+    assert_eq!(refused.is_error, Some(true));
+    assert_eq!(
+        text(&refused),
+        "everything.get-sum is not allowed for virtual key echoer"
+    );
+
+    for key in [None, Some("wrong")] {
+        let error = connect(&base, key, Arc::new(Notify::new()))
+            .await
+            .err()
+            .expect("refused");
+        assert!(error.contains("401"), "{key:?}: {error}");
+    }
+    // DNS-rebinding protection: a Host that is not allowed is refused.
+    let response = reqwest::Client::new()
+        .post(format!("{base}/mcp"))
+        .header("host", "evil.example")
+        .header("x-bf-vk", "key-echo")
+        .header("accept", "application/json, text/event-stream")
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}))
+        .send()
+        .await
+        .expect("answered");
+    assert!(response.status().is_client_error(), "{}", response.status());
+}
+
+#[tokio::test]
+async fn a_connected_client_hears_that_the_tools_changed() {
+    let base = start(
+        vec![stdio_client(
+            "everything",
+            "server-everything",
+            &["stdio"],
+            &[],
+        )],
+        json!({}),
+    )
+    .await;
+    let changed = Arc::new(Notify::new());
+    let client = connect(&base, None, Arc::clone(&changed))
+        .await
+        .expect("connected");
+    assert!(
+        !names(&client)
+            .await
+            .iter()
+            .any(|n| n.starts_with("memory-"))
+    );
+    let added = reqwest::Client::new()
+        .post(format!("{base}/api/mcp/client"))
+        .json(&stdio_client("memory", "server-memory", &[], &[]))
+        .send()
+        .await
+        .expect("added");
+    assert!(added.status().is_success());
+    tokio::time::timeout(Duration::from_secs(60), changed.notified())
+        .await
+        .expect("notifications/tools/list_changed arrives");
+    assert!(
+        names(&client)
+            .await
+            .contains(&"memory-read_graph".to_string())
+    );
+}
+
+#[tokio::test]
+async fn codemode_mcp_serves_over_stdio() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("config.json");
+    let document = json!({
+        "mcp": {"client_configs": [stdio_client("everything", "server-everything", &["stdio"], &[])]},
+        "governance": {"virtual_keys": [{"name": "desk", "value": "k", "mcp_configs": [{"mcp_client_name": "everything", "tools_to_execute": ["echo"]}]}]}
+    });
+    std::fs::write(&config, document.to_string()).expect("config");
+    let db = dir.path().join("codemode.db");
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_codemode"));
+    command.args([
+        "mcp",
+        "--config",
+        &config.display().to_string(),
+        "--vk",
+        "k",
+        "--db",
+        &db.display().to_string(),
+    ]);
+    let client = Upstream::new(Arc::new(Notify::new()))
+        .serve(TokioChildProcess::new(command).expect("spawn"))
+        .await
+        .expect("initialized");
+    assert_eq!(names(&client).await, ["everything-echo"]);
+    let echo = call(&client, "everything-echo", json!({"message": "over stdio"})).await;
+    assert_eq!(text(&echo), "Echo: over stdio");
+    client.cancel().await.expect("closed");
+
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_codemode"))
+        .args([
+            "mcp",
+            "--config",
+            &config.display().to_string(),
+            "--vk",
+            "nope",
+            "--db",
+            &db.display().to_string(),
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(64));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr),
+        "codemode: --vk: the virtual key is not valid\n"
+    );
+}
