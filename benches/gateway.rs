@@ -1,7 +1,7 @@
 //! Gateway overhead (issue 3): one `echo` call to server-everything over stdio, made directly with
 //! an rmcp client, through codemode's manager in the same process, and through codemode's
 //! `POST /v1/mcp/tool/execute` (HTTP on loopback, the manager, the same kind of stdio session
-//! behind it). Needs `npm ci --prefix tests/servers`.
+//! behind it), and through codemode's `/mcp` with an rmcp streamable-HTTP client (issue 6). Needs `npm ci --prefix tests/servers`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
@@ -54,6 +54,17 @@ fn gateway(c: &mut Criterion) {
         tokio::spawn(serve(listener, state, std::future::pending()));
         (base, manager)
     });
+    let mcp_client = runtime.block_on(async {
+        let config =
+            rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig::with_uri(
+                format!("{base}/mcp"),
+            );
+        ().serve(rmcp::transport::StreamableHttpClientTransport::from_config(
+            config,
+        ))
+        .await
+        .expect("mcp session")
+    });
     let http = reqwest::Client::new();
     let url = format!("{base}/v1/mcp/tool/execute");
     let body = json!({"id": "1", "type": "function", "function": {"name": "everything-echo", "arguments": "{\"message\": \"hi\"}"}});
@@ -76,6 +87,17 @@ fn gateway(c: &mut Criterion) {
                 .call("everything", "echo", json!({"message": "hi"}))
                 .await
                 .expect("echo")
+        });
+    });
+    group.bench_function("via_codemode_mcp", |b| {
+        b.to_async(&runtime).iter(|| async {
+            let params = CallToolRequestParams::new("everything-echo").with_arguments(
+                json!({"message": "hi"})
+                    .as_object()
+                    .cloned()
+                    .expect("object"),
+            );
+            mcp_client.call_tool(params).await.expect("echo")
         });
     });
     group.bench_function("via_codemode_http", |b| {

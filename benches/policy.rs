@@ -5,7 +5,8 @@
 //!   manager directly and through `PermittedCalls` (permit check, no audit): the difference per
 //!   call is the check's cost inside the host call.
 //! - `tool_execute/*`: `POST /v1/mcp/tool/execute` (router, no socket) to an in-process tool
-//!   with and without the audit log: its effect on throughput.
+//!   and to server-everything over stdio, with and without the audit log: its effect on
+//!   throughput.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
@@ -58,7 +59,13 @@ fn policy(c: &mut Criterion) {
     });
 
     let manager = runtime.block_on(async {
-        let manager = Arc::new(McpManager::new(Default::default()));
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(
+            "tests/servers/node_modules/@modelcontextprotocol/server-everything/dist/index.js",
+        );
+        let config = json!({"mcp": {"client_configs": [{"name": "everything", "connection_type": "stdio",
+            "stdio_config": {"command": "node", "args": [script.display().to_string(), "stdio"]}}]}});
+        let config = Config::parse(&config.to_string()).expect("config");
+        let manager = Arc::new(McpManager::start(&config.mcp).await);
         manager
             .add_in_process("local", vec![echo()])
             .await
@@ -104,21 +111,29 @@ fn policy(c: &mut Criterion) {
         };
         (state(None), state(Some(Arc::clone(&store))))
     });
-    let body = json!({"id": "1", "type": "function", "function": {"name": "local-echo", "arguments": "{\"n\": 1}"}}).to_string();
-    let mut group = c.benchmark_group("tool_execute");
-    for (name, app) in [("without_audit", plain), ("with_audit", audited)] {
-        group.bench_function(name, |b| {
-            b.to_async(&runtime).iter(|| async {
-                let request = Request::post("/v1/mcp/tool/execute")
-                    .header("content-type", "application/json")
-                    .body(Body::from(body.clone()))
-                    .expect("request");
-                let response = app.clone().oneshot(request).await.expect("response");
-                assert!(response.status().is_success());
+    for (group_name, tool) in [
+        ("tool_execute", "local-echo"),
+        ("tool_execute_stdio", "everything-echo"),
+    ] {
+        let body = json!({"id": "1", "type": "function", "function": {"name": tool, "arguments": "{\"message\": \"hi\"}"}}).to_string();
+        let mut group = c.benchmark_group(group_name);
+        for (name, app) in [("without_audit", &plain), ("with_audit", &audited)] {
+            group.bench_function(name, |b| {
+                b.to_async(&runtime).iter(|| async {
+                    let request = Request::post("/v1/mcp/tool/execute")
+                        .header("content-type", "application/json")
+                        .body(Body::from(body.clone()))
+                        .expect("request");
+                    let response = app.clone().oneshot(request).await.expect("response");
+                    if !response.status().is_success() {
+                        let body = axum::body::to_bytes(response.into_body(), 1 << 20).await;
+                        panic!("{tool}: {body:?}");
+                    }
+                });
             });
-        });
+        }
+        group.finish();
     }
-    group.finish();
 }
 
 criterion_group!(benches, policy);

@@ -1,8 +1,9 @@
 //! The audit log: every tool execution, recorded without slowing the call.
 //!
 //! [`AuditLog::record`] only queues the record (an unbounded channel: it never blocks). One
-//! writer task takes whatever has queued since its last write and inserts it in one SQLite
-//! transaction, so writes batch themselves under load; it prunes by age and count as it goes.
+//! writer task gathers records for up to 100 ms and inserts them in one SQLite transaction, so
+//! a busy service writes a transaction per window, not per call; it prunes by age and count as
+//! it goes.
 //! [`AuditLog::flush`] waits until everything queued so far is written: the service calls it at
 //! shutdown, so a clean stop loses nothing.
 
@@ -19,6 +20,9 @@ enum Message {
     Flush(oneshot::Sender<()>),
 }
 
+/// How long the writer gathers records before writing them: under load one transaction per
+/// window instead of one per call (a flush writes at once).
+const BATCH_WINDOW: Duration = Duration::from_millis(100);
 /// Records written between two prunes.
 const PRUNE_EVERY: usize = 10_000;
 /// Most records taken from the queue for one transaction.
@@ -68,6 +72,14 @@ async fn write(
     let mut since_prune = PRUNE_EVERY;
     let mut messages = Vec::with_capacity(BATCH);
     while receiver.recv_many(&mut messages, BATCH).await > 0 {
+        let deadline = tokio::time::Instant::now() + BATCH_WINDOW;
+        while messages.len() < BATCH && !messages.iter().any(|m| matches!(m, Message::Flush(_))) {
+            let room = BATCH - messages.len();
+            match tokio::time::timeout_at(deadline, receiver.recv_many(&mut messages, room)).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
         let mut records = Vec::with_capacity(messages.len());
         let mut waiting = Vec::new();
         for message in messages.drain(..) {

@@ -186,7 +186,9 @@ pub fn service(
     allowed_hosts: &[String],
     allowed_origins: &[String],
 ) -> StreamableHttpService<Gateway, LocalSessionManager> {
-    let mut config = StreamableHttpServerConfig::default();
+    // Answers as plain JSON rather than a one-event SSE stream: a call costs half as much, and
+    // server-initiated messages (list_changed) still flow on the session's GET stream.
+    let mut config = StreamableHttpServerConfig::default().with_json_response(true);
     if !allowed_hosts.is_empty() {
         config = config.with_allowed_hosts(allowed_hosts.to_vec());
     }

