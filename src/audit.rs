@@ -118,3 +118,61 @@ async fn write(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::LogQuery;
+
+    fn record(at_ms: i64, tool: &str) -> AuditRecord {
+        AuditRecord {
+            at_ms,
+            vk: None,
+            client: "c".into(),
+            tool: tool.into(),
+            arg_bytes: 2,
+            arg_hash: "h".into(),
+            outcome: "ok".into(),
+            error_type: None,
+            latency_ms: 1.0,
+            execution_id: format!("id-{tool}"),
+            parent_execution_id: None,
+        }
+    }
+
+    fn store() -> (tempfile::TempDir, Arc<Store>) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Arc::new(Store::open(&dir.path().join("audit.db")).expect("store"));
+        (dir, store)
+    }
+
+    #[tokio::test]
+    async fn a_flush_writes_everything_queued_before_it() {
+        let (_dir, store) = store();
+        let log = AuditLog::start(Arc::clone(&store), AuditConfig::default());
+        for i in 0..2_500 {
+            log.record(record(now_ms(), &format!("t{i}")));
+        }
+        log.flush().await;
+        let (_, total) = store.query_audit(&LogQuery::default()).expect("query");
+        assert_eq!(total, 2_500);
+    }
+
+    #[test]
+    fn retention_drops_old_records_then_the_oldest_beyond_the_count() {
+        let (_dir, store) = store();
+        let records: Vec<AuditRecord> = (0..10)
+            .map(|i| record(1_000 + i, &format!("t{i}")))
+            .collect();
+        store.insert_audit(&records).expect("insert");
+        assert_eq!(
+            store.prune_audit(1_003, 5).expect("prune"),
+            5,
+            "3 too old, then 2 over the count"
+        );
+        let (kept, total) = store.query_audit(&LogQuery::default()).expect("query");
+        assert_eq!(total, 5);
+        let tools: Vec<&str> = kept.iter().map(|r| r.tool.as_str()).collect();
+        assert_eq!(tools, ["t9", "t8", "t7", "t6", "t5"], "newest first");
+    }
+}
