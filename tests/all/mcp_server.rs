@@ -370,3 +370,66 @@ async fn the_official_conformance_scenarios_pass() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_mcp_inspector_cli_lists_and_calls_through_mcp() {
+    let servers = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/servers");
+    let cli = servers.join("node_modules/@modelcontextprotocol/inspector-cli/build/cli.js");
+    assert!(cli.is_file(), "run `npm ci --prefix tests/servers`");
+    let base = start(
+        vec![stdio_client(
+            "everything",
+            "server-everything",
+            &["stdio"],
+            &[],
+        )],
+        json!({}),
+    )
+    .await;
+    let url = format!("{base}/mcp");
+    let inspect = |extra: &[&str]| {
+        let mut command = tokio::process::Command::new("node");
+        // It reads its own package.json from `../package.json` of the working directory.
+        command
+            .current_dir(servers.join("python"))
+            .arg(&cli)
+            .args(["--cli", &url, "--transport", "http"])
+            .args(extra);
+        command
+    };
+    let listed = inspect(&["--method", "tools/list"])
+        .output()
+        .await
+        .expect("runs");
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    let tools: Value = serde_json::from_slice(&listed.stdout).expect("JSON");
+    let names: Vec<&str> = tools["tools"]
+        .as_array()
+        .expect("tools")
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert!(names.contains(&"everything-echo"), "{names:?}");
+    let called = inspect(&[
+        "--method",
+        "tools/call",
+        "--tool-name",
+        "everything-echo",
+        "--tool-arg",
+        "message=inspected",
+    ])
+    .output()
+    .await
+    .expect("runs");
+    assert!(
+        called.status.success(),
+        "{}",
+        String::from_utf8_lossy(&called.stderr)
+    );
+    let result: Value = serde_json::from_slice(&called.stdout).expect("JSON");
+    assert_eq!(result["content"][0]["text"], "Echo: inspected");
+}
