@@ -10,7 +10,8 @@ use std::process::Stdio;
 use std::sync::Arc;
 
 use http::{HeaderName, HeaderValue};
-use rmcp::model::{ClientCapabilities, Implementation, Tool};
+use rmcp::handler::client::progress::ProgressDispatcher;
+use rmcp::model::{ClientCapabilities, Implementation, ProgressNotificationParam, Tool};
 use rmcp::service::{NotificationContext, RunningService};
 use rmcp::transport::TokioChildProcess;
 use rmcp::transport::streamable_http_client::{
@@ -24,23 +25,37 @@ use crate::config::{ClientConfig, ConnectionType, MissingVariable, StdioConfig, 
 /// A live MCP session with an upstream server.
 pub type Session = RunningService<RoleClient, Upstream>;
 
-/// codemode's side of an upstream session: it introduces itself as codemode and passes
-/// `notifications/tools/list_changed` on, so the manager re-lists the server's tools at once.
+/// codemode's side of an upstream session: it introduces itself as codemode, passes
+/// `notifications/tools/list_changed` on (so the manager re-lists the server's tools at once),
+/// and hands progress notifications to whoever subscribed to their token.
 #[derive(Clone)]
 pub struct Upstream {
     tools_changed: Arc<Notify>,
+    progress: ProgressDispatcher,
 }
 
 impl Upstream {
-    /// A handler that wakes `tools_changed` when the server says its tools changed.
-    pub fn new(tools_changed: Arc<Notify>) -> Self {
-        Upstream { tools_changed }
+    /// A handler that wakes `tools_changed` when the server says its tools changed and routes
+    /// progress through `progress`.
+    pub fn new(tools_changed: Arc<Notify>, progress: ProgressDispatcher) -> Self {
+        Upstream {
+            tools_changed,
+            progress,
+        }
     }
 }
 
 impl ClientHandler for Upstream {
     async fn on_tool_list_changed(&self, _context: NotificationContext<RoleClient>) {
         self.tools_changed.notify_one();
+    }
+
+    async fn on_progress(
+        &self,
+        params: ProgressNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        self.progress.handle_notification(params).await;
     }
 
     fn get_info(&self) -> rmcp::model::ClientConfig {

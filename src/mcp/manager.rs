@@ -20,8 +20,14 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures::StreamExt;
 use rmcp::ServiceError;
-use rmcp::model::{CallToolRequestParams, CallToolResult, ContentBlock, Tool};
+use rmcp::handler::client::progress::ProgressDispatcher;
+use rmcp::model::{
+    CallToolRequest, CallToolRequestParams, CallToolResult, ClientRequest, ContentBlock,
+    ProgressNotificationParam, ServerResult, Tool,
+};
+use rmcp::service::PeerRequestOptions;
 use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::{Notify, RwLock, broadcast, oneshot};
@@ -116,6 +122,8 @@ pub struct ManagedClient {
     check_now: Arc<Notify>,
     /// The tools of an in-process client, which has no connection to supervise.
     in_process: Option<Arc<InProcessServer>>,
+    /// Where the server's progress notifications go, by token.
+    progress: ProgressDispatcher,
     supervisor: std::sync::Mutex<Option<AbortHandle>>,
     changes: Arc<Changes>,
 }
@@ -132,6 +140,7 @@ impl ManagedClient {
             failed_attempts: AtomicU32::new(0),
             check_now: Arc::new(Notify::new()),
             in_process: in_process.map(Arc::new),
+            progress: ProgressDispatcher::new(),
             supervisor: std::sync::Mutex::new(None),
             changes,
         })
@@ -243,7 +252,8 @@ async fn supervise(
             attempt += 1;
             client.set(Connection::Connecting).await;
             let config = client.config();
-            match connect(&config, Upstream::new(Arc::clone(&client.check_now))).await {
+            let handler = Upstream::new(Arc::clone(&client.check_now), client.progress.clone());
+            match connect(&config, handler).await {
                 Ok(connected) => break Some(connected),
                 Err(error) => {
                     client.failed_attempts.fetch_add(1, Ordering::Relaxed);
@@ -662,6 +672,22 @@ impl McpManager {
         tool: &str,
         arguments: Value,
     ) -> Result<ToolAnswer, ToolError> {
+        self.call_tool_reporting(client, tool, arguments, None)
+            .await
+    }
+
+    /// [`call_tool`](Self::call_tool), sending the server's progress notifications for this
+    /// call to `progress` (their token is codemode's own, one per call).
+    ///
+    /// # Errors
+    /// As [`call_tool`](Self::call_tool).
+    pub async fn call_tool_reporting(
+        &self,
+        client: &str,
+        tool: &str,
+        arguments: Value,
+        progress: Option<ProgressSender>,
+    ) -> Result<ToolAnswer, ToolError> {
         let managed = self.clients.read().await.get(client).cloned();
         let Some(managed) = managed else {
             return Err(ToolError::NotFound(format!(
@@ -702,9 +728,11 @@ impl McpManager {
         let timeout = self.timeout(&config);
         let call = async {
             match link {
-                Link::Mcp(session) => call_mcp(&managed, &session, client, tool, arguments)
-                    .await
-                    .map(ToolAnswer::Mcp),
+                Link::Mcp(session) => {
+                    call_mcp(&managed, &session, client, tool, arguments, progress)
+                        .await
+                        .map(ToolAnswer::Mcp)
+                }
                 Link::InProcess(server) => {
                     server.call(tool, arguments).await.map(ToolAnswer::Value)
                 }
@@ -725,26 +753,72 @@ impl ToolDispatcher for McpManager {
     }
 }
 
-/// Calls `tool` over an MCP session.
+/// How long progress is still forwarded after a call's answer.
+const PROGRESS_GRACE: Duration = Duration::from_millis(5);
+
+/// Where a call's progress notifications are sent.
+pub type ProgressSender = tokio::sync::mpsc::UnboundedSender<ProgressNotificationParam>;
+
+/// Calls `tool` over an MCP session, forwarding its progress to `progress`.
 async fn call_mcp(
     managed: &ManagedClient,
     session: &Session,
     client: &str,
     tool: &str,
     arguments: Value,
+    progress: Option<ProgressSender>,
 ) -> Result<CallToolResult, ToolError> {
     let arguments = match arguments {
         Value::Object(map) => map,
         _ => Default::default(),
     };
     let params = CallToolRequestParams::new(tool.to_string()).with_arguments(arguments);
-    session.call_tool(params).await.map_err(|error| {
+    let answer = match progress {
+        None => session.call_tool(params).await,
+        Some(sink) => call_reporting(managed, session, params, sink).await,
+    };
+    answer.map_err(|error| {
         let error = service_error(client, error);
         if matches!(error, ToolError::Unavailable(_)) {
             managed.check_now.notify_one();
         }
         error
     })
+}
+
+/// Sends a `tools/call` and forwards the progress notifications rmcp's own token collects, until
+/// the answer arrives.
+async fn call_reporting(
+    managed: &ManagedClient,
+    session: &Session,
+    params: CallToolRequestParams,
+    sink: ProgressSender,
+) -> Result<CallToolResult, ServiceError> {
+    let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
+    let handle = session
+        .send_request_with_option(request, PeerRequestOptions::no_options())
+        .await?;
+    let mut updates = managed
+        .progress
+        .subscribe(handle.progress_token.clone())
+        .await;
+    let answer = handle.await_response();
+    tokio::pin!(answer);
+    let answer = loop {
+        tokio::select! {
+            answer = &mut answer => break answer?,
+            Some(update) = updates.next() => { let _ = sink.send(update); }
+        }
+    };
+    // rmcp hands each notification to its handler on a task of its own, so the last updates
+    // can land just after the answer: take what comes within a moment.
+    while let Ok(Some(update)) = tokio::time::timeout(PROGRESS_GRACE, updates.next()).await {
+        let _ = sink.send(update);
+    }
+    match answer {
+        ServerResult::CallToolResult(result) => Ok(result),
+        _ => Err(ServiceError::UnexpectedResponse),
+    }
 }
 
 fn service_error(client: &str, error: ServiceError) -> ToolError {

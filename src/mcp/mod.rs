@@ -16,5 +16,7 @@ pub mod result;
 pub mod sse;
 
 pub use in_process::InProcessTool;
-pub use manager::{ClientEvent, ClientState, ClientStatus, ManagerError, McpManager, ToolAnswer};
+pub use manager::{
+    ClientEvent, ClientState, ClientStatus, ManagerError, McpManager, ProgressSender, ToolAnswer,
+};
 pub use registry::ClientTools;

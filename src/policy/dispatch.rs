@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use super::Permit;
 use crate::audit::{AuditLog, now_ms};
 use crate::executor::{ToolDispatcher, ToolError};
-use crate::mcp::{McpManager, ToolAnswer};
+use crate::mcp::{McpManager, ProgressSender, ToolAnswer};
 use crate::store::AuditRecord;
 
 /// The manager's tools as one caller may use them.
@@ -62,6 +62,21 @@ impl PermittedCalls {
         tool: &str,
         arguments: Value,
     ) -> Result<ToolAnswer, ToolError> {
+        self.call_tool_reporting(client, tool, arguments, None)
+            .await
+    }
+
+    /// [`call_tool`](Self::call_tool), with the tool's progress sent to `progress`.
+    ///
+    /// # Errors
+    /// As [`call_tool`](Self::call_tool).
+    pub async fn call_tool_reporting(
+        &self,
+        client: &str,
+        tool: &str,
+        arguments: Value,
+        progress: Option<ProgressSender>,
+    ) -> Result<ToolAnswer, ToolError> {
         let at_ms = now_ms();
         let started = Instant::now();
         // Measured before the call takes the arguments; only when someone records them.
@@ -71,7 +86,9 @@ impl PermittedCalls {
             .map(|_| serde_json::to_vec(&arguments).unwrap_or_default());
         let allowed = self.permit.allows(client, tool);
         let answer = if allowed {
-            self.manager.call_tool(client, tool, arguments).await
+            self.manager
+                .call_tool_reporting(client, tool, arguments, progress)
+                .await
         } else {
             Err(self.denied(client, tool))
         };

@@ -6,7 +6,9 @@
 //! as every other call and passes the upstream result through as received (every content type,
 //! `structuredContent`, `isError`). A refused or failed call is an `isError` result whose text
 //! says why. Connected clients get `notifications/tools/list_changed` whenever the registry
-//! changes. Cancelling a call drops it, and rmcp cancels the upstream request in turn.
+//! changes. A call's progress is passed through (the upstream server reports under codemode's
+//! token, the caller hears it under its own); cancelling a call drops it, and rmcp cancels the
+//! upstream request in turn.
 //!
 //! Over HTTP the caller is identified per request from the same headers as the rest of `/v1`
 //! (the route rejects a missing or bad key with 401 before the MCP layer); over stdio the
@@ -20,7 +22,8 @@ use axum::response::{IntoResponse, Response};
 use rmcp::handler::server::ServerHandler;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
-    ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
+    ListToolsResult, PaginatedRequestParams, ProgressNotificationParam, ServerCapabilities,
+    ServerConfig, Tool,
 };
 use rmcp::service::{NotificationContext, RequestContext};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
@@ -31,6 +34,7 @@ use serde_json::Value;
 use super::AppState;
 use super::caller::{Caller, permit_from_headers};
 use crate::codemode::meta;
+use crate::mcp::ProgressSender;
 use crate::policy::{Permit, PermittedCalls};
 
 /// How codemode introduces itself to MCP clients.
@@ -86,7 +90,13 @@ impl Gateway {
         tools
     }
 
-    async fn call(&self, permit: &Permit, name: &str, arguments: Value) -> CallToolResult {
+    async fn call(
+        &self,
+        permit: &Permit,
+        name: &str,
+        arguments: Value,
+        progress: Option<ProgressSender>,
+    ) -> CallToolResult {
         if meta::is_meta_tool(name) {
             return match self.state.codemode.call_meta(name, arguments, permit).await {
                 Ok(text) => CallToolResult::success(vec![ContentBlock::text(text)]),
@@ -104,7 +114,10 @@ impl Gateway {
             self.state.audit.clone(),
             None,
         );
-        match calls.call_tool(&client, &tool, arguments).await {
+        match calls
+            .call_tool_reporting(&client, &tool, arguments, progress)
+            .await
+        {
             Ok(answer) => answer.into_result(),
             Err(error) => failure(&error.to_string()),
         }
@@ -153,10 +166,34 @@ impl ServerHandler for Gateway {
     ) -> Result<CallToolResponse, McpError> {
         let permit = self.permit(&context)?;
         let arguments = Value::Object(request.arguments.unwrap_or_default());
+        let (progress, forwarder) = match context.meta.get_progress_token() {
+            None => (None, None),
+            Some(token) => {
+                // Upstream progress arrives under codemode's token; the caller hears it under its
+                // own.
+                let (sender, mut updates) =
+                    tokio::sync::mpsc::unbounded_channel::<ProgressNotificationParam>();
+                let peer = context.peer.clone();
+                let forwarder = tokio::spawn(async move {
+                    while let Some(mut update) = updates.recv().await {
+                        update.progress_token = token.clone();
+                        if peer.notify_progress(update).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+                (Some(sender), Some(forwarder))
+            }
+        };
         let result = tokio::select! {
-            result = self.call(&permit, &request.name, arguments) => result,
+            result = self.call(&permit, &request.name, arguments, progress) => result,
             () = context.ct.cancelled() => failure("cancelled"),
         };
+        // The call has dropped its sender: once the last update is out, the result may follow
+        // (a result sent first would close the stream the updates travel on).
+        if let Some(forwarder) = forwarder {
+            let _ = forwarder.await;
+        }
         Ok(CallToolResponse::Complete(result))
     }
 
@@ -186,9 +223,9 @@ pub fn service(
     allowed_hosts: &[String],
     allowed_origins: &[String],
 ) -> StreamableHttpService<Gateway, LocalSessionManager> {
-    // Answers as plain JSON rather than a one-event SSE stream: a call costs half as much, and
-    // server-initiated messages (list_changed) still flow on the session's GET stream.
-    let mut config = StreamableHttpServerConfig::default().with_json_response(true);
+    // Answers as SSE streams (not plain JSON) so that a call's progress reaches the caller
+    // before its result.
+    let mut config = StreamableHttpServerConfig::default();
     if !allowed_hosts.is_empty() {
         config = config.with_allowed_hosts(allowed_hosts.to_vec());
     }

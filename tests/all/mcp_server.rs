@@ -9,10 +9,16 @@ use codemode::config::Config;
 use codemode::mcp::McpManager;
 use codemode::mcp::connection::Upstream;
 use codemode::server::{AppState, serve};
+use futures::StreamExt;
 use http::{HeaderName, HeaderValue};
 use rmcp::RoleClient;
 use rmcp::ServiceExt;
-use rmcp::model::{CallToolRequestParams, CallToolResult, ContentBlock};
+use rmcp::handler::client::progress::ProgressDispatcher;
+use rmcp::model::{
+    CallToolRequest, CallToolRequestParams, CallToolResult, ClientRequest, ContentBlock,
+    ServerResult,
+};
+use rmcp::service::PeerRequestOptions;
 use rmcp::service::RunningService;
 use rmcp::transport::TokioChildProcess;
 use rmcp::transport::streamable_http_client::{
@@ -54,7 +60,7 @@ async fn connect(base: &str, key: Option<&str>, changed: Arc<Notify>) -> Result<
     }
     let config = StreamableHttpClientTransportConfig::with_uri(format!("{base}/mcp"))
         .custom_headers(headers);
-    Upstream::new(changed)
+    Upstream::new(changed, ProgressDispatcher::new())
         .serve(StreamableHttpClientTransport::from_config(config))
         .await
         .map_err(|e| e.to_string())
@@ -291,7 +297,7 @@ async fn codemode_mcp_serves_over_stdio() {
         "--db",
         &db.display().to_string(),
     ]);
-    let client = Upstream::new(Arc::new(Notify::new()))
+    let client = Upstream::new(Arc::new(Notify::new()), ProgressDispatcher::new())
         .serve(TokioChildProcess::new(command).expect("spawn"))
         .await
         .expect("initialized");
@@ -432,4 +438,60 @@ async fn the_mcp_inspector_cli_lists_and_calls_through_mcp() {
     );
     let result: Value = serde_json::from_slice(&called.stdout).expect("JSON");
     assert_eq!(result["content"][0]["text"], "Echo: inspected");
+}
+
+#[tokio::test]
+async fn progress_of_an_upstream_call_reaches_the_caller() {
+    let base = start(
+        vec![stdio_client(
+            "everything",
+            "server-everything",
+            &["stdio"],
+            &[],
+        )],
+        json!({}),
+    )
+    .await;
+    let progress = ProgressDispatcher::new();
+    let config = StreamableHttpClientTransportConfig::with_uri(format!("{base}/mcp"));
+    let client = Upstream::new(Arc::new(Notify::new()), progress.clone())
+        .serve(StreamableHttpClientTransport::from_config(config))
+        .await
+        .expect("connected");
+    let params = CallToolRequestParams::new("everything-trigger-long-running-operation")
+        .with_arguments(
+            json!({"duration": 0.4, "steps": 4})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+        );
+    // rmcp gives every request its own progress token; listen on the one this call got.
+    let handle = client
+        .send_request_with_option(
+            ClientRequest::CallToolRequest(CallToolRequest::new(params)),
+            PeerRequestOptions::no_options(),
+        )
+        .await
+        .expect("sent");
+    let mut updates = progress.subscribe(handle.progress_token.clone()).await;
+    let answer = handle.await_response().await.expect("answered");
+    let ServerResult::CallToolResult(result) = answer else {
+        panic!("{answer:?}")
+    };
+    assert!(
+        text(&result).starts_with("Long running operation completed"),
+        "{result:?}"
+    );
+    // The last update races the answer upstream (rmcp delivers notifications on tasks of their
+    // own); the ones before it are sent 100 ms apart and must all arrive, in order.
+    for step in 1..=3 {
+        let update = tokio::time::timeout(Duration::from_secs(30), updates.next())
+            .await
+            .expect("progress arrives")
+            .expect("an update");
+        assert_eq!(
+            (update.progress, update.total),
+            (f64::from(step), Some(4.0))
+        );
+    }
 }
