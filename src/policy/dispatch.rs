@@ -7,9 +7,9 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 use super::Permit;
+use super::keys::sha256_hex;
 use crate::audit::{AuditLog, now_ms};
 use crate::executor::{ToolDispatcher, ToolError};
 use crate::mcp::{McpManager, ProgressSender, ToolAnswer};
@@ -99,7 +99,7 @@ impl PermittedCalls {
                 client: client.to_string(),
                 tool: tool.to_string(),
                 arg_bytes: json.len() as u64,
-                arg_hash: hex(&Sha256::digest(&json)),
+                arg_hash: sha256_hex(&json),
                 outcome: match (&answer, allowed) {
                     (_, false) => "denied",
                     (Ok(answer), _) if !answer.is_error() => "ok",
@@ -132,8 +132,4 @@ impl ToolDispatcher for PermittedCalls {
 /// A fresh random id (UUID v4).
 pub fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -21,8 +21,15 @@ pub type KeyHash = String;
 
 /// The hash under which a key is known.
 pub fn hash_key(key: &str) -> KeyHash {
-    let digest = Sha256::digest(key.as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    sha256_hex(key.as_bytes())
+}
+
+/// SHA-256 of `bytes`, hex-encoded: key hashes and the audit log's argument hashes.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// One virtual key as the ring holds it.
