@@ -6,12 +6,16 @@
 //! correct (an unknown file, a tool that does not exist, a failing script) is answered, with
 //! what exists instead, rather than refused; only arguments of the wrong shape are errors.
 
+use std::sync::Arc;
+
+use rmcp::model::{JsonObject, Tool};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::CodeMode;
 use super::answer::model_answer;
 use crate::executor::{ExecuteError, LimitOverrides};
+use crate::mcp::registry::openai_function;
 use crate::policy::Permit;
 
 /// `listToolFiles`.
@@ -34,27 +38,25 @@ pub fn is_meta_tool(name: &str) -> bool {
     .contains(&name)
 }
 
-/// The meta-tools as OpenAI function definitions.
-pub fn definitions() -> Vec<Value> {
-    let function = |name: &str, description: &str, properties: Value, required: &[&str]| {
-        let mut parameters = json!({"type": "object", "properties": properties});
+/// The meta-tools as MCP tools.
+pub fn tools() -> Vec<Tool> {
+    let tool = |name: &str, description: &str, properties: Value, required: &[&str]| {
+        let mut schema = JsonObject::new();
+        schema.insert("type".into(), json!("object"));
+        schema.insert("properties".into(), properties);
         if !required.is_empty() {
-            parameters["required"] = json!(required);
+            schema.insert("required".into(), json!(required));
         }
-        json!({"type": "function", "function": {
-            "name": name,
-            "description": description,
-            "parameters": parameters,
-        }})
+        Tool::new(name.to_string(), description.to_string(), Arc::new(schema))
     };
     vec![
-        function(
+        tool(
             LIST_TOOL_FILES,
             "List the stub files of the tool servers.",
             json!({}),
             &[],
         ),
-        function(
+        tool(
             READ_TOOL_FILE,
             "Read a stub file: each tool's signature and summary.",
             json!({
@@ -64,13 +66,13 @@ pub fn definitions() -> Vec<Value> {
             }),
             &["fileName"],
         ),
-        function(
+        tool(
             GET_TOOL_DOCS,
             "A tool's full docs: parameters, return shape, example.",
             json!({"server": {"type": "string"}, "tool": {"type": "string"}}),
             &["server", "tool"],
         ),
-        function(
+        tool(
             EXECUTE_TOOL_CODE,
             "Run Python calling tools as server.tool(arg=...). Set result to return a value; \
              print() output is shown. Parallel calls: await asyncio.gather(server.tool_async(...), ...).",
@@ -78,6 +80,11 @@ pub fn definitions() -> Vec<Value> {
             &["code"],
         ),
     ]
+}
+
+/// The meta-tools as OpenAI function definitions.
+pub fn definitions() -> Vec<Value> {
+    tools().iter().map(openai_function).collect()
 }
 
 /// A meta-tool call that cannot be run.

@@ -26,6 +26,7 @@ use serde_json::Value;
 use crate::audit::AuditLog;
 use crate::config::{self, BindingLevel as ConfigBindingLevel};
 use crate::executor::{ExecuteError, Executor, LimitOverrides, RunResult};
+use crate::mcp::registry::direct_tools;
 use crate::mcp::{ClientTools, McpManager};
 use crate::policy::dispatch::new_id;
 use crate::policy::{Permit, PermittedCalls};
@@ -111,6 +112,17 @@ impl CodeMode {
     /// Whether `permit` reaches any code-mode client (so the meta-tools are offered).
     pub async fn active(&self, permit: &Permit) -> bool {
         self.catalog(permit).await.listed().next().is_some()
+    }
+
+    /// The tools a caller with `permit` is offered: its direct tools as `<client>-<tool>`, then
+    /// the meta-tools when it reaches a code-mode client. The list behind `GET /v1/mcp/tools`
+    /// and `/mcp`'s `tools/list`.
+    pub async fn offered_tools(&self, permit: &Permit) -> Vec<rmcp::model::Tool> {
+        let mut tools = direct_tools(&permit.view(self.manager.tools().await));
+        if self.active(permit).await {
+            tools.extend(meta::tools());
+        }
+        tools
     }
 
     /// Runs `code` with every server `permit` reaches bound, under the limits `requested` asks

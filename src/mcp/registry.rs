@@ -17,8 +17,24 @@ pub struct ClientTools {
     pub tools: Vec<Tool>,
 }
 
-/// `tool` of `client` as an OpenAI function definition named `<client>-<tool>`.
-pub fn openai_function(client: &str, tool: &Tool) -> Value {
+/// The direct tools of `clients`, named `<client>-<tool>`: every tool of every client that is
+/// not a code-mode client (those are reached through the code-mode meta-tools).
+pub fn direct_tools(clients: &[ClientTools]) -> Vec<Tool> {
+    clients
+        .iter()
+        .filter(|c| !c.code_mode)
+        .flat_map(|c| {
+            c.tools.iter().map(|tool| {
+                let mut tool = tool.clone();
+                tool.name = format!("{}-{}", c.client, tool.name).into();
+                tool
+            })
+        })
+        .collect()
+}
+
+/// `tool` as an OpenAI function definition, under its own name.
+pub fn openai_function(tool: &Tool) -> Value {
     let mut description = tool.description.as_deref().unwrap_or_default().to_string();
     if description.is_empty() {
         description = tool.title.clone().unwrap_or_default();
@@ -26,19 +42,14 @@ pub fn openai_function(client: &str, tool: &Tool) -> Value {
     json!({
         "type": "function",
         "function": {
-            "name": format!("{client}-{}", tool.name),
+            "name": tool.name,
             "description": description,
             "parameters": Value::Object(tool.input_schema.as_ref().clone()),
         }
     })
 }
 
-/// The direct tools of `clients` as OpenAI function definitions: every tool of every client
-/// that is not a code-mode client (those are reached through the code-mode meta-tools).
+/// The direct tools of `clients` as OpenAI function definitions.
 pub fn openai_tools(clients: &[ClientTools]) -> Vec<Value> {
-    clients
-        .iter()
-        .filter(|c| !c.code_mode)
-        .flat_map(|c| c.tools.iter().map(|tool| openai_function(&c.client, tool)))
-        .collect()
+    direct_tools(clients).iter().map(openai_function).collect()
 }

@@ -14,7 +14,7 @@ use super::caller::{BodyFilters, Caller};
 use super::error::ApiError;
 use crate::codemode::meta;
 use crate::executor::ToolDispatcher;
-use crate::mcp::registry::openai_tools;
+use crate::mcp::registry::openai_function;
 use crate::policy::{Permit, PermittedCalls};
 
 /// `?format=chat` (the default) or `?format=responses`.
@@ -57,10 +57,13 @@ struct ResponsesToolCall {
 /// `GET /v1/mcp/tools`: `{"tools": [OpenAI function definitions]}`: the direct tools, named
 /// `<client>-<tool>`, then the code-mode meta-tools when a code-mode client is connected.
 pub async fn tools(State(state): State<Arc<AppState>>, Caller(permit): Caller) -> Json<Value> {
-    let mut tools = openai_tools(&permit.view(state.manager.tools().await));
-    if state.codemode.active(&permit).await {
-        tools.extend(meta::definitions());
-    }
+    let tools: Vec<Value> = state
+        .codemode
+        .offered_tools(&permit)
+        .await
+        .iter()
+        .map(openai_function)
+        .collect();
     Json(json!({ "tools": tools }))
 }
 

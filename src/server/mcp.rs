@@ -23,7 +23,7 @@ use rmcp::handler::server::ServerHandler;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
     ListToolsResult, PaginatedRequestParams, ProgressNotificationParam, ServerCapabilities,
-    ServerConfig, Tool,
+    ServerConfig,
 };
 use rmcp::service::{NotificationContext, RequestContext};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
@@ -71,25 +71,6 @@ impl Gateway {
             .map_err(|e| McpError::invalid_request(e.to_string(), None))
     }
 
-    async fn tools(&self, permit: &Permit) -> Vec<Tool> {
-        let registry = permit.view(self.state.manager.tools().await);
-        let mut tools: Vec<Tool> = registry
-            .iter()
-            .filter(|client| !client.code_mode)
-            .flat_map(|client| {
-                client.tools.iter().map(|tool| {
-                    let mut tool = tool.clone();
-                    tool.name = format!("{}-{}", client.client, tool.name).into();
-                    tool
-                })
-            })
-            .collect();
-        if self.state.codemode.active(permit).await {
-            tools.extend(meta::definitions().iter().filter_map(meta_tool));
-        }
-        tools
-    }
-
     async fn call(
         &self,
         permit: &Permit,
@@ -124,17 +105,6 @@ impl Gateway {
     }
 }
 
-/// An OpenAI meta-tool definition as an MCP tool.
-fn meta_tool(definition: &Value) -> Option<Tool> {
-    let function = definition.get("function")?;
-    let schema = function.get("parameters")?.as_object()?.clone();
-    Some(Tool::new(
-        function.get("name")?.as_str()?.to_string(),
-        function.get("description")?.as_str()?.to_string(),
-        Arc::new(schema),
-    ))
-}
-
 fn failure(message: &str) -> CallToolResult {
     CallToolResult::error(vec![ContentBlock::text(message.to_string())])
 }
@@ -156,7 +126,9 @@ impl ServerHandler for Gateway {
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
         let permit = self.permit(&context)?;
-        Ok(ListToolsResult::with_all_items(self.tools(&permit).await))
+        Ok(ListToolsResult::with_all_items(
+            self.state.codemode.offered_tools(&permit).await,
+        ))
     }
 
     async fn call_tool(
