@@ -35,7 +35,7 @@ impl FromRequestParts<Arc<AppState>> for Caller {
 ///
 /// # Errors
 /// [`AuthError`] when the key is missing, unknown, disabled or given twice differently.
-pub fn permit_from_headers(state: &AppState, headers: &HeaderMap) -> Result<Permit, AuthError> {
+fn permit_from_headers(state: &AppState, headers: &HeaderMap) -> Result<Permit, AuthError> {
     let key = presented_key(headers)?;
     let permit = state.keys.authenticate(key.as_deref())?;
     let header = |name: &str| {

@@ -32,7 +32,7 @@ use rmcp::{ErrorData as McpError, RoleServer};
 use serde_json::Value;
 
 use super::AppState;
-use super::caller::{Caller, permit_from_headers};
+use super::caller::Caller;
 use crate::codemode::meta;
 use crate::mcp::ProgressSender;
 use crate::policy::{Permit, PermittedCalls};
@@ -46,7 +46,8 @@ script calling many tools with executeToolCode.";
 #[derive(Clone)]
 pub struct Gateway {
     state: Arc<AppState>,
-    /// The permit of every request (stdio); `None`: read from each HTTP request's headers.
+    /// The permit of every request (stdio); `None`: the one `require_key` put on each HTTP
+    /// request.
     fixed: Option<Permit>,
 }
 
@@ -63,12 +64,13 @@ impl Gateway {
         if let Some(permit) = &self.fixed {
             return Ok(permit.clone());
         }
-        let parts = context
+        // `require_key` authenticated the HTTP request and left its permit on it.
+        context
             .extensions
             .get::<http::request::Parts>()
-            .ok_or_else(|| McpError::internal_error("no HTTP request for this call", None))?;
-        permit_from_headers(&self.state, &parts.headers)
-            .map_err(|e| McpError::invalid_request(e.to_string(), None))
+            .and_then(|parts| parts.extensions.get::<Permit>())
+            .cloned()
+            .ok_or_else(|| McpError::internal_error("no caller for this call", None))
     }
 
     async fn call(
@@ -217,7 +219,8 @@ pub fn service(
 }
 
 /// Refuses a request to `/mcp` without a valid virtual key (when keys exist) with 401, as the
-/// rest of `/v1` does, before the MCP layer sees it.
+/// rest of `/v1` does, before the MCP layer sees it; otherwise leaves the caller's permit on
+/// the request for the handler.
 pub async fn require_key(
     State(state): State<Arc<AppState>>,
     request: Request,
@@ -229,7 +232,10 @@ pub async fn require_key(
     )
     .await
     {
-        Ok(_) => next.run(Request::from_parts(parts, body)).await,
+        Ok(Caller(permit)) => {
+            parts.extensions.insert(permit);
+            next.run(Request::from_parts(parts, body)).await
+        }
         Err(error) => error.into_response(),
     }
 }
