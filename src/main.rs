@@ -357,7 +357,9 @@ fn check_config(path: &std::path::Path) -> Result<(), Failure> {
     Ok(())
 }
 
-async fn print_tools(path: &std::path::Path) -> Result<(), Failure> {
+/// A manager with the clients of the config file at `path`; a client that cannot connect is
+/// reported on stderr and left out of what follows.
+async fn connect_clients(path: &std::path::Path) -> Result<McpManager, Failure> {
     let config = load_config(path)?;
     let manager = McpManager::start(&config.mcp).await;
     for client in manager.status().await {
@@ -368,6 +370,11 @@ async fn print_tools(path: &std::path::Path) -> Result<(), Failure> {
             );
         }
     }
+    Ok(manager)
+}
+
+async fn print_tools(path: &std::path::Path) -> Result<(), Failure> {
+    let manager = connect_clients(path).await?;
     let tools = codemode::mcp::registry::openai_tools(&manager.tools().await);
     let text = serde_json::to_string_pretty(&json!({ "tools": tools }))
         .map_err(|e| Failure::Internal(e.to_string()))?;
@@ -378,16 +385,7 @@ async fn print_tools(path: &std::path::Path) -> Result<(), Failure> {
 async fn print_tokens(path: &std::path::Path, sizes: &[usize]) -> Result<(), Failure> {
     use codemode::codemode::tokens::{Counter, replicate};
 
-    let config = load_config(path)?;
-    let manager = McpManager::start(&config.mcp).await;
-    for client in manager.status().await {
-        if let Some(error) = client.last_error {
-            eprintln!(
-                "codemode: warning: client {} is not connected: {error}",
-                client.name
-            );
-        }
-    }
+    let manager = connect_clients(path).await?;
     let registry = manager.tools().await;
     let counter = Counter::new().map_err(|e| Failure::Internal(e.to_string()))?;
     let mut catalogues = vec![registry.clone()];
