@@ -158,28 +158,30 @@ impl CodeMode {
         match name {
             LIST_TOOL_FILES => {
                 let _: serde::de::IgnoredAny = arguments(LIST_TOOL_FILES, args)?;
-                Ok(self.catalog(permit).await.tree())
+                Ok(self.stubs(permit).await.catalog.tree())
             }
             READ_TOOL_FILE => {
                 let a: ReadArguments = arguments(READ_TOOL_FILE, args)?;
-                let catalog = self.catalog(permit).await;
-                Ok(catalog
+                let stubs = self.stubs(permit).await;
+                Ok(stubs
+                    .catalog
                     .read(&a.file_name, a.start_line, a.end_line)
                     .unwrap_or_else(|e| format!("error: {e}")))
             }
             GET_TOOL_DOCS => {
                 let a: DocsArguments = arguments(GET_TOOL_DOCS, args)?;
-                let catalog = self.catalog(permit).await;
-                Ok(catalog
+                let stubs = self.stubs(permit).await;
+                Ok(stubs
+                    .catalog
                     .docs(&a.server, &a.tool)
                     .unwrap_or_else(|e| format!("error: {e}")))
             }
             EXECUTE_TOOL_CODE => {
                 let a: ExecuteArguments = arguments(EXECUTE_TOOL_CODE, args)?;
-                let run = self
-                    .execute(&a.code, &LimitOverrides::default(), permit)
+                let (run, stubs) = self
+                    .run(&a.code, &LimitOverrides::default(), permit)
                     .await?;
-                Ok(model_answer(&run.result, &*self.catalog(permit).await))
+                Ok(model_answer(&run.result, &stubs.catalog))
             }
             other => Err(MetaError::Unknown(other.to_string())),
         }

@@ -1,8 +1,9 @@
 //! Code mode: the model reads Python stubs of the tools and runs one script that calls them.
 //!
 //! [`CodeMode`] joins the MCP manager's registry, the stubs crate and the executor:
-//! - the catalog of stubs is built from the registry and rebuilt only when the registry changes
-//!   (the manager's generation moves);
+//! - each caller's [`Stubs`] (the catalog and its manifest) are built from what its permit
+//!   allows of the registry, and rebuilt only when the registry changes (the manager's
+//!   generation moves);
 //! - the four meta-tools of [`meta`] answer from it (`listToolFiles`, `readToolFile`,
 //!   `getToolDocs`) or run code (`executeToolCode`);
 //! - every run binds the servers from the same catalog's manifest, so the names the model read
@@ -31,8 +32,17 @@ use crate::mcp::{ClientTools, McpManager};
 use crate::policy::dispatch::new_id;
 use crate::policy::{Permit, PermittedCalls};
 
-/// Catalogs by permit, valid for one manager generation.
-type CatalogCache = (u64, HashMap<(Option<String>, u64), Arc<Catalog>>);
+/// A caller's stubs: the catalog the model reads and the manifest its scripts are bound from,
+/// built together once per registry change (the manifest is not rebuilt per run).
+pub struct Stubs {
+    /// Servers, tools and parameters with their Python names.
+    pub catalog: Catalog,
+    /// The bindings of every server the caller reaches.
+    pub manifest: String,
+}
+
+/// Stubs by permit, valid for one manager generation.
+type StubsCache = (u64, HashMap<(Option<String>, u64), Arc<Stubs>>);
 
 /// Code mode over one manager and one executor.
 pub struct CodeMode {
@@ -42,7 +52,7 @@ pub struct CodeMode {
     defaults: LimitOverrides,
     level: BindingLevel,
     audit: Option<Arc<AuditLog>>,
-    cache: Mutex<CatalogCache>,
+    cache: Mutex<StubsCache>,
 }
 
 /// One script execution: its id (the parent id of its calls in the audit log) and result.
@@ -86,32 +96,34 @@ impl CodeMode {
     }
 
     /// The stubs of what `permit` allows in the registry as it is now.
-    pub async fn catalog(&self, permit: &Permit) -> Arc<Catalog> {
+    pub async fn stubs(&self, permit: &Permit) -> Arc<Stubs> {
         let generation = self.manager.generation();
         let key = permit.cache_key();
         if let Some(key) = &key {
             let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
             if cache.0 == generation
-                && let Some(catalog) = cache.1.get(key)
+                && let Some(stubs) = cache.1.get(key)
             {
-                return Arc::clone(catalog);
+                return Arc::clone(stubs);
             }
         }
         let registry = self.manager.tools().await;
-        let catalog = Arc::new(Catalog::build(&server_specs(&registry, permit), self.level));
+        let catalog = Catalog::build(&server_specs(&registry, permit), self.level);
+        let manifest = catalog.manifest();
+        let stubs = Arc::new(Stubs { catalog, manifest });
         if let Some(key) = key {
             let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
             if cache.0 != generation {
                 *cache = (generation, HashMap::new());
             }
-            cache.1.insert(key, Arc::clone(&catalog));
+            cache.1.insert(key, Arc::clone(&stubs));
         }
-        catalog
+        stubs
     }
 
     /// Whether `permit` reaches any code-mode client (so the meta-tools are offered).
     pub async fn active(&self, permit: &Permit) -> bool {
-        self.catalog(permit).await.listed().next().is_some()
+        self.stubs(permit).await.catalog.listed().next().is_some()
     }
 
     /// The tools a caller with `permit` is offered: its direct tools as `<client>-<tool>`, then
@@ -138,12 +150,22 @@ impl CodeMode {
         requested: &LimitOverrides,
         permit: &Permit,
     ) -> Result<CodeRun, ExecuteError> {
+        Ok(self.run(code, requested, permit).await?.0)
+    }
+
+    /// [`execute`](Self::execute), also handing back the stubs the run was bound from.
+    async fn run(
+        &self,
+        code: &str,
+        requested: &LimitOverrides,
+        permit: &Permit,
+    ) -> Result<(CodeRun, Arc<Stubs>), ExecuteError> {
         let limits = self
             .executor
             .config()
             .limits
             .resolve(&requested.or(&self.defaults))?;
-        let catalog = self.catalog(permit).await;
+        let stubs = self.stubs(permit).await;
         let execution_id = new_id();
         let calls = PermittedCalls::new(
             Arc::clone(&self.manager),
@@ -153,12 +175,13 @@ impl CodeMode {
         );
         let result = self
             .executor
-            .execute_bound(code, &catalog.manifest(), &limits, Arc::new(calls))
+            .execute_bound(code, &stubs.manifest, &limits, Arc::new(calls))
             .await?;
-        Ok(CodeRun {
+        let run = CodeRun {
             execution_id,
             result,
-        })
+        };
+        Ok((run, stubs))
     }
 }
 
