@@ -109,8 +109,57 @@ impl ConnectError {
             }
             _ => return false,
         };
-        let permanent = ["401", "403", "unauthorized", "forbidden", "404", "405"];
-        !permanent.iter().any(|p| message.contains(p))
+        // Status codes are matched with their words: a bare "404" also matches the port of
+        // `http://127.0.0.1:40404/mcp`, which every connection error quotes.
+        !PERMANENT_REFUSALS.iter().any(|p| message.contains(p))
+    }
+}
+
+/// How rmcp and reqwest word refusals that a retry will not change (401, 403, 404, 405).
+const PERMANENT_REFUSALS: [&str; 9] = [
+    "unauthorized",
+    "forbidden",
+    "auth required",
+    "authorization required",
+    "insufficient scope",
+    "not found",
+    "method not allowed",
+    "http 404",
+    "http 405",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_are_permanent_and_ports_are_not_status_codes() {
+        let transient = [
+            "error sending request for url (http://127.0.0.1:40401/mcp): connection refused",
+            "tcp connect error for http://127.0.0.1:34045/sse: Connection reset by peer",
+            "HTTP 503",
+            "HTTP 429",
+        ];
+        for message in transient {
+            assert!(
+                ConnectError::Initialize(message.into()).is_transient(),
+                "{message}"
+            );
+        }
+        let permanent = [
+            "HTTP status client error (401 Unauthorized) for url (http://127.0.0.1:8080/sse)",
+            "HTTP status client error (403 Forbidden) for url (http://127.0.0.1:8080/sse)",
+            "HTTP status client error (404 Not Found) for url (http://127.0.0.1:8080/sse)",
+            "Auth required",
+            "authorization required: Bearer",
+            "Session expired (HTTP 404)",
+        ];
+        for message in permanent {
+            assert!(
+                !ConnectError::Initialize(message.into()).is_transient(),
+                "{message}"
+            );
+        }
     }
 }
 
