@@ -128,41 +128,6 @@ const PERMANENT_REFUSALS: [&str; 9] = [
     "http 405",
 ];
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn refusals_are_permanent_and_ports_are_not_status_codes() {
-        let transient = [
-            "error sending request for url (http://127.0.0.1:40401/mcp): connection refused",
-            "tcp connect error for http://127.0.0.1:34045/sse: Connection reset by peer",
-            "HTTP 503",
-            "HTTP 429",
-        ];
-        for message in transient {
-            assert!(
-                ConnectError::Initialize(message.into()).is_transient(),
-                "{message}"
-            );
-        }
-        let permanent = [
-            "HTTP status client error (401 Unauthorized) for url (http://127.0.0.1:8080/sse)",
-            "HTTP status client error (403 Forbidden) for url (http://127.0.0.1:8080/sse)",
-            "HTTP status client error (404 Not Found) for url (http://127.0.0.1:8080/sse)",
-            "Auth required",
-            "authorization required: Bearer",
-            "Session expired (HTTP 404)",
-        ];
-        for message in permanent {
-            assert!(
-                !ConnectError::Initialize(message.into()).is_transient(),
-                "{message}"
-            );
-        }
-    }
-}
-
 /// A session with an upstream server, its tools, and its child's process id for stdio.
 pub struct Connected {
     /// The session.
@@ -294,4 +259,39 @@ fn stdio_command(stdio: &StdioConfig) -> Result<tokio::process::Command, Connect
         };
     }
     Ok(command)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_are_permanent_and_ports_are_not_status_codes() {
+        let transient = [
+            "error sending request for url (http://127.0.0.1:40401/mcp): connection refused",
+            "tcp connect error for http://127.0.0.1:34045/sse: Connection reset by peer",
+            "HTTP 503",
+            "HTTP 429",
+        ];
+        for message in transient {
+            assert!(
+                ConnectError::Initialize(message.into()).is_transient(),
+                "{message}"
+            );
+        }
+        let permanent = [
+            "HTTP status client error (401 Unauthorized) for url (http://127.0.0.1:8080/sse)",
+            "HTTP status client error (403 Forbidden) for url (http://127.0.0.1:8080/sse)",
+            "HTTP status client error (404 Not Found) for url (http://127.0.0.1:8080/sse)",
+            "Auth required",
+            "authorization required: Bearer",
+            "Session expired (HTTP 404)",
+        ];
+        for message in permanent {
+            assert!(
+                !ConnectError::Initialize(message.into()).is_transient(),
+                "{message}"
+            );
+        }
+    }
 }
