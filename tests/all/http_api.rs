@@ -24,19 +24,36 @@ fn app() -> axum::Router {
     router(Arc::new(app_state(manager)))
 }
 
+/// A request through the router; answers the status and the JSON body (null when none).
 pub async fn call(app: &axum::Router, method: &str, uri: &str, body: Value) -> (StatusCode, Value) {
+    send(app, method, uri, &[], body).await
+}
+
+/// [`call`] with `headers`.
+pub async fn send(
+    app: &axum::Router,
+    method: &str,
+    uri: &str,
+    headers: &[(&str, &str)],
+    body: Value,
+) -> (StatusCode, Value) {
+    let mut request = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("content-type", "application/json");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
     let body = if body.is_null() {
         Body::empty()
     } else {
         Body::from(body.to_string())
     };
-    let request = Request::builder()
-        .method(method)
-        .uri(uri)
-        .header("content-type", "application/json")
-        .body(body)
-        .expect("request");
-    let response = app.clone().oneshot(request).await.expect("response");
+    let response = app
+        .clone()
+        .oneshot(request.body(body).expect("request"))
+        .await
+        .expect("response");
     let status = response.status();
     let bytes = response
         .into_body()
