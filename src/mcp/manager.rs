@@ -753,7 +753,7 @@ impl ToolDispatcher for McpManager {
     }
 }
 
-/// How long progress is still forwarded after a call's answer.
+/// How long progress is still forwarded after a call's answer (in the background).
 const PROGRESS_GRACE: Duration = Duration::from_millis(5);
 
 /// Where a call's progress notifications are sent.
@@ -811,10 +811,13 @@ async fn call_reporting(
         }
     };
     // rmcp hands each notification to its handler on a task of its own, so the last updates
-    // can land just after the answer: take what comes within a moment.
-    while let Ok(Some(update)) = tokio::time::timeout(PROGRESS_GRACE, updates.next()).await {
-        let _ = sink.send(update);
-    }
+    // can land just after the answer: forward what comes within a moment, without holding the
+    // answer back (every rmcp request carries a progress token, so this is every call's path).
+    tokio::spawn(async move {
+        while let Ok(Some(update)) = tokio::time::timeout(PROGRESS_GRACE, updates.next()).await {
+            let _ = sink.send(update);
+        }
+    });
     match answer {
         ServerResult::CallToolResult(result) => Ok(result),
         _ => Err(ServiceError::UnexpectedResponse),

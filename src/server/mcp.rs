@@ -140,34 +140,26 @@ impl ServerHandler for Gateway {
     ) -> Result<CallToolResponse, McpError> {
         let permit = self.permit(&context)?;
         let arguments = Value::Object(request.arguments.unwrap_or_default());
-        let (progress, forwarder) = match context.meta.get_progress_token() {
-            None => (None, None),
-            Some(token) => {
-                // Upstream progress arrives under codemode's token; the caller hears it under its
-                // own.
-                let (sender, mut updates) =
-                    tokio::sync::mpsc::unbounded_channel::<ProgressNotificationParam>();
-                let peer = context.peer.clone();
-                let forwarder = tokio::spawn(async move {
-                    while let Some(mut update) = updates.recv().await {
-                        update.progress_token = token.clone();
-                        if peer.notify_progress(update).await.is_err() {
-                            return;
-                        }
+        // Upstream progress arrives under codemode's token; the caller hears it under its own.
+        // Late updates travel on the session's stream once the call's stream has closed.
+        let progress = context.meta.get_progress_token().map(|token| {
+            let (sender, mut updates) =
+                tokio::sync::mpsc::unbounded_channel::<ProgressNotificationParam>();
+            let peer = context.peer.clone();
+            tokio::spawn(async move {
+                while let Some(mut update) = updates.recv().await {
+                    update.progress_token = token.clone();
+                    if peer.notify_progress(update).await.is_err() {
+                        return;
                     }
-                });
-                (Some(sender), Some(forwarder))
-            }
-        };
+                }
+            });
+            sender
+        });
         let result = tokio::select! {
             result = self.call(&permit, &request.name, arguments, progress) => result,
             () = context.ct.cancelled() => failure("cancelled"),
         };
-        // The call has dropped its sender: once the last update is out, the result may follow
-        // (a result sent first would close the stream the updates travel on).
-        if let Some(forwarder) = forwarder {
-            let _ = forwarder.await;
-        }
         Ok(CallToolResponse::Complete(result))
     }
 
