@@ -9,9 +9,10 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use codemode::codemode::CodeMode;
+use codemode::code_mode::CodeMode;
 use codemode::config::{BindingLevel, Config};
-use codemode::executor::{Executor, ExecutorConfig, LimitOverrides, ToolDispatcher};
+use codemode::executor::{Executor, ExecutorConfig, LimitOverrides};
+use codemode::gateway::Gateway;
 use codemode::mcp::{InProcessTool, McpManager};
 use codemode::policy::Permit;
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -32,7 +33,7 @@ fn code_mode(c: &mut Criterion) {
         .enable_all()
         .build()
         .expect("runtime");
-    let (manager, code_mode) = runtime.block_on(async {
+    let (calls, gateway) = runtime.block_on(async {
         let config = json!({"mcp": {"client_configs": [{"name": "everything", "connection_type": "stdio",
             "stdio_config": {"command": "node", "args": [server_script(), "stdio"]}}]}});
         let config = Config::parse(&config.to_string()).expect("config");
@@ -50,16 +51,17 @@ fn code_mode(c: &mut Criterion) {
             executor,
             LimitOverrides::default(),
             BindingLevel::Server,
-            None,
         );
-        (manager, code_mode)
+        let gateway = Gateway::new(Arc::clone(&manager), code_mode, None);
+        let calls = gateway.script_calls(Permit::open());
+        (calls, gateway)
     });
 
     let mut group = c.benchmark_group("code_mode_100_calls");
     group.bench_function("empty_script", |b| {
         b.to_async(&runtime).iter(|| async {
-            let run = code_mode
-                .execute("result = 1", &LimitOverrides::default(), &Permit::open())
+            let run = gateway
+                .run_code(&Permit::open(), "result = 1", &LimitOverrides::default())
                 .await
                 .expect("run");
             assert!(run.result.ok);
@@ -69,7 +71,7 @@ fn code_mode(c: &mut Criterion) {
         group.bench_function(format!("{client}/direct_manager"), |b| {
             b.to_async(&runtime).iter(|| async {
                 for _ in 0..CALLS {
-                    manager
+                    calls
                         .call(client, "echo", json!({"message": "hi"}))
                         .await
                         .expect("echo");
@@ -80,8 +82,8 @@ fn code_mode(c: &mut Criterion) {
             format!("for _ in range({CALLS}):\n    {client}.echo(message='hi')\nresult = 1");
         group.bench_function(format!("{client}/script"), |b| {
             b.to_async(&runtime).iter(|| async {
-                let run = code_mode
-                    .execute(&script, &LimitOverrides::default(), &Permit::open())
+                let run = gateway
+                    .run_code(&Permit::open(), &script, &LimitOverrides::default())
                     .await
                     .expect("run");
                 assert!(run.result.ok, "{:?}", run.result.error);

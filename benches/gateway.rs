@@ -8,10 +8,12 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use codemode::app::App;
 use codemode::config::Config;
-use codemode::executor::{Executor, ExecutorConfig, ToolDispatcher};
+use codemode::executor::{Executor, ExecutorConfig};
 use codemode::mcp::McpManager;
-use codemode::server::{AppState, serve};
+use codemode::policy::Permit;
+use codemode::server::serve;
 use criterion::{Criterion, criterion_group, criterion_main};
 use rmcp::ServiceExt;
 use rmcp::model::CallToolRequestParams;
@@ -40,7 +42,7 @@ fn gateway(c: &mut Criterion) {
             .expect("session")
     });
 
-    let (base, manager) = runtime.block_on(async {
+    let (base, calls) = runtime.block_on(async {
         let config = json!({"mcp": {"client_configs": [{"name": "everything", "connection_type": "stdio",
             "stdio_config": {"command": "node", "args": [server_script(), "stdio"]}}]}});
         let config = Config::parse(&config.to_string()).expect("config");
@@ -49,10 +51,11 @@ fn gateway(c: &mut Criterion) {
         let base = format!("http://{}", listener.local_addr().expect("address"));
         let executor = Executor::new(ExecutorConfig::default()).expect("sandbox");
         let state = Arc::new(
-            AppState::new(Arc::clone(&manager), executor, &Config::default(), None).expect("state"),
+            App::assemble(&Config::default(), Arc::clone(&manager), executor, None).expect("state"),
         );
+        let calls = state.gateway.script_calls(Permit::open());
         tokio::spawn(serve(listener, state, std::future::pending()));
-        (base, manager)
+        (base, calls)
     });
     let mcp_client = runtime.block_on(async {
         let config =
@@ -83,7 +86,7 @@ fn gateway(c: &mut Criterion) {
     });
     group.bench_function("via_manager", |b| {
         b.to_async(&runtime).iter(|| async {
-            manager
+            calls
                 .call("everything", "echo", json!({"message": "hi"}))
                 .await
                 .expect("echo")

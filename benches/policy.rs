@@ -2,8 +2,9 @@
 //!
 //! - `permit/allows`: one permit check for a key with rules on several clients.
 //! - `host_call/1000_calls_*`: a script making 1,000 calls to an in-process tool through the
-//!   manager directly and through `PermittedCalls` (permit check, no audit): the difference per
-//!   call is the check's cost inside the host call.
+//!   gateway with an open permit and with a key's rules (no audit): the difference per call is
+//!   the check's cost inside the host call (`_manager` keeps its name from before the gateway
+//!   existed: it is the unrestricted path).
 //! - `tool_execute/*`: `POST /v1/mcp/tool/execute` (router, no socket) to an in-process tool
 //!   and to server-everything over stdio, with and without the audit log: its effect on
 //!   throughput.
@@ -14,11 +15,15 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::Request;
+use codemode::app::App;
+use codemode::code_mode::CodeMode;
+use codemode::config::BindingLevel;
 use codemode::config::{Config, VirtualKeyClient};
-use codemode::executor::{Executor, ExecutorConfig, Limits, ToolDispatcher};
+use codemode::executor::{Executor, ExecutorConfig, LimitOverrides, Limits, ToolDispatcher};
+use codemode::gateway::Gateway;
 use codemode::mcp::{InProcessTool, McpManager};
-use codemode::policy::{Permit, PermittedCalls, rules::key_rules};
-use codemode::server::{AppState, router};
+use codemode::policy::{Permit, rules::key_rules};
+use codemode::server::router;
 use codemode::store::Store;
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::{Value, json};
@@ -76,13 +81,17 @@ fn policy(c: &mut Criterion) {
     let script =
         "import codemode\nfor i in range(1000):\n    codemode.call_tool('local', 'echo', n=i)\n";
     let mut group = c.benchmark_group("host_call");
-    let direct: Arc<dyn ToolDispatcher> = Arc::clone(&manager) as _;
-    let permitted: Arc<dyn ToolDispatcher> = Arc::new(PermittedCalls::new(
-        Arc::clone(&manager),
-        rules(),
-        None,
-        None,
-    ));
+    let gateway = {
+        let code_mode = CodeMode::new(
+            Arc::clone(&manager),
+            executor.clone(),
+            LimitOverrides::default(),
+            BindingLevel::Server,
+        );
+        Gateway::new(Arc::clone(&manager), code_mode, None)
+    };
+    let direct: Arc<dyn ToolDispatcher> = gateway.script_calls(Permit::open());
+    let permitted: Arc<dyn ToolDispatcher> = gateway.script_calls(rules());
     for (name, tools) in [
         ("1000_calls_manager", direct),
         ("1000_calls_permitted", permitted),
@@ -105,7 +114,7 @@ fn policy(c: &mut Criterion) {
         let state = |store: Option<Arc<Store>>| {
             let executor = Executor::new(ExecutorConfig::default()).expect("sandbox");
             router(Arc::new(
-                AppState::new(Arc::clone(&manager), executor, &Config::default(), store)
+                App::assemble(&Config::default(), Arc::clone(&manager), executor, store)
                     .expect("state"),
             ))
         };

@@ -230,16 +230,7 @@ impl RetryPolicy {
     }
 }
 
-/// How code-mode stubs are split into files.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum BindingLevel {
-    /// `servers/<client>.pyi`.
-    #[default]
-    Server,
-    /// `servers/<client>/<tool>.pyi`.
-    Tool,
-}
+pub use codemode_stubs::BindingLevel;
 
 /// How codemode reaches an MCP server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -5,20 +5,27 @@
 //! crosses one host boundary where it is checked and dispatched. See `DESIGN.md` in the docs and
 //! the module documentation below.
 //!
-//! - [`audit`]: the audit log of tool executions (batched writes).
-//! - [`codemode`]: code mode: stubs of the registry, the meta-tools, runs with servers bound.
+//! The architecture (data flow, layout, the host/guest boundary) is described in
+//! `docs/architecture.md`.
+//!
+//! - [`app`]: the one composition root: every subcommand builds its [`app::App`] here.
+//! - [`gateway`]: the one path by which a caller lists tools, calls one, or runs code.
+//! - [`code_mode`]: code mode: stubs of the registry, the meta-tools, runs with servers bound.
 //! - [`config`]: the configuration file (Bifrost's shapes), `env.NAME` references, validation.
 //! - [`executor`]: the sandbox: engine, limits, the host-call boundary, run results.
 //! - [`mcp`]: upstream MCP servers: connections, tools, and the dispatch of calls.
+//! - [`observe`]: observers of calls: the audit log.
 //! - [`policy`]: virtual keys, request filters, the permit checked on every call.
 //! - [`server`]: the HTTP service: management API and tool execution.
 //! - [`store`]: SQLite persistence of runtime changes.
 
-pub mod audit;
-pub mod codemode;
+pub mod app;
+pub mod code_mode;
 pub mod config;
 pub mod executor;
+pub mod gateway;
 pub mod mcp;
+pub mod observe;
 pub mod policy;
 pub mod server;
 pub mod store;

@@ -11,15 +11,14 @@
 //! connection, reconnecting and removing a client restart or stop that task; every state change
 //! is published to [`McpManager::subscribe`].
 //!
-//! The manager is the sandbox's [`ToolDispatcher`]: scripts run by `codemode run --config` call
-//! real tools through it.
+//! Its call API is private to the crate: callers reach tools through the
+//! [`Gateway`](crate::gateway::Gateway), which checks their permit first.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use futures::StreamExt;
 use rmcp::ServiceError;
 use rmcp::handler::client::progress::ProgressDispatcher;
@@ -40,7 +39,7 @@ use super::result::tool_value;
 use crate::config::{
     ClientConfig, ConnectionType, IN_PROCESS_NOT_CONFIGURABLE, McpConfig, ToolManagerConfig,
 };
-use crate::executor::{ToolDispatcher, ToolError};
+use crate::executor::ToolError;
 use crate::store::{Store, StoreError, merge_clients};
 
 /// A client's connection state, as the management API reports it.
@@ -527,6 +526,17 @@ impl McpManager {
         Ok(())
     }
 
+    /// Ends every client's session (stdio servers are stopped); the clients stay listed, as
+    /// disconnected. Used at shutdown, when tasks may still hold the manager.
+    pub async fn close(&self) {
+        let clients: Vec<Arc<ManagedClient>> =
+            self.clients.read().await.values().cloned().collect();
+        for client in clients {
+            client.stop();
+            *client.connection.write().await = Connection::Disconnected;
+        }
+    }
+
     /// Drops a client's session and connects it again.
     ///
     /// # Errors
@@ -626,12 +636,12 @@ impl ToolAnswer {
     ///
     /// # Errors
     /// [`ToolError::Failed`] for an `isError` result or one that cannot be read.
-    pub fn into_value(self, client: &str, tool: &str) -> Result<Value, ToolError> {
+    pub fn into_value(self) -> Result<Value, ToolError> {
         match self {
             ToolAnswer::Value(value) => Ok(value),
             ToolAnswer::Mcp(result) => {
                 let result = serde_json::to_value(&result).map_err(|e| {
-                    ToolError::Failed(format!("unreadable result from {client}.{tool}: {e}"))
+                    ToolError::Failed(format!("the tool's result could not be read: {e}"))
                 })?;
                 tool_value(&result)
             }
@@ -661,27 +671,17 @@ impl ToolAnswer {
 
 impl McpManager {
     /// Calls `client`'s `tool` with `arguments` (a JSON object) within the client's time limit,
-    /// if the client's configuration allows it; the answer is passed back as received.
+    /// if the client's configuration allows it; the answer is passed back as received, and the
+    /// server's progress notifications for this call go to `progress` (their token is
+    /// codemode's own, one per call).
+    ///
+    /// Crate-private on purpose: callers reach tools through the
+    /// [`Gateway`](crate::gateway::Gateway), which checks their permit first.
     ///
     /// # Errors
     /// A [`ToolError`]: unknown client or tool, not allowed, not connected, timed out, or the
     /// call failed on the way.
-    pub async fn call_tool(
-        &self,
-        client: &str,
-        tool: &str,
-        arguments: Value,
-    ) -> Result<ToolAnswer, ToolError> {
-        self.call_tool_reporting(client, tool, arguments, None)
-            .await
-    }
-
-    /// [`call_tool`](Self::call_tool), sending the server's progress notifications for this
-    /// call to `progress` (their token is codemode's own, one per call).
-    ///
-    /// # Errors
-    /// As [`call_tool`](Self::call_tool).
-    pub async fn call_tool_reporting(
+    pub(crate) async fn call_tool(
         &self,
         client: &str,
         tool: &str,
@@ -741,15 +741,6 @@ impl McpManager {
         tokio::time::timeout(timeout, call)
             .await
             .map_err(|_| ToolError::Timeout(timeout))?
-    }
-}
-
-#[async_trait]
-impl ToolDispatcher for McpManager {
-    async fn call(&self, client: &str, tool: &str, arguments: Value) -> Result<Value, ToolError> {
-        self.call_tool(client, tool, arguments)
-            .await?
-            .into_value(client, tool)
     }
 }
 

@@ -1,21 +1,19 @@
 //! Policy: who may run which tool. The only place that decides it.
 //!
 //! A request's caller is identified by its virtual key ([`keys`]); its [`Permit`] is the key's
-//! rules narrowed by the request's filters ([`rules`]). Every tool call, from any entry point,
-//! goes through [`PermittedCalls`] ([`dispatch`]), which checks the permit on the host before
-//! the manager is asked, and records the call in the audit log. Tool lists and code-mode stubs
-//! are filtered with the same permit, so a caller sees exactly what it may call.
+//! rules narrowed by the request's filters ([`rules`]). Policy only decides: every tool call,
+//! from any entry point, goes through the [`Gateway`](crate::gateway::Gateway), which asks the
+//! permit on the host before the manager is asked. Tool lists and code-mode stubs are filtered
+//! with the same permit, so a caller sees exactly what it may call.
 //!
 //! allowed = client configuration (checked by the manager) ∩ virtual key ∩ request filters.
 
-pub mod dispatch;
 pub mod keys;
 pub mod rules;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-pub use dispatch::PermittedCalls;
 pub use keys::{AuthError, KeyError, KeyRing};
 pub use rules::{RequestFilter, ToolRule};
 

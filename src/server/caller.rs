@@ -11,8 +11,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use super::AppState;
 use super::error::ApiError;
+use crate::app::App;
 use crate::policy::keys::hash_key;
 use crate::policy::rules::header_list;
 use crate::policy::{AuthError, Permit, RequestFilter};
@@ -20,12 +20,12 @@ use crate::policy::{AuthError, Permit, RequestFilter};
 /// The caller's permit: its virtual key's rules, narrowed by the filter headers.
 pub struct Caller(pub Permit);
 
-impl FromRequestParts<Arc<AppState>> for Caller {
+impl FromRequestParts<Arc<App>> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(
         parts: &mut Parts,
-        state: &Arc<AppState>,
+        state: &Arc<App>,
     ) -> Result<Self, Self::Rejection> {
         Ok(Caller(permit_from_headers(state, &parts.headers)?))
     }
@@ -35,7 +35,7 @@ impl FromRequestParts<Arc<AppState>> for Caller {
 ///
 /// # Errors
 /// [`AuthError`] when the key is missing, unknown, disabled or given twice differently.
-fn permit_from_headers(state: &AppState, headers: &HeaderMap) -> Result<Permit, AuthError> {
+fn permit_from_headers(state: &App, headers: &HeaderMap) -> Result<Permit, AuthError> {
     let key = presented_key(headers)?;
     let permit = state.keys.authenticate(key.as_deref())?;
     let header = |name: &str| {
@@ -105,7 +105,7 @@ impl BodyFilters {
 /// Lets a request to `/api/*` through only with `Authorization: Bearer <admin token>`, when an
 /// admin token is configured.
 pub async fn require_admin(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<App>>,
     request: Request,
     next: Next,
 ) -> Response {

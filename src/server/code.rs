@@ -13,12 +13,12 @@ use axum::Json;
 use axum::extract::State;
 use serde::Deserialize;
 
-use super::AppState;
 use super::body::Body;
 use super::caller::{BodyFilters, Caller};
 use super::error::ApiError;
 use super::execute::parse;
-use crate::codemode::CodeRun;
+use crate::app::App;
+use crate::code_mode::CodeRun;
 use crate::executor::LimitOverrides;
 
 /// The request body.
@@ -33,7 +33,7 @@ struct CodeRequest {
 
 /// The handler.
 pub async fn execute(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<App>>,
     Caller(permit): Caller,
     Body(body): Body,
 ) -> Result<Json<CodeRun>, ApiError> {
@@ -43,8 +43,8 @@ pub async fn execute(
     }
     let permit = request.filters.narrow(permit);
     let run = state
-        .codemode
-        .execute(&request.code, &request.limits, &permit)
+        .gateway
+        .run_code(&permit, &request.code, &request.limits)
         .await?;
     Ok(Json(run))
 }

@@ -8,9 +8,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::codemode::meta::MetaError;
 use crate::config::ConfigError;
 use crate::executor::{ExecuteError, ToolError};
+use crate::gateway::CallError;
 use crate::mcp::ManagerError;
 use crate::policy::{AuthError, KeyError};
 
@@ -138,12 +138,11 @@ impl From<ExecuteError> for ApiError {
     }
 }
 
-impl From<MetaError> for ApiError {
-    fn from(error: MetaError) -> Self {
+impl From<CallError> for ApiError {
+    fn from(error: CallError) -> Self {
         match error {
-            MetaError::InvalidArguments { .. } => ApiError::InvalidArguments(error.to_string()),
-            MetaError::Unknown(_) => ApiError::ToolNotFound(error.to_string()),
-            MetaError::Execute(error) => error.into(),
+            CallError::Tool(error) => error.into(),
+            CallError::Execute(error) => error.into(),
         }
     }
 }

@@ -8,14 +8,12 @@ use axum::extract::{Query, State};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::AppState;
 use super::body::Body;
 use super::caller::{BodyFilters, Caller};
 use super::error::ApiError;
-use crate::codemode::meta;
-use crate::executor::ToolDispatcher;
+use crate::app::App;
 use crate::mcp::registry::openai_function;
-use crate::policy::{Permit, PermittedCalls};
+use crate::policy::Permit;
 
 /// `?format=chat` (the default) or `?format=responses`.
 #[derive(Deserialize)]
@@ -56,10 +54,10 @@ struct ResponsesToolCall {
 
 /// `GET /v1/mcp/tools`: `{"tools": [OpenAI function definitions]}`: the direct tools, named
 /// `<client>-<tool>`, then the code-mode meta-tools when a code-mode client is connected.
-pub async fn tools(State(state): State<Arc<AppState>>, Caller(permit): Caller) -> Json<Value> {
+pub async fn tools(State(state): State<Arc<App>>, Caller(permit): Caller) -> Json<Value> {
     let tools: Vec<Value> = state
-        .codemode
-        .offered_tools(&permit)
+        .gateway
+        .tools(&permit)
         .await
         .iter()
         .map(openai_function)
@@ -69,7 +67,7 @@ pub async fn tools(State(state): State<Arc<AppState>>, Caller(permit): Caller) -
 
 /// The handler: parse the call in the requested shape, run it, answer in the same shape.
 pub async fn execute(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<App>>,
     Caller(permit): Caller,
     Query(query): Query<FormatQuery>,
     Body(body): Body,
@@ -119,7 +117,7 @@ pub(super) fn parse<T: serde::de::DeserializeOwned>(body: &str) -> Result<T, Api
 /// Runs `<client>-<tool>` with OpenAI-style arguments (a JSON string, or an object); returns the
 /// tool's output as text: strings as they are, anything else as JSON.
 async fn run(
-    state: &AppState,
+    state: &App,
     permit: &Permit,
     name: &str,
     arguments: Value,
@@ -137,21 +135,8 @@ async fn run(
             "arguments of {name} must be a JSON object"
         )));
     }
-    if meta::is_meta_tool(name) {
-        return Ok(state.codemode.call_meta(name, arguments, permit).await?);
-    }
-    let Some((client, tool)) = state.manager.resolve(name).await else {
-        return Err(ApiError::ToolNotFound(format!(
-            "no tool named {name}: tools are addressed as <client>-<tool>"
-        )));
-    };
-    let calls = PermittedCalls::new(
-        Arc::clone(&state.manager),
-        permit.clone(),
-        state.audit.clone(),
-        None,
-    );
-    let value = calls.call(&client, &tool, arguments).await?;
+    let answer = state.gateway.call(permit, name, arguments, None).await?;
+    let value = answer.into_value()?;
     Ok(match value {
         Value::String(text) => text,
         other => other.to_string(),

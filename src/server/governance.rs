@@ -7,22 +7,19 @@ use axum::Json;
 use axum::extract::{Path, State};
 use serde_json::{Value, json};
 
-use super::AppState;
 use super::body::Body;
 use super::error::ApiError;
 use super::management::{Success, success};
+use crate::app::App;
 use crate::config::VirtualKeyConfig;
 
 /// `GET /api/governance/virtual-keys`.
-pub async fn list(State(state): State<Arc<AppState>>) -> Json<Value> {
+pub async fn list(State(state): State<Arc<App>>) -> Json<Value> {
     Json(json!({ "virtual_keys": state.keys.list() }))
 }
 
 /// `POST /api/governance/virtual-keys`: the body is one virtual key.
-pub async fn add(
-    State(state): State<Arc<AppState>>,
-    Body(body): Body,
-) -> Result<Success, ApiError> {
+pub async fn add(State(state): State<Arc<App>>, Body(body): Body) -> Result<Success, ApiError> {
     let config = VirtualKeyConfig::parse(&body)?;
     state.keys.add(config)?;
     Ok(success("virtual key created successfully"))
@@ -30,7 +27,7 @@ pub async fn add(
 
 /// `PUT /api/governance/virtual-keys/{name}`: the body replaces the key.
 pub async fn edit(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<App>>,
     Path(name): Path<String>,
     Body(body): Body,
 ) -> Result<Success, ApiError> {
@@ -41,7 +38,7 @@ pub async fn edit(
 
 /// `DELETE /api/governance/virtual-keys/{name}`.
 pub async fn remove(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<App>>,
     Path(name): Path<String>,
 ) -> Result<Success, ApiError> {
     state.keys.remove(&name)?;

@@ -9,13 +9,13 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use serde_json::{Value, json};
 
-use super::AppState;
 use super::error::ApiError;
+use crate::app::App;
 use crate::store::LogQuery;
 
 /// The handler.
 pub async fn list(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<App>>,
     query: Result<Query<LogQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::InvalidRequest(e.body_text()))?;

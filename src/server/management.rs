@@ -6,9 +6,9 @@ use axum::Json;
 use axum::extract::{Path, State};
 use serde_json::{Value, json};
 
-use super::AppState;
 use super::body::Body;
 use super::error::ApiError;
+use crate::app::App;
 use crate::config::ClientConfig;
 use crate::mcp::{ClientState, ClientStatus};
 
@@ -21,15 +21,12 @@ pub(super) fn success(message: &str) -> Success {
 }
 
 /// `GET /api/mcp/clients`.
-pub async fn list(State(state): State<Arc<AppState>>) -> Json<Vec<ClientStatus>> {
+pub async fn list(State(state): State<Arc<App>>) -> Json<Vec<ClientStatus>> {
     Json(state.manager.status().await)
 }
 
 /// `POST /api/mcp/client`: the body is one client object.
-pub async fn add(
-    State(state): State<Arc<AppState>>,
-    Body(body): Body,
-) -> Result<Success, ApiError> {
+pub async fn add(State(state): State<Arc<App>>, Body(body): Body) -> Result<Success, ApiError> {
     let config = ClientConfig::parse(&body)?;
     let status = state.manager.add(config).await?;
     connected(&status, "MCP client added successfully")
@@ -38,7 +35,7 @@ pub async fn add(
 /// `PUT /api/mcp/client/{name}`: a whole client object replaces the configuration (and
 /// reconnects); an object of tool settings only edits those.
 pub async fn edit(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<App>>,
     Path(name): Path<String>,
     Body(body): Body,
 ) -> Result<Success, ApiError> {
@@ -80,7 +77,7 @@ pub async fn edit(
 
 /// `DELETE /api/mcp/client/{name}`.
 pub async fn remove(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<App>>,
     Path(name): Path<String>,
 ) -> Result<Success, ApiError> {
     state.manager.remove(&name).await?;
@@ -89,7 +86,7 @@ pub async fn remove(
 
 /// `POST /api/mcp/client/{name}/reconnect`.
 pub async fn reconnect(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<App>>,
     Path(name): Path<String>,
 ) -> Result<Success, ApiError> {
     let status = state.manager.reconnect(&name).await?;

@@ -1,6 +1,6 @@
 //! codemode as an MCP server: `/mcp` over streamable HTTP, and `codemode mcp` over stdio.
 //!
-//! [`Gateway`] is one rmcp `ServerHandler` for both. It lists the caller's direct tools as
+//! [`McpServer`] is one rmcp `ServerHandler` for both. It lists the caller's direct tools as
 //! `<client>-<tool>` (with their full definitions) and the four code-mode meta-tools when the
 //! caller reaches a code-mode client; `tools/call` goes through the same permit and audit path
 //! as every other call and passes the upstream result through as received (every content type,
@@ -31,31 +31,30 @@ use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, Stream
 use rmcp::{ErrorData as McpError, RoleServer};
 use serde_json::Value;
 
-use super::AppState;
 use super::caller::Caller;
-use crate::codemode::meta;
+use crate::app::App;
 use crate::mcp::ProgressSender;
-use crate::policy::{Permit, PermittedCalls};
+use crate::policy::Permit;
 
 /// How codemode introduces itself to MCP clients.
 const INSTRUCTIONS: &str = "codemode gateway. Tools are named <server>-<tool>. With code-mode \
 servers, list stub files with listToolFiles, read one with readToolFile, and run one Python \
 script calling many tools with executeToolCode.";
 
-/// The MCP server over codemode's state.
+/// The MCP server over codemode's gateway.
 #[derive(Clone)]
-pub struct Gateway {
-    state: Arc<AppState>,
+pub struct McpServer {
+    app: Arc<App>,
     /// The permit of every request (stdio); `None`: the one `require_key` put on each HTTP
     /// request.
     fixed: Option<Permit>,
 }
 
-impl Gateway {
-    /// A gateway whose every request has `permit` (for stdio).
-    pub fn with_permit(state: Arc<AppState>, permit: Permit) -> Self {
-        Gateway {
-            state,
+impl McpServer {
+    /// A server whose every request has `permit` (for stdio).
+    pub fn with_permit(app: Arc<App>, permit: Permit) -> Self {
+        McpServer {
+            app,
             fixed: Some(permit),
         }
     }
@@ -80,25 +79,10 @@ impl Gateway {
         arguments: Value,
         progress: Option<ProgressSender>,
     ) -> CallToolResult {
-        if meta::is_meta_tool(name) {
-            return match self.state.codemode.call_meta(name, arguments, permit).await {
-                Ok(text) => CallToolResult::success(vec![ContentBlock::text(text)]),
-                Err(error) => failure(&error.to_string()),
-            };
-        }
-        let Some((client, tool)) = self.state.manager.resolve(name).await else {
-            return failure(&format!(
-                "no tool named {name}: tools are named <server>-<tool>"
-            ));
-        };
-        let calls = PermittedCalls::new(
-            Arc::clone(&self.state.manager),
-            permit.clone(),
-            self.state.audit.clone(),
-            None,
-        );
-        match calls
-            .call_tool_reporting(&client, &tool, arguments, progress)
+        match self
+            .app
+            .gateway
+            .call(permit, name, arguments, progress)
             .await
         {
             Ok(answer) => answer.into_result(),
@@ -111,7 +95,7 @@ fn failure(message: &str) -> CallToolResult {
     CallToolResult::error(vec![ContentBlock::text(message.to_string())])
 }
 
-impl ServerHandler for Gateway {
+impl ServerHandler for McpServer {
     fn get_info(&self) -> ServerConfig {
         let capabilities = ServerCapabilities::builder()
             .enable_tools()
@@ -129,7 +113,7 @@ impl ServerHandler for Gateway {
     ) -> Result<ListToolsResult, McpError> {
         let permit = self.permit(&context)?;
         Ok(ListToolsResult::with_all_items(
-            self.state.codemode.offered_tools(&permit).await,
+            self.app.gateway.tools(&permit).await,
         ))
     }
 
@@ -165,7 +149,7 @@ impl ServerHandler for Gateway {
 
     async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
         // Tell this client whenever the registry changes, until it goes away.
-        let mut events = self.state.manager.subscribe();
+        let mut events = self.app.manager.subscribe();
         let peer = context.peer;
         tokio::spawn(async move {
             loop {
@@ -185,10 +169,10 @@ impl ServerHandler for Gateway {
 /// `allowed_hosts` and `allowed_origins` (DNS-rebinding protection: by default only localhost
 /// names are accepted).
 pub fn service(
-    state: Arc<AppState>,
+    state: Arc<App>,
     allowed_hosts: &[String],
     allowed_origins: &[String],
-) -> StreamableHttpService<Gateway, LocalSessionManager> {
+) -> StreamableHttpService<McpServer, LocalSessionManager> {
     // Answers as SSE streams (not plain JSON) so that a call's progress reaches the caller
     // before its result.
     let mut config = StreamableHttpServerConfig::default();
@@ -200,8 +184,8 @@ pub fn service(
     }
     StreamableHttpService::new(
         move || {
-            Ok(Gateway {
-                state: Arc::clone(&state),
+            Ok(McpServer {
+                app: Arc::clone(&state),
                 fixed: None,
             })
         },
@@ -213,13 +197,9 @@ pub fn service(
 /// Refuses a request to `/mcp` without a valid virtual key (when keys exist) with 401, as the
 /// rest of `/v1` does, before the MCP layer sees it; otherwise leaves the caller's permit on
 /// the request for the handler.
-pub async fn require_key(
-    State(state): State<Arc<AppState>>,
-    request: Request,
-    next: Next,
-) -> Response {
+pub async fn require_key(State(state): State<Arc<App>>, request: Request, next: Next) -> Response {
     let (mut parts, body) = request.into_parts();
-    match <Caller as axum::extract::FromRequestParts<Arc<AppState>>>::from_request_parts(
+    match <Caller as axum::extract::FromRequestParts<Arc<App>>>::from_request_parts(
         &mut parts, &state,
     )
     .await

@@ -5,6 +5,35 @@ use serde::{Deserialize, Serialize};
 
 use super::{Store, StoreError};
 
+/// How a recorded tool execution ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuditOutcome {
+    /// The tool answered.
+    Ok,
+    /// The tool failed, reported an error, or could not be reached.
+    Error,
+    /// The caller's permit refused the call; the server never saw it.
+    Denied,
+}
+
+impl AuditOutcome {
+    /// The name stored and shown: `ok`, `error`, `denied`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditOutcome::Ok => "ok",
+            AuditOutcome::Error => "error",
+            AuditOutcome::Denied => "denied",
+        }
+    }
+
+    fn parse(text: &str) -> Option<AuditOutcome> {
+        [AuditOutcome::Ok, AuditOutcome::Error, AuditOutcome::Denied]
+            .into_iter()
+            .find(|outcome| outcome.as_str() == text)
+    }
+}
+
 /// One tool execution, as recorded.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuditRecord {
@@ -20,8 +49,8 @@ pub struct AuditRecord {
     pub arg_bytes: u64,
     /// SHA-256 of the JSON arguments, hex (the arguments themselves are not kept).
     pub arg_hash: String,
-    /// `ok`, `error` or `denied`.
-    pub outcome: String,
+    /// How it ended.
+    pub outcome: AuditOutcome,
     /// The error's type (`tool_error`, `tool_timeout`, ...), when it failed.
     pub error_type: Option<String>,
     /// From the start of the call to its answer, in milliseconds.
@@ -79,7 +108,7 @@ impl Store {
                         r.tool,
                         r.arg_bytes as i64,
                         r.arg_hash,
-                        r.outcome,
+                        r.outcome.as_str(),
                         r.error_type,
                         r.latency_ms,
                         r.execution_id,
@@ -146,7 +175,16 @@ impl Store {
                     tool: row.get(3)?,
                     arg_bytes: row.get::<_, i64>(4)? as u64,
                     arg_hash: row.get(5)?,
-                    outcome: row.get(6)?,
+                    outcome: {
+                        let text: String = row.get(6)?;
+                        AuditOutcome::parse(&text).ok_or_else(|| {
+                            rusqlite::Error::FromSqlConversionFailure(
+                                6,
+                                rusqlite::types::Type::Text,
+                                format!("unknown audit outcome {text:?}").into(),
+                            )
+                        })?
+                    },
                     error_type: row.get(7)?,
                     latency_ms: row.get(8)?,
                     execution_id: row.get(9)?,

@@ -19,7 +19,7 @@ use crate::config::ClientConfig;
 pub mod audit;
 pub mod keys;
 
-pub use audit::{AuditRecord, LogQuery};
+pub use audit::{AuditOutcome, AuditRecord, LogQuery};
 pub use keys::KeyChange;
 
 /// Why the store failed.

@@ -37,7 +37,8 @@ pub struct ServerSpec {
 
 /// One stub file per server (`servers/<server>.pyi`) or per tool
 /// (`servers/<server>/<tool>.pyi`): Bifrost's `code_mode_binding_level`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum BindingLevel {
     /// `servers/<server>.pyi`.
     #[default]

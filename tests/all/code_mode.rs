@@ -68,7 +68,7 @@ async fn stubs_and_docs_of_every_real_server_compile_in_the_sandbox() {
         })
         .collect();
     let catalog = codemode_stubs::Catalog::build(
-        &codemode::codemode::server_specs(&registry, &codemode::policy::Permit::open()),
+        &codemode::code_mode::server_specs(&registry, &codemode::policy::Permit::open()),
         codemode_stubs::BindingLevel::Server,
     );
     let mut sources = serde_json::Map::new();

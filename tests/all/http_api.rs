@@ -4,9 +4,10 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
+use codemode::app::App;
 use codemode::config::{Config, ToolManagerConfig};
 use codemode::mcp::McpManager;
-use codemode::server::{AppState, router};
+use codemode::server::router;
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -15,8 +16,8 @@ use crate::mcp_stdio::stdio_client;
 use crate::support::EXECUTOR;
 
 /// The service's state over `manager`, running scripts in the shared executor.
-pub fn app_state(manager: Arc<McpManager>) -> AppState {
-    AppState::new(manager, EXECUTOR.clone(), &Config::default(), None).expect("state")
+pub fn app_state(manager: Arc<McpManager>) -> App {
+    App::assemble(&Config::default(), manager, EXECUTOR.clone(), None).expect("state")
 }
 
 fn app() -> axum::Router {

@@ -12,9 +12,10 @@ use tokio::sync::broadcast::Receiver;
 
 use crate::mcp_http::HttpServer;
 use crate::mcp_stdio::stdio_client;
+use crate::support::Managed;
 
 /// A manager whose health checks and retries run fast enough for tests.
-async fn manager(clients: Vec<Value>, max_tries: u32) -> McpManager {
+async fn manager(clients: Vec<Value>, max_tries: u32) -> Managed {
     let config = json!({"mcp": {
         "client_configs": clients,
         "tool_manager_config": {
@@ -22,7 +23,7 @@ async fn manager(clients: Vec<Value>, max_tries: u32) -> McpManager {
             "connect_retry": {"max_tries": max_tries, "initial_backoff_ms": 20, "max_backoff_ms": 100}
         }
     }});
-    McpManager::start(&Config::parse(&config.to_string()).expect("valid").mcp).await
+    Managed::new(McpManager::start(&Config::parse(&config.to_string()).expect("valid").mcp).await)
 }
 
 /// Waits for `client` to reach `state`, by its events.

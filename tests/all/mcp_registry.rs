@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use crate::http_api::{app_state, call};
 use crate::mcp_stdio::{manager, stdio_client};
-use crate::support::run_with;
+use crate::support::{open_calls, run_with};
 
 /// The Python of the virtual environment that holds the PyPI MCP servers.
 fn venv_python() -> PathBuf {
@@ -194,7 +194,7 @@ async fn in_process_tools_are_called_from_scripts_and_over_http() {
          try:\n    codemode.call_tool('local', 'add', a='x', b=2)\nexcept TypeError as e:\n    error = str(e)\n\
          result = [result, error]",
         Limits::DEFAULT,
-        Arc::clone(&manager) as Arc<dyn ToolDispatcher>,
+        open_calls(&manager),
     )
     .await;
     assert!(result.ok, "{:#?}", result.error);
@@ -224,7 +224,9 @@ async fn in_process_tools_are_called_from_scripts_and_over_http() {
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(
-        manager.call("local", "add", json!({"a": 1, "b": 1})).await,
+        open_calls(&manager)
+            .call("local", "add", json!({"a": 1, "b": 1}))
+            .await,
         Err(ToolError::Denied(
             "local.add is not allowed by the client's configuration".into()
         ))

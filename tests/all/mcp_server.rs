@@ -5,10 +5,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use codemode::app::App;
 use codemode::config::Config;
 use codemode::mcp::McpManager;
 use codemode::mcp::connection::Upstream;
-use codemode::server::{AppState, serve};
+use codemode::server::serve;
 use futures::StreamExt;
 use http::{HeaderName, HeaderValue};
 use rmcp::RoleClient;
@@ -40,7 +41,7 @@ async fn start(clients: Vec<Value>, extra: Value) -> String {
     }
     let config = Config::parse(&config.to_string()).expect("valid config");
     let manager = Arc::new(McpManager::start(&config.mcp).await);
-    let state = Arc::new(AppState::new(manager, EXECUTOR.clone(), &config, None).expect("state"));
+    let state = Arc::new(App::assemble(&config, manager, EXECUTOR.clone(), None).expect("state"));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");

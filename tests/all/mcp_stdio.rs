@@ -8,7 +8,7 @@ use codemode::executor::{Limits, ToolDispatcher, ToolError};
 use codemode::mcp::{ClientState, McpManager};
 use serde_json::{Value, json};
 
-use crate::support::run_with;
+use crate::support::{Managed, run_with};
 
 /// The entry point of an npm MCP server installed for the tests.
 pub fn server_script(package: &str) -> PathBuf {
@@ -45,10 +45,10 @@ pub fn stdio_client(name: &str, package: &str, extra_args: &[&str], envs: &[&str
 }
 
 /// A manager started with `clients` and default settings.
-pub async fn manager(clients: Vec<Value>) -> McpManager {
+pub async fn manager(clients: Vec<Value>) -> Managed {
     let config = Config::parse(&json!({"mcp": {"client_configs": clients}}).to_string())
         .expect("valid config");
-    McpManager::start(&config.mcp).await
+    Managed::new(McpManager::start(&config.mcp).await)
 }
 
 #[tokio::test]

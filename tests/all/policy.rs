@@ -5,9 +5,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock};
 
 use axum::http::StatusCode;
+use codemode::app::App;
 use codemode::config::{ClientConfig, Config};
 use codemode::mcp::{InProcessTool, McpManager};
-use codemode::server::{AppState, router};
+use codemode::server::router;
 use codemode::store::Store;
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -20,9 +21,9 @@ fn tool_call(name: &str) -> Value {
     json!({"id": "c", "type": "function", "function": {"name": name, "arguments": "{}"}})
 }
 
-fn state(manager: Arc<McpManager>, config: Value, store: Option<Arc<Store>>) -> Arc<AppState> {
+fn state(manager: Arc<McpManager>, config: Value, store: Option<Arc<Store>>) -> Arc<App> {
     let config = Config::parse(&config.to_string()).expect("valid config");
-    Arc::new(AppState::new(manager, EXECUTOR.clone(), &config, store).expect("state"))
+    Arc::new(App::assemble(&config, manager, EXECUTOR.clone(), store).expect("state"))
 }
 
 const CLIENTS: [&str; 3] = ["a", "b", "c"];

@@ -4,10 +4,12 @@
 //! - each caller's [`Stubs`] (the catalog and its manifest) are built from what its permit
 //!   allows of the registry, and rebuilt only when the registry changes (the manager's
 //!   generation moves);
-//! - the four meta-tools of [`meta`] answer from it (`listToolFiles`, `readToolFile`,
-//!   `getToolDocs`) or run code (`executeToolCode`);
+//! - three meta-tools of [`meta`] answer from it (`listToolFiles`, `readToolFile`,
+//!   `getToolDocs`); the fourth (`executeToolCode`) runs code through the
+//!   [`Gateway`](crate::gateway::Gateway);
 //! - every run binds the servers from the same catalog's manifest, so the names the model read
-//!   are the names that run, and each call crosses into the manager.
+//!   are the names that run; its calls go to the dispatcher the gateway hands over, which
+//!   checks each one against the caller's permit.
 //!
 //! Only code-mode clients (`is_code_mode_client`) are listed to the model; every client the
 //! caller may use is bound in the sandbox, so pipelines calling `/v1/code/execute` reach all of
@@ -20,17 +22,14 @@ pub mod tokens;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use codemode_stubs::{BindingLevel, Catalog, ServerSpec, ToolSpec};
+use codemode_stubs::{Catalog, ServerSpec, ToolSpec};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::audit::AuditLog;
-use crate::config::{self, BindingLevel as ConfigBindingLevel};
-use crate::executor::{ExecuteError, Executor, LimitOverrides, RunResult};
-use crate::mcp::registry::direct_tools;
+use crate::config::BindingLevel;
+use crate::executor::{ExecuteError, Executor, LimitOverrides, RunResult, ToolDispatcher};
 use crate::mcp::{ClientTools, McpManager};
-use crate::policy::dispatch::new_id;
-use crate::policy::{Permit, PermittedCalls};
+use crate::policy::Permit;
 
 /// A caller's stubs: the catalog the model reads and the manifest its scripts are bound from,
 /// built together once per registry change (the manifest is not rebuilt per run).
@@ -51,7 +50,6 @@ pub struct CodeMode {
     /// The limits of runs that ask for none (the config's `sandbox` section).
     defaults: LimitOverrides,
     level: BindingLevel,
-    audit: Option<Arc<AuditLog>>,
     cache: Mutex<StubsCache>,
 }
 
@@ -66,33 +64,26 @@ pub struct CodeRun {
 }
 
 impl CodeMode {
-    /// Code mode over `manager`, running scripts in `executor` with `defaults` as the limits of
-    /// runs that ask for none, splitting stubs into files by `level`, recording calls in
-    /// `audit`.
+    /// Code mode over `manager`'s registry, running scripts in `executor` with `defaults` as
+    /// the limits of runs that ask for none, splitting stubs into files by `level`.
     pub fn new(
         manager: Arc<McpManager>,
         executor: Executor,
         defaults: LimitOverrides,
-        level: ConfigBindingLevel,
-        audit: Option<Arc<AuditLog>>,
+        level: BindingLevel,
     ) -> Self {
-        let level = match level {
-            config::BindingLevel::Server => BindingLevel::Server,
-            config::BindingLevel::Tool => BindingLevel::Tool,
-        };
         CodeMode {
             manager,
             executor,
             defaults,
             level,
-            audit,
             cache: Mutex::new((u64::MAX, HashMap::new())),
         }
     }
 
-    /// The manager whose tools scripts call.
-    pub fn manager(&self) -> &Arc<McpManager> {
-        &self.manager
+    /// The executor scripts run in.
+    pub fn executor(&self) -> &Executor {
+        &self.executor
     }
 
     /// The stubs of what `permit` allows in the registry as it is now.
@@ -126,62 +117,31 @@ impl CodeMode {
         self.stubs(permit).await.catalog.listed().next().is_some()
     }
 
-    /// The tools a caller with `permit` is offered: its direct tools as `<client>-<tool>`, then
-    /// the meta-tools when it reaches a code-mode client. The list behind `GET /v1/mcp/tools`
-    /// and `/mcp`'s `tools/list`.
-    pub async fn offered_tools(&self, permit: &Permit) -> Vec<rmcp::model::Tool> {
-        let mut tools = direct_tools(&permit.view(self.manager.tools().await));
-        if self.active(permit).await {
-            tools.extend(meta::tools());
-        }
-        tools
-    }
-
     /// Runs `code` with every server `permit` reaches bound, under the limits `requested` asks
-    /// for (each absent field takes the configured default). Each call is checked against
-    /// `permit` on the host and recorded with this execution as its parent.
+    /// for (each absent field takes the configured default); the script's calls go to
+    /// `calls`. Hands back the stubs the run was bound from, for the answer to the model.
     ///
     /// # Errors
     /// [`ExecuteError`] when the run cannot start: limits outside the server's policy, code
     /// too large, the sandbox busy or broken.
-    pub async fn execute(
+    pub async fn run(
         &self,
         code: &str,
         requested: &LimitOverrides,
         permit: &Permit,
-    ) -> Result<CodeRun, ExecuteError> {
-        Ok(self.run(code, requested, permit).await?.0)
-    }
-
-    /// [`execute`](Self::execute), also handing back the stubs the run was bound from.
-    async fn run(
-        &self,
-        code: &str,
-        requested: &LimitOverrides,
-        permit: &Permit,
-    ) -> Result<(CodeRun, Arc<Stubs>), ExecuteError> {
+        calls: Arc<dyn ToolDispatcher>,
+    ) -> Result<(RunResult, Arc<Stubs>), ExecuteError> {
         let limits = self
             .executor
             .config()
             .limits
             .resolve(&requested.or(&self.defaults))?;
         let stubs = self.stubs(permit).await;
-        let execution_id = new_id();
-        let calls = PermittedCalls::new(
-            Arc::clone(&self.manager),
-            permit.clone(),
-            self.audit.clone(),
-            Some(execution_id.clone()),
-        );
         let result = self
             .executor
-            .execute_bound(code, &stubs.manifest, &limits, Arc::new(calls))
+            .execute_bound(code, &stubs.manifest, &limits, calls)
             .await?;
-        let run = CodeRun {
-            execution_id,
-            result,
-        };
-        Ok((run, stubs))
+        Ok((result, stubs))
     }
 }
 

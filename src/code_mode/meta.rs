@@ -13,8 +13,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::CodeMode;
-use super::answer::model_answer;
-use crate::executor::{ExecuteError, LimitOverrides};
+use crate::executor::ToolError;
 use crate::mcp::registry::openai_function;
 use crate::policy::Permit;
 
@@ -87,23 +86,39 @@ pub fn definitions() -> Vec<Value> {
     tools().iter().map(openai_function).collect()
 }
 
-/// A meta-tool call that cannot be run.
-#[derive(Debug, thiserror::Error)]
-pub enum MetaError {
-    /// The arguments do not have the tool's shape.
-    #[error("arguments of {tool}: {reason}")]
-    InvalidArguments {
-        /// The meta-tool.
-        tool: &'static str,
-        /// What is wrong.
-        reason: String,
+/// A meta-tool call with its arguments parsed: a question about the stubs, or a script to run.
+#[derive(Debug)]
+pub enum MetaCall {
+    /// `listToolFiles`, `readToolFile` or `getToolDocs`: answered from the caller's stubs.
+    Stubs(StubQuery),
+    /// `executeToolCode`.
+    ExecuteToolCode {
+        /// The script.
+        code: String,
     },
-    /// Not a meta-tool.
-    #[error("{0} is not a code-mode tool")]
-    Unknown(String),
-    /// The script could not be run at all.
-    #[error(transparent)]
-    Execute(#[from] ExecuteError),
+}
+
+/// A question about the stubs.
+#[derive(Debug)]
+pub enum StubQuery {
+    /// `listToolFiles`.
+    ListToolFiles,
+    /// `readToolFile`.
+    ReadToolFile {
+        /// The file, as the model named it.
+        file_name: String,
+        /// The first line to show (1-based).
+        start_line: Option<usize>,
+        /// The last line to show.
+        end_line: Option<usize>,
+    },
+    /// `getToolDocs`.
+    GetToolDocs {
+        /// The server.
+        server: String,
+        /// The tool.
+        tool: String,
+    },
 }
 
 #[derive(Deserialize)]
@@ -130,60 +145,73 @@ struct ExecuteArguments {
 fn arguments<T: serde::de::DeserializeOwned>(
     tool: &'static str,
     arguments: Value,
-) -> Result<T, MetaError> {
+) -> Result<T, ToolError> {
     let arguments = if arguments.is_null() {
         json!({})
     } else {
         arguments
     };
-    serde_json::from_value(arguments).map_err(|e| MetaError::InvalidArguments {
-        tool,
-        reason: e.to_string(),
-    })
+    serde_json::from_value(arguments)
+        .map_err(|e| ToolError::InvalidArguments(format!("arguments of {tool}: {e}")))
 }
 
-impl CodeMode {
-    /// Runs meta-tool `name` with `args` (a JSON object) for a caller with `permit`; returns the
-    /// answer for the model.
+impl MetaCall {
+    /// Meta-tool `name` called with `args` (a JSON object).
     ///
     /// # Errors
-    /// [`MetaError`] for arguments of the wrong shape, an unknown name, or a script that could
-    /// not be started.
-    pub async fn call_meta(
-        &self,
-        name: &str,
-        args: Value,
-        permit: &Permit,
-    ) -> Result<String, MetaError> {
-        match name {
+    /// [`ToolError::InvalidArguments`] for arguments of the wrong shape,
+    /// [`ToolError::NotFound`] when `name` is not a meta-tool.
+    pub fn parse(name: &str, args: Value) -> Result<MetaCall, ToolError> {
+        Ok(match name {
             LIST_TOOL_FILES => {
                 let _: serde::de::IgnoredAny = arguments(LIST_TOOL_FILES, args)?;
-                Ok(self.stubs(permit).await.catalog.tree())
+                MetaCall::Stubs(StubQuery::ListToolFiles)
             }
             READ_TOOL_FILE => {
                 let a: ReadArguments = arguments(READ_TOOL_FILE, args)?;
-                let stubs = self.stubs(permit).await;
-                Ok(stubs
-                    .catalog
-                    .read(&a.file_name, a.start_line, a.end_line)
-                    .unwrap_or_else(|e| format!("error: {e}")))
+                MetaCall::Stubs(StubQuery::ReadToolFile {
+                    file_name: a.file_name,
+                    start_line: a.start_line,
+                    end_line: a.end_line,
+                })
             }
             GET_TOOL_DOCS => {
                 let a: DocsArguments = arguments(GET_TOOL_DOCS, args)?;
-                let stubs = self.stubs(permit).await;
-                Ok(stubs
-                    .catalog
-                    .docs(&a.server, &a.tool)
-                    .unwrap_or_else(|e| format!("error: {e}")))
+                MetaCall::Stubs(StubQuery::GetToolDocs {
+                    server: a.server,
+                    tool: a.tool,
+                })
             }
             EXECUTE_TOOL_CODE => {
                 let a: ExecuteArguments = arguments(EXECUTE_TOOL_CODE, args)?;
-                let (run, stubs) = self
-                    .run(&a.code, &LimitOverrides::default(), permit)
-                    .await?;
-                Ok(model_answer(&run.result, &stubs.catalog))
+                MetaCall::ExecuteToolCode { code: a.code }
             }
-            other => Err(MetaError::Unknown(other.to_string())),
+            other => {
+                return Err(ToolError::NotFound(format!(
+                    "{other} is not a code-mode tool"
+                )));
+            }
+        })
+    }
+}
+
+impl CodeMode {
+    /// The answer for the model to `query` about the stubs `permit` allows.
+    pub async fn answer(&self, permit: &Permit, query: StubQuery) -> String {
+        let stubs = self.stubs(permit).await;
+        let catalog = &stubs.catalog;
+        match query {
+            StubQuery::ListToolFiles => catalog.tree(),
+            StubQuery::ReadToolFile {
+                file_name,
+                start_line,
+                end_line,
+            } => catalog
+                .read(&file_name, start_line, end_line)
+                .unwrap_or_else(|e| format!("error: {e}")),
+            StubQuery::GetToolDocs { server, tool } => catalog
+                .docs(&server, &tool)
+                .unwrap_or_else(|e| format!("error: {e}")),
         }
     }
 }

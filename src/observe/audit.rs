@@ -132,7 +132,7 @@ mod tests {
             tool: tool.into(),
             arg_bytes: 2,
             arg_hash: "h".into(),
-            outcome: "ok".into(),
+            outcome: crate::store::AuditOutcome::Ok,
             error_type: None,
             latency_ms: 1.0,
             execution_id: format!("id-{tool}"),

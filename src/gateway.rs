@@ -1,0 +1,274 @@
+//! The gateway: the one path by which a caller lists tools, calls one, or runs code.
+//!
+//! Every caller-facing entry point (`/v1/mcp/tool/execute`, `/v1/code/execute`, `/mcp`, the
+//! stdio MCP server, `codemode run --config`) holds a [`Gateway`] and the caller's
+//! [`Permit`], and nothing else that can reach a tool: the manager's call API is private to the
+//! crate, and the only code that calls it is [`CallPath`] below, which checks the permit first.
+//! So a new endpoint cannot forget the check; it has no other way in.
+//!
+//! What happens to one call, in order: the name is resolved (`<client>-<tool>`, or a code-mode
+//! meta-tool), the permit is checked on the host, the manager calls the upstream server, and the
+//! call is recorded in the audit log (denied calls too). Calls a script makes take the same
+//! path through [`PermittedCalls`], the sandbox's dispatcher, with the script's execution id as
+//! their parent. An observer of "a call finished" (the audit log today, metrics next) belongs in
+//! [`CallPath::call`], where every call passes exactly once.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use rmcp::model::Tool;
+use serde_json::Value;
+
+use crate::code_mode::answer::model_answer;
+use crate::code_mode::meta::{self, MetaCall};
+use crate::code_mode::{CodeMode, CodeRun, Stubs};
+use crate::executor::{ExecuteError, LimitOverrides, ToolDispatcher, ToolError};
+use crate::mcp::registry::direct_tools;
+use crate::mcp::{McpManager, ProgressSender, ToolAnswer};
+use crate::observe::audit::{AuditLog, now_ms};
+use crate::policy::Permit;
+use crate::policy::keys::sha256_hex;
+use crate::store::{AuditOutcome, AuditRecord};
+
+/// Why a call through the gateway failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// The tool call failed, was refused, or named nothing.
+    #[error(transparent)]
+    Tool(#[from] ToolError),
+    /// `executeToolCode` could not start its script.
+    #[error(transparent)]
+    Execute(#[from] ExecuteError),
+}
+
+/// Tools, calls and code runs for callers, each under the caller's permit.
+pub struct Gateway {
+    path: CallPath,
+    code_mode: CodeMode,
+}
+
+impl Gateway {
+    /// A gateway over `manager`'s tools, running scripts with `code_mode`, recording every call
+    /// in `audit` when there is one.
+    pub fn new(
+        manager: Arc<McpManager>,
+        code_mode: CodeMode,
+        audit: Option<Arc<AuditLog>>,
+    ) -> Self {
+        Gateway {
+            path: CallPath { manager, audit },
+            code_mode,
+        }
+    }
+
+    /// The manager behind the gateway, for its registry and state (not its calls).
+    pub fn manager(&self) -> &Arc<McpManager> {
+        &self.path.manager
+    }
+
+    /// Code mode: the stubs a caller reads.
+    pub fn code_mode(&self) -> &CodeMode {
+        &self.code_mode
+    }
+
+    /// The tools a caller with `permit` is offered: its direct tools as `<client>-<tool>`, then
+    /// the meta-tools when it reaches a code-mode client. The list behind `GET /v1/mcp/tools`
+    /// and `/mcp`'s `tools/list`.
+    pub async fn tools(&self, permit: &Permit) -> Vec<Tool> {
+        let registry = self.path.manager.tools().await;
+        let mut tools = direct_tools(&permit.view(registry));
+        if self.code_mode.active(permit).await {
+            tools.extend(meta::tools());
+        }
+        tools
+    }
+
+    /// Calls the tool a model named: `<client>-<tool>` or a code-mode meta-tool, with
+    /// `arguments` (a JSON object); the tool's progress goes to `progress`. A meta-tool answers
+    /// with text for the model.
+    ///
+    /// # Errors
+    /// [`CallError::Tool`] for an unknown name, arguments of the wrong shape, a refused or
+    /// failed call; [`CallError::Execute`] when `executeToolCode` cannot start its script.
+    pub async fn call(
+        &self,
+        permit: &Permit,
+        name: &str,
+        arguments: Value,
+        progress: Option<ProgressSender>,
+    ) -> Result<ToolAnswer, CallError> {
+        if meta::is_meta_tool(name) {
+            let call = MetaCall::parse(name, arguments)?;
+            let text = self.call_meta(permit, call).await?;
+            return Ok(ToolAnswer::Value(Value::String(text)));
+        }
+        let Some((client, tool)) = self.path.manager.resolve(name).await else {
+            return Err(ToolError::NotFound(format!(
+                "no tool named {name}: tools are named <client>-<tool>"
+            ))
+            .into());
+        };
+        let answer = self
+            .path
+            .call(permit, None, &client, &tool, arguments, progress)
+            .await?;
+        Ok(answer)
+    }
+
+    async fn call_meta(&self, permit: &Permit, call: MetaCall) -> Result<String, CallError> {
+        match call {
+            MetaCall::ExecuteToolCode { code } => {
+                let (run, stubs) = self.run(permit, &code, &LimitOverrides::default()).await?;
+                Ok(model_answer(&run.result, &stubs.catalog))
+            }
+            MetaCall::Stubs(query) => Ok(self.code_mode.answer(permit, query).await),
+        }
+    }
+
+    /// Runs `code` with every server `permit` reaches bound, under the limits `requested` asks
+    /// for (each absent field takes the configured default). Each call the script makes is
+    /// checked against `permit` on the host and recorded with this run as its parent.
+    ///
+    /// # Errors
+    /// [`ExecuteError`] when the run cannot start: limits outside the server's policy, code
+    /// too large, the sandbox busy or broken.
+    pub async fn run_code(
+        &self,
+        permit: &Permit,
+        code: &str,
+        requested: &LimitOverrides,
+    ) -> Result<CodeRun, ExecuteError> {
+        Ok(self.run(permit, code, requested).await?.0)
+    }
+
+    async fn run(
+        &self,
+        permit: &Permit,
+        code: &str,
+        requested: &LimitOverrides,
+    ) -> Result<(CodeRun, Arc<Stubs>), ExecuteError> {
+        let execution_id = new_id();
+        let calls = Arc::new(PermittedCalls {
+            path: self.path.clone(),
+            permit: permit.clone(),
+            parent: Some(execution_id.clone()),
+        });
+        let (result, stubs) = self.code_mode.run(code, requested, permit, calls).await?;
+        let run = CodeRun {
+            execution_id,
+            result,
+        };
+        Ok((run, stubs))
+    }
+
+    /// The sandbox's dispatcher for scripts run outside [`run_code`](Self::run_code) (such as
+    /// `codemode run --config`, with no bound servers): every call checked against `permit`
+    /// and recorded.
+    pub fn script_calls(&self, permit: Permit) -> Arc<dyn ToolDispatcher> {
+        Arc::new(PermittedCalls {
+            path: self.path.clone(),
+            permit,
+            parent: None,
+        })
+    }
+}
+
+/// The permit check, the manager's call and the record of it: the only caller of the
+/// manager's call API.
+#[derive(Clone)]
+struct CallPath {
+    manager: Arc<McpManager>,
+    audit: Option<Arc<AuditLog>>,
+}
+
+impl CallPath {
+    /// Calls `client`'s `tool` if `permit` allows it, and records the call (with `parent`, the
+    /// script execution making it); the answer is passed back as the tool gave it.
+    async fn call(
+        &self,
+        permit: &Permit,
+        parent: Option<&str>,
+        client: &str,
+        tool: &str,
+        arguments: Value,
+        progress: Option<ProgressSender>,
+    ) -> Result<ToolAnswer, ToolError> {
+        let at_ms = now_ms();
+        let started = Instant::now();
+        // Measured before the call takes the arguments; only when someone records them.
+        let arguments_json = self
+            .audit
+            .as_ref()
+            .map(|_| serde_json::to_vec(&arguments).unwrap_or_default());
+        let allowed = permit.allows(client, tool);
+        let answer = if allowed {
+            self.manager
+                .call_tool(client, tool, arguments, progress)
+                .await
+        } else {
+            Err(denied(permit, client, tool))
+        };
+        if let (Some(audit), Some(json)) = (&self.audit, arguments_json) {
+            audit.record(AuditRecord {
+                at_ms,
+                vk: permit.key().map(str::to_string),
+                client: client.to_string(),
+                tool: tool.to_string(),
+                arg_bytes: json.len() as u64,
+                arg_hash: sha256_hex(&json),
+                outcome: match (&answer, allowed) {
+                    (_, false) => AuditOutcome::Denied,
+                    (Ok(answer), _) if !answer.is_error() => AuditOutcome::Ok,
+                    _ => AuditOutcome::Error,
+                },
+                error_type: match &answer {
+                    Err(error) => Some(error.python_type().to_string()),
+                    Ok(answer) if answer.is_error() => Some("ToolError".to_string()),
+                    Ok(_) => None,
+                },
+                latency_ms: started.elapsed().as_secs_f64() * 1e3,
+                execution_id: new_id(),
+                parent_execution_id: parent.map(str::to_string),
+            });
+        }
+        answer
+    }
+}
+
+fn denied(permit: &Permit, client: &str, tool: &str) -> ToolError {
+    ToolError::Denied(match permit.key() {
+        Some(key) => format!("{client}.{tool} is not allowed for virtual key {key}"),
+        None => format!("{client}.{tool} is not allowed for this request"),
+    })
+}
+
+/// The tools one caller may use, as the sandbox's dispatcher: a script's calls.
+struct PermittedCalls {
+    path: CallPath,
+    permit: Permit,
+    /// The script execution these calls come from, if any.
+    parent: Option<String>,
+}
+
+#[async_trait]
+impl ToolDispatcher for PermittedCalls {
+    async fn call(&self, client: &str, tool: &str, arguments: Value) -> Result<Value, ToolError> {
+        self.path
+            .call(
+                &self.permit,
+                self.parent.as_deref(),
+                client,
+                tool,
+                arguments,
+                None,
+            )
+            .await?
+            .into_value()
+    }
+}
+
+/// A fresh random id (UUID v4).
+pub fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
