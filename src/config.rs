@@ -500,6 +500,36 @@ impl ClientConfig {
         Ok(())
     }
 
+    /// Whether this configuration lets `tool` run: `tools_to_execute` absent or `["*"]` allows
+    /// all, `[]` none, else the names it lists; `tools_to_skip` then removes names.
+    pub fn allows_tool(&self, tool: &str) -> bool {
+        let listed = match &self.tools_to_execute {
+            None => true,
+            Some(names) => names.iter().any(|n| n == "*" || n == tool),
+        };
+        listed && !self.tools_to_skip.iter().any(|n| n == tool)
+    }
+
+    /// Whether `other` reaches the server the same way (only tool settings differ).
+    pub fn same_connection(&self, other: &ClientConfig) -> bool {
+        self.connection_type == other.connection_type
+            && self.stdio_config == other.stdio_config
+            && self.connection_string == other.connection_string
+            && self.headers == other.headers
+    }
+
+    /// This configuration with literal header values hidden; `env.NAME` references are shown,
+    /// being names.
+    pub fn redacted(&self) -> ClientConfig {
+        let mut config = self.clone();
+        for value in config.headers.values_mut() {
+            if !value.starts_with("env.") {
+                *value = "<redacted>".into();
+            }
+        }
+        config
+    }
+
     /// The names of every `env.NAME` reference this client uses.
     pub fn env_references(&self) -> Vec<String> {
         let mut strings: Vec<&str> = Vec::new();
@@ -663,6 +693,27 @@ mod tests {
         let error =
             ClientConfig::parse(r#"{"name": "x", "connection_type": "sse"}"#).expect_err("no url");
         assert_eq!(error.path, "connection_string");
+    }
+
+    fn with_tools(execute: Option<&[&str]>, skip: &[&str]) -> ClientConfig {
+        let mut config = ClientConfig::parse(
+            r#"{"name": "c", "connection_type": "stdio", "stdio_config": {"command": "x"}}"#,
+        )
+        .expect("valid");
+        config.tools_to_execute =
+            execute.map(|names| names.iter().map(|s| s.to_string()).collect());
+        config.tools_to_skip = skip.iter().map(|s| s.to_string()).collect();
+        config
+    }
+
+    #[test]
+    fn tools_to_execute_and_skip_filter_as_documented() {
+        assert!(with_tools(None, &[]).allows_tool("any"));
+        assert!(with_tools(Some(&["*"]), &[]).allows_tool("any"));
+        assert!(!with_tools(Some(&[]), &[]).allows_tool("any"));
+        assert!(with_tools(Some(&["a"]), &[]).allows_tool("a"));
+        assert!(!with_tools(Some(&["a"]), &[]).allows_tool("b"));
+        assert!(!with_tools(Some(&["*"]), &["a"]).allows_tool("a"));
     }
 
     #[test]

@@ -24,7 +24,7 @@ use crate::code_mode::answer::model_answer;
 use crate::code_mode::meta::{self, MetaCall};
 use crate::code_mode::{CodeMode, CodeRun, Stubs};
 use crate::executor::{ExecuteError, LimitOverrides, ToolDispatcher, ToolError};
-use crate::mcp::registry::direct_tools;
+use crate::mcp::tools::direct_tools;
 use crate::mcp::{McpManager, ProgressSender, ToolAnswer};
 use crate::observe::audit::{AuditLog, now_ms};
 use crate::policy::Permit;

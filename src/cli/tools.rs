@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use codemode::mcp::registry::openai_tools;
+use codemode::mcp::tools::openai_tools;
 use serde_json::json;
 
 use super::{Failure, connect_clients};

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use super::CodeMode;
 use crate::executor::ToolError;
-use crate::mcp::registry::openai_function;
+use crate::mcp::tools::openai_function;
 use crate::policy::Permit;
 
 /// `listToolFiles`.

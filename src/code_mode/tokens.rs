@@ -14,7 +14,7 @@ use tiktoken_rs::CoreBPE;
 
 use super::{meta, server_specs};
 use crate::mcp::ClientTools;
-use crate::mcp::registry::openai_tools;
+use crate::mcp::tools::openai_tools;
 use crate::policy::Permit;
 
 /// Tokens of one catalogue, both ways.

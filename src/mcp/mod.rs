@@ -1,22 +1,27 @@
 //! The upstream side: connections to MCP servers, their tools, and calls to them.
 //!
-//! - [`connection`]: opens a session (stdio, streamable HTTP, legacy SSE) and lists tools.
+//! - [`manager`]: [`McpManager`], the set of clients: add, replace, remove, reconnect, the
+//!   registry of their tools and states.
+//! - [`client`]: one client's state under one lock, and the states the API reports.
+//! - [`supervisor`]: the task that keeps one client connected (retries, health checks).
+//! - [`call`]: the call path of one tool call (crate-private: the gateway is its caller).
+//! - [`transport`]: opening sessions: stdio, streamable HTTP, legacy SSE; typed connect
+//!   errors; the one upstream HTTP client factory.
 //! - [`in_process`]: tools that a program embedding codemode implements itself.
-//! - [`sse`]: the legacy HTTP+SSE client transport, which rmcp does not provide.
-//! - [`manager`]: the clients, their states, tool filtering, and [`McpManager`] as the sandbox's
-//!   tool dispatcher.
-//! - [`registry`]: each client's tools with full definitions, and the OpenAI-style tool list.
+//! - [`tools`]: each client's tools, and the direct-tool and OpenAI shapes derived from them.
 //! - [`result`]: what a script receives from an MCP tool result.
 
-pub mod connection;
+pub mod call;
+pub mod client;
 pub mod in_process;
 pub mod manager;
-pub mod registry;
 pub mod result;
-pub mod sse;
+pub mod supervisor;
+pub mod tools;
+pub mod transport;
 
+pub use call::{ProgressSender, ToolAnswer};
+pub use client::{ClientEvent, ClientState, ClientStatus};
 pub use in_process::InProcessTool;
-pub use manager::{
-    ClientEvent, ClientState, ClientStatus, ManagerError, McpManager, ProgressSender, ToolAnswer,
-};
-pub use registry::ClientTools;
+pub use manager::{ManagerError, McpManager};
+pub use tools::ClientTools;

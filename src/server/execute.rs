@@ -12,7 +12,7 @@ use super::body::Body;
 use super::caller::{BodyFilters, Caller};
 use super::error::ApiError;
 use crate::app::App;
-use crate::mcp::registry::openai_function;
+use crate::mcp::tools::openai_function;
 use crate::policy::Permit;
 
 /// `?format=chat` (the default) or `?format=responses`.

@@ -144,3 +144,58 @@ async fn permanent_failures_are_not_retried_and_transient_ones_are() {
         (ClientState::Error, 1)
     );
 }
+
+/// A loopback server that answers every request to `/<status>` with that HTTP status.
+async fn refusing_server() -> u16 {
+    use axum::extract::Path;
+    use axum::http::StatusCode;
+    let app = axum::Router::new().route(
+        "/{status}",
+        axum::routing::any(|Path(status): Path<u16>| async move {
+            StatusCode::from_u16(status).unwrap_or(StatusCode::IM_A_TEAPOT)
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    port
+}
+
+#[tokio::test]
+async fn http_refusals_are_permanent_by_status_and_unavailability_is_retried() {
+    let port = refusing_server().await;
+    let client = |status: u16, transport: &str| {
+        json!({"name": format!("{transport}_{status}"), "connection_type": transport,
+            "connection_string": format!("http://127.0.0.1:{port}/{status}")})
+    };
+    let mut clients = Vec::new();
+    for status in [401, 403, 404, 405, 503] {
+        clients.push(client(status, "http"));
+        clients.push(client(status, "sse"));
+    }
+    let manager = manager(clients, 3).await;
+    let mut events = manager.subscribe();
+    // The unavailable servers fail three times in all, then give up.
+    for name in ["http_503", "sse_503"] {
+        while manager
+            .status()
+            .await
+            .iter()
+            .any(|s| s.name == name && s.failed_attempts < 3)
+        {
+            wait_for(&mut events, name, ClientState::Error).await;
+        }
+    }
+    for status in manager.status().await {
+        let expected = if status.name.ends_with("503") { 3 } else { 1 };
+        assert_eq!(
+            (status.state, status.failed_attempts),
+            (ClientState::Error, expected),
+            "{}: {:?}",
+            status.name,
+            status.last_error
+        );
+    }
+}

@@ -54,7 +54,7 @@ async fn the_registry_has_full_definitions_and_openai_names() {
     let sum = tools.iter().find(|t| t.name == "get-sum").expect("get-sum");
     assert_eq!(sum.input_schema["required"], json!(["a", "b"]));
 
-    let openai = codemode::mcp::registry::openai_tools(&registry);
+    let openai = codemode::mcp::tools::openai_tools(&registry);
     let names: Vec<&str> = openai
         .iter()
         .filter_map(|t| t["function"]["name"].as_str())

@@ -8,7 +8,7 @@ use std::time::Duration;
 use codemode::app::App;
 use codemode::config::Config;
 use codemode::mcp::McpManager;
-use codemode::mcp::connection::Upstream;
+use codemode::mcp::transport::Upstream;
 use codemode::server::serve;
 use futures::StreamExt;
 use http::{HeaderName, HeaderValue};

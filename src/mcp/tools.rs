@@ -1,6 +1,7 @@
-//! The registry: what each connected client offers, with full tool definitions (input and output
-//! schema, annotations, title), and the OpenAI-style tool list built from it, where a tool is
-//! addressed as `<client>-<tool>`.
+//! Tools as the manager offers them: one entry per connected client ([`ClientTools`], what
+//! [`McpManager::tools`](super::McpManager::tools) answers, with full definitions: input and
+//! output schema, annotations, title), and the direct-tool and OpenAI shapes derived from it,
+//! where a tool is addressed as `<client>-<tool>`.
 
 use rmcp::model::Tool;
 use serde::Serialize;

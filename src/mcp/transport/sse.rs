@@ -10,8 +10,12 @@ use std::pin::Pin;
 
 use futures::{Sink, Stream, StreamExt};
 use http::HeaderMap;
+use rmcp::ServiceExt;
 use rmcp::model::{ClientJsonRpcMessage, ServerJsonRpcMessage};
 use sse_stream::SseStream;
+
+use super::{ConnectError, Session, Upstream};
+use crate::config::ClientConfig;
 
 /// Why the SSE transport failed.
 #[derive(Debug, thiserror::Error)]
@@ -27,17 +31,53 @@ pub enum SseError {
     BadEndpoint(String),
 }
 
+impl SseError {
+    /// The HTTP status the server refused a request with, if it did.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            SseError::Http(error) => error.status().map(|s| s.as_u16()),
+            SseError::NoEndpoint | SseError::BadEndpoint(_) => None,
+        }
+    }
+}
+
+/// Opens a legacy SSE session with `config`'s server.
+///
+/// # Errors
+/// A [`ConnectError`]; [`ConnectError::Status`] when the server refused the event stream.
+pub async fn connect(config: &ClientConfig, handler: Upstream) -> Result<Session, ConnectError> {
+    let (url, headers) = super::http::target(config)?;
+    let transport = open(super::http::client()?, &url, headers.into_iter().collect())
+        .await
+        .map_err(|error| match error.status() {
+            Some(status) => ConnectError::Status {
+                status,
+                source: Box::new(error),
+            },
+            None => ConnectError::Initialize {
+                source: Box::new(error),
+            },
+        })?;
+    handler
+        .serve(transport)
+        .await
+        .map_err(ConnectError::handshake)
+}
+
 /// The client's half: each message is POSTed to the endpoint.
 pub type SseSink = Pin<Box<dyn Sink<ClientJsonRpcMessage, Error = SseError> + Send>>;
 /// The server's half: the messages of the event stream.
 pub type SseMessages = Pin<Box<dyn Stream<Item = ServerJsonRpcMessage> + Send>>;
 
-/// Opens the event stream at `url` and returns the transport's two halves.
+/// Opens the event stream at `url` with `http` and returns the transport's two halves.
 ///
 /// # Errors
 /// [`SseError`] when the stream cannot be opened or names no usable endpoint.
-pub async fn open(url: &str, headers: HeaderMap) -> Result<(SseSink, SseMessages), SseError> {
-    let http = reqwest::Client::new();
+pub async fn open(
+    http: reqwest::Client,
+    url: &str,
+    headers: HeaderMap,
+) -> Result<(SseSink, SseMessages), SseError> {
     let response = http
         .get(url)
         .headers(headers.clone())

@@ -1,0 +1,239 @@
+//! The call path: one tool call to one client, within its time limit, and what it answered.
+//!
+//! [`McpManager::call_tool`] is crate-private: the [`Gateway`](crate::gateway::Gateway) is its
+//! only caller, after the caller's permit allowed the call. It checks the client's own
+//! configuration (`tools_to_execute`, `tools_to_skip`), takes the session's link under the
+//! client's lock and releases it before awaiting the server. An MCP answer is passed back as
+//! the server sent it ([`ToolAnswer::Mcp`]); converting it for a script or a model is the
+//! caller's choice ([`ToolAnswer::into_value`], [`ToolAnswer::into_result`]). Upstream
+//! progress is forwarded under codemode's own token; a lost connection wakes the client's
+//! health check at once.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use rmcp::ServiceError;
+use rmcp::model::{
+    CallToolRequest, CallToolRequestParams, CallToolResult, ClientRequest, ContentBlock,
+    ProgressNotificationParam, ServerResult,
+};
+use rmcp::service::PeerRequestOptions;
+use serde_json::Value;
+
+use super::McpManager;
+use super::client::{Connection, Link, ManagedClient};
+use super::result::tool_value;
+use super::transport::Session;
+use crate::config::ClientConfig;
+use crate::executor::ToolError;
+
+/// What a tool answered: an MCP server's result as the server sent it, or the value of an
+/// in-process tool.
+#[derive(Debug, Clone)]
+pub enum ToolAnswer {
+    /// An MCP `CallToolResult` (which may carry `isError`).
+    Mcp(CallToolResult),
+    /// An in-process tool's value.
+    Value(Value),
+}
+
+impl ToolAnswer {
+    /// What a script receives: `structuredContent`, else the text (parsed when it is JSON),
+    /// several blocks as a list; an `isError` result is a [`ToolError::Failed`].
+    ///
+    /// # Errors
+    /// [`ToolError::Failed`] for an `isError` result or one that cannot be read.
+    pub fn into_value(self) -> Result<Value, ToolError> {
+        match self {
+            ToolAnswer::Value(value) => Ok(value),
+            ToolAnswer::Mcp(result) => {
+                let result = serde_json::to_value(&result).map_err(|e| {
+                    ToolError::Failed(format!("the tool's result could not be read: {e}"))
+                })?;
+                tool_value(&result)
+            }
+        }
+    }
+
+    /// The answer as an MCP result: passed through as received, or an in-process value as
+    /// text (and as `structuredContent` when it is an object).
+    pub fn into_result(self) -> CallToolResult {
+        match self {
+            ToolAnswer::Mcp(result) => result,
+            ToolAnswer::Value(value @ Value::Object(_)) => CallToolResult::structured(value),
+            ToolAnswer::Value(Value::String(text)) => {
+                CallToolResult::success(vec![ContentBlock::text(text)])
+            }
+            ToolAnswer::Value(other) => {
+                CallToolResult::success(vec![ContentBlock::text(other.to_string())])
+            }
+        }
+    }
+
+    /// Whether the tool reported an error (`isError`).
+    pub fn is_error(&self) -> bool {
+        matches!(self, ToolAnswer::Mcp(result) if result.is_error == Some(true))
+    }
+}
+
+impl McpManager {
+    /// Calls `client`'s `tool` with `arguments` (a JSON object) within the client's time limit,
+    /// if the client's configuration allows it; the answer is passed back as received, and the
+    /// server's progress notifications for this call go to `progress` (their token is
+    /// codemode's own, one per call).
+    ///
+    /// Crate-private on purpose: callers reach tools through the
+    /// [`Gateway`](crate::gateway::Gateway), which checks their permit first.
+    ///
+    /// # Errors
+    /// A [`ToolError`]: unknown client or tool, not allowed, not connected, timed out, or the
+    /// call failed on the way.
+    pub(crate) async fn call_tool(
+        &self,
+        client: &str,
+        tool: &str,
+        arguments: Value,
+        progress: Option<ProgressSender>,
+    ) -> Result<ToolAnswer, ToolError> {
+        let Some(managed) = self.client(client).await else {
+            return Err(ToolError::NotFound(format!(
+                "there is no MCP client named {client}"
+            )));
+        };
+        let (link, timeout) = managed.with_connection(|config, connection| {
+            let link = usable_link(config, connection, tool)?;
+            Ok::<_, ToolError>((link, self.timeout(config)))
+        })?;
+        let call = async {
+            match link {
+                Link::Mcp(session) => {
+                    call_mcp(&managed, &session, client, tool, arguments, progress)
+                        .await
+                        .map(ToolAnswer::Mcp)
+                }
+                Link::InProcess(server) => {
+                    server.call(tool, arguments).await.map(ToolAnswer::Value)
+                }
+            }
+        };
+        tokio::time::timeout(timeout, call)
+            .await
+            .map_err(|_| ToolError::Timeout(timeout))?
+    }
+}
+
+/// The link to call `tool` over, when `config` allows the tool and the client is connected
+/// and offers it; else why not.
+fn usable_link(
+    config: &ClientConfig,
+    connection: &Connection,
+    tool: &str,
+) -> Result<Link, ToolError> {
+    let client = &config.name;
+    if !config.allows_tool(tool) {
+        return Err(ToolError::Denied(format!(
+            "{client}.{tool} is not allowed by the client's configuration"
+        )));
+    }
+    match connection {
+        Connection::Connected { link, tools, .. } => {
+            if !tools.iter().any(|t| t.name == tool) {
+                return Err(ToolError::NotFound(format!(
+                    "{client} has no tool named {tool}"
+                )));
+            }
+            Ok(link.clone())
+        }
+        Connection::Connecting => Err(ToolError::Unavailable(format!(
+            "{client} is still connecting"
+        ))),
+        Connection::Disconnected => Err(ToolError::Unavailable(format!(
+            "{client} is disconnected; codemode is reconnecting it"
+        ))),
+        Connection::Failed(error) => Err(ToolError::Unavailable(format!(
+            "{client} is not connected: {error}"
+        ))),
+    }
+}
+
+/// How long progress is still forwarded after a call's answer (in the background).
+const PROGRESS_GRACE: Duration = Duration::from_millis(5);
+
+/// Where a call's progress notifications are sent.
+pub type ProgressSender = tokio::sync::mpsc::UnboundedSender<ProgressNotificationParam>;
+
+/// Calls `tool` over an MCP session, forwarding its progress to `progress`.
+async fn call_mcp(
+    managed: &ManagedClient,
+    session: &Session,
+    client: &str,
+    tool: &str,
+    arguments: Value,
+    progress: Option<ProgressSender>,
+) -> Result<CallToolResult, ToolError> {
+    let arguments = match arguments {
+        Value::Object(map) => map,
+        _ => Default::default(),
+    };
+    let params = CallToolRequestParams::new(tool.to_string()).with_arguments(arguments);
+    let answer = match progress {
+        None => session.call_tool(params).await,
+        Some(sink) => call_reporting(managed, session, params, sink).await,
+    };
+    answer.map_err(|error| {
+        let error = service_error(client, error);
+        if matches!(error, ToolError::Unavailable(_)) {
+            managed.check_now.notify_one();
+        }
+        error
+    })
+}
+
+/// Sends a `tools/call` and forwards the progress notifications rmcp's own token collects, until
+/// the answer arrives.
+async fn call_reporting(
+    managed: &ManagedClient,
+    session: &Session,
+    params: CallToolRequestParams,
+    sink: ProgressSender,
+) -> Result<CallToolResult, ServiceError> {
+    let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
+    let handle = session
+        .send_request_with_option(request, PeerRequestOptions::no_options())
+        .await?;
+    let mut updates = managed
+        .progress
+        .subscribe(handle.progress_token.clone())
+        .await;
+    let answer = handle.await_response();
+    tokio::pin!(answer);
+    let answer = loop {
+        tokio::select! {
+            answer = &mut answer => break answer?,
+            Some(update) = updates.next() => { let _ = sink.send(update); }
+        }
+    };
+    // rmcp hands each notification to its handler on a task of its own, so the last updates
+    // can land just after the answer: forward what comes within a moment, without holding the
+    // answer back (every rmcp request carries a progress token, so this is every call's path).
+    tokio::spawn(async move {
+        while let Ok(Some(update)) = tokio::time::timeout(PROGRESS_GRACE, updates.next()).await {
+            let _ = sink.send(update);
+        }
+    });
+    match answer {
+        ServerResult::CallToolResult(result) => Ok(result),
+        _ => Err(ServiceError::UnexpectedResponse),
+    }
+}
+
+fn service_error(client: &str, error: ServiceError) -> ToolError {
+    match error {
+        ServiceError::McpError(error) => ToolError::Failed(error.message.to_string()),
+        ServiceError::Timeout { timeout } => ToolError::Timeout(timeout),
+        ServiceError::TransportClosed | ServiceError::TransportSend(_) => {
+            ToolError::Unavailable(format!("the connection to {client} was lost"))
+        }
+        other => ToolError::Failed(other.to_string()),
+    }
+}
