@@ -51,7 +51,9 @@ fn gateway(c: &mut Criterion) {
         let base = format!("http://{}", listener.local_addr().expect("address"));
         let executor = Executor::new(ExecutorConfig::default()).expect("sandbox");
         let state = Arc::new(
-            App::assemble(&Config::default(), Arc::clone(&manager), executor, None).expect("state"),
+            App::assemble(&Config::default(), Arc::clone(&manager), executor, None)
+                .await
+                .expect("state"),
         );
         let calls = state.gateway.script_calls(Permit::open());
         tokio::spawn(serve(listener, state, std::future::pending()));

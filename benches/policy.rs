@@ -109,16 +109,20 @@ fn policy(c: &mut Criterion) {
     group.finish();
 
     let db = tempfile::tempdir().expect("temp dir");
-    let store = Arc::new(Store::open(&db.path().join("bench.db")).expect("store"));
+    let store = Store::open(&db.path().join("bench.db")).expect("store");
     let (plain, audited) = runtime.block_on(async {
-        let state = |store: Option<Arc<Store>>| {
+        let state = |store: Option<Store>| {
             let executor = Executor::new(ExecutorConfig::default()).expect("sandbox");
-            router(Arc::new(
-                App::assemble(&Config::default(), Arc::clone(&manager), executor, store)
-                    .expect("state"),
-            ))
+            let manager = Arc::clone(&manager);
+            async move {
+                router(Arc::new(
+                    App::assemble(&Config::default(), manager, executor, store)
+                        .await
+                        .expect("state"),
+                ))
+            }
         };
-        (state(None), state(Some(Arc::clone(&store))))
+        (state(None).await, state(Some(store.clone())).await)
     });
     for (group_name, tool) in [
         ("tool_execute", "local-echo"),

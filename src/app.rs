@@ -59,7 +59,7 @@ pub struct App {
     /// Where tool executions are recorded, when there is a store.
     pub audit: Option<Arc<AuditLog>>,
     /// The store, for the audit log's queries.
-    pub store: Option<Arc<Store>>,
+    pub store: Option<Store>,
     /// The hash of the admin token that guards `/api/*`, when one is configured.
     pub admin_token: Option<KeyHash>,
     /// Who may reach `/mcp` by name.
@@ -77,15 +77,17 @@ impl App {
     pub async fn build(config: &Config, store: StoreChoice) -> Result<App, AppError> {
         let store = match store {
             StoreChoice::None => None,
-            StoreChoice::Sqlite(path) => Some(Arc::new(Store::open(&path)?)),
+            StoreChoice::Sqlite(path) => Some(Store::open(&path)?),
         };
         let executor = Executor::new(ExecutorConfig::default())?;
         executor.config().limits.resolve(&config.sandbox)?;
         let manager = match &store {
-            Some(store) => McpManager::start_with_store(&config.mcp, Arc::clone(store)).await?,
+            Some(store) => {
+                McpManager::start_with_store(&config.mcp, Arc::clone(&store.clients)).await?
+            }
             None => McpManager::start(&config.mcp).await,
         };
-        App::assemble(config, Arc::new(manager), executor, store)
+        App::assemble(config, Arc::new(manager), executor, store).await
     }
 
     /// The application over parts made elsewhere: a program that embeds codemode (or a test)
@@ -95,16 +97,17 @@ impl App {
     ///
     /// # Errors
     /// [`AppError`] when the store cannot be read or the admin token's variable is unset.
-    pub fn assemble(
+    pub async fn assemble(
         config: &Config,
         manager: Arc<McpManager>,
         executor: Executor,
-        store: Option<Arc<Store>>,
+        store: Option<Store>,
     ) -> Result<App, AppError> {
         let audit = store
             .as_ref()
-            .map(|store| Arc::new(AuditLog::start(Arc::clone(store), config.audit)));
-        let keys = KeyRing::load(&config.governance.virtual_keys, store.clone())?;
+            .map(|store| Arc::new(AuditLog::start(Arc::clone(&store.audit), config.audit)));
+        let key_store = store.as_ref().map(|store| Arc::clone(&store.keys));
+        let keys = KeyRing::load(&config.governance.virtual_keys, key_store).await?;
         let admin_token = match &config.governance.admin_token {
             Some(token) => Some(hash_key(&resolve_env(token)?)),
             None => None,

@@ -18,7 +18,7 @@ use super::tools::ClientTools;
 use crate::config::{
     ClientConfig, ConnectionType, IN_PROCESS_NOT_CONFIGURABLE, McpConfig, ToolManagerConfig,
 };
-use crate::store::{Store, StoreError, merge_clients};
+use crate::store::{ClientStore, StoreError, merge_clients};
 
 /// A change to the set of clients that cannot be made.
 #[derive(Debug, thiserror::Error)]
@@ -39,10 +39,16 @@ pub enum ManagerError {
 
 /// All upstream clients.
 pub struct McpManager {
+    /// The clients by name. Held only to look up, insert or remove: never across a store
+    /// write or a connection attempt, so calls never wait on either.
     clients: RwLock<BTreeMap<String, Arc<ManagedClient>>>,
+    /// Serialises changes to the set across their store write: a change is checked, committed
+    /// to the store, then applied, and two concurrent adds of one name cannot both pass the
+    /// check.
+    edits: tokio::sync::Mutex<()>,
     settings: ToolManagerConfig,
     /// Where changes made at run time are recorded, when persistence is on.
-    store: Option<Arc<Store>>,
+    store: Option<Arc<dyn ClientStore>>,
     changes: Arc<Changes>,
 }
 
@@ -60,6 +66,7 @@ impl McpManager {
     pub fn new(settings: ToolManagerConfig) -> Self {
         McpManager {
             clients: RwLock::new(BTreeMap::new()),
+            edits: tokio::sync::Mutex::new(()),
             settings,
             store: None,
             changes: Changes::new(),
@@ -91,9 +98,10 @@ impl McpManager {
     /// [`StoreError`] when the recorded changes cannot be read.
     pub async fn start_with_store(
         config: &McpConfig,
-        store: Arc<Store>,
+        store: Arc<dyn ClientStore>,
     ) -> Result<Self, StoreError> {
-        let clients = merge_clients(&config.client_configs, store.client_changes()?);
+        let changes = store.client_changes().await?;
+        let clients = merge_clients(&config.client_configs, changes);
         let mut manager = McpManager::new(config.tool_manager_config.clone());
         manager.store = Some(store);
         manager.connect_all(&clients).await;
@@ -150,18 +158,17 @@ impl McpManager {
         in_process: Option<InProcessServer>,
     ) -> Result<ClientStatus, ManagerError> {
         let name = config.name.clone();
-        let client = {
-            let mut clients = self.clients.write().await;
-            if clients.contains_key(&name) {
-                return Err(ManagerError::Duplicate(name));
-            }
-            if let (Some(store), None) = (&self.store, &in_process) {
-                store.save_client(&config)?;
-            }
-            let client = ManagedClient::new(config, in_process, Arc::clone(&self.changes));
-            clients.insert(name, Arc::clone(&client));
-            client
-        };
+        let edit = self.edits.lock().await;
+        if self.clients.read().await.contains_key(&name) {
+            return Err(ManagerError::Duplicate(name));
+        }
+        if let (Some(store), None) = (&self.store, &in_process) {
+            store.save_client(&config).await?;
+        }
+        let client = ManagedClient::new(config, in_process, Arc::clone(&self.changes));
+        self.clients.write().await.insert(name, Arc::clone(&client));
+        self.changes.bump();
+        drop(edit);
         client.supervise(&self.settings).await;
         Ok(client.status())
     }
@@ -176,6 +183,7 @@ impl McpManager {
         name: &str,
         config: ClientConfig,
     ) -> Result<ClientStatus, ManagerError> {
+        let edit = self.edits.lock().await;
         let client = self.get(name).await?;
         let in_process = config.connection_type == ConnectionType::InProcess;
         if in_process != client.in_process.is_some() {
@@ -185,9 +193,11 @@ impl McpManager {
             ));
         }
         if let (Some(store), false) = (&self.store, in_process) {
-            store.save_client(&config)?;
+            store.save_client(&config).await?;
         }
-        if client.replace_config(config) {
+        let reconnect = client.replace_config(config);
+        drop(edit);
+        if reconnect {
             client.supervise(&self.settings).await;
         }
         Ok(client.status())
@@ -198,16 +208,15 @@ impl McpManager {
     /// # Errors
     /// [`ManagerError::NotFound`] when there is no such client.
     pub async fn remove(&self, name: &str) -> Result<(), ManagerError> {
-        let mut clients = self.clients.write().await;
-        if !clients.contains_key(name) {
+        let _edit = self.edits.lock().await;
+        if !self.clients.read().await.contains_key(name) {
             return Err(ManagerError::NotFound(name.to_string()));
         }
         if let Some(store) = &self.store {
-            store.forget_client(name)?;
+            store.forget_client(name).await?;
         }
-        let removed = clients.remove(name);
+        let removed = self.clients.write().await.remove(name);
         self.changes.bump();
-        drop(clients);
         let client = removed.ok_or_else(|| ManagerError::NotFound(name.to_string()))?;
         // Dropping the session ends it; a stdio child is stopped with it.
         client.close();

@@ -1,7 +1,7 @@
 //! The audit log: every tool execution, recorded without slowing the call.
 //!
 //! [`AuditLog::record`] only queues the record (an unbounded channel: it never blocks). One
-//! writer task gathers records for up to 100 ms and inserts them in one SQLite transaction, so
+//! writer task gathers records for up to 100 ms and inserts them in one transaction, so
 //! a busy service writes a transaction per window, not per call; it prunes by age and count as
 //! it goes.
 //! [`AuditLog::flush`] waits until everything queued so far is written: the service calls it at
@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::AuditConfig;
-use crate::store::{AuditRecord, Store};
+use crate::store::{AuditRecord, AuditStore};
 
 enum Message {
     Record(Box<AuditRecord>),
@@ -35,7 +35,7 @@ pub struct AuditLog {
 
 impl AuditLog {
     /// Starts the writer into `store`, keeping what `retention` allows. Needs a Tokio runtime.
-    pub fn start(store: Arc<Store>, retention: AuditConfig) -> AuditLog {
+    pub fn start(store: Arc<dyn AuditStore>, retention: AuditConfig) -> AuditLog {
         let (queue, receiver) = mpsc::unbounded_channel();
         tokio::spawn(write(store, retention, receiver));
         AuditLog { queue }
@@ -65,7 +65,7 @@ pub fn now_ms() -> i64 {
 }
 
 async fn write(
-    store: Arc<Store>,
+    store: Arc<dyn AuditStore>,
     retention: AuditConfig,
     mut receiver: mpsc::UnboundedReceiver<Message>,
 ) {
@@ -93,25 +93,19 @@ async fn write(
         if prune {
             since_prune = 0;
         }
-        let store = Arc::clone(&store);
-        let written = tokio::task::spawn_blocking(move || {
-            if !records.is_empty()
-                && let Err(error) = store.insert_audit(&records)
-            {
-                tracing::error!(%error, lost = records.len(), "audit records not written");
+        let count = records.len();
+        if count > 0
+            && let Err(error) = store.insert_audit(records).await
+        {
+            tracing::error!(%error, lost = count, "audit records not written");
+        }
+        if prune {
+            let age = Duration::from_secs(retention.retention_days.saturating_mul(86_400));
+            let oldest =
+                now_ms().saturating_sub(i64::try_from(age.as_millis()).unwrap_or(i64::MAX));
+            if let Err(error) = store.prune_audit(oldest, retention.max_records).await {
+                tracing::warn!(%error, "pruning the audit log failed");
             }
-            if prune {
-                let age = Duration::from_secs(retention.retention_days.saturating_mul(86_400));
-                let oldest =
-                    now_ms().saturating_sub(i64::try_from(age.as_millis()).unwrap_or(i64::MAX));
-                if let Err(error) = store.prune_audit(oldest, retention.max_records) {
-                    tracing::warn!(%error, "pruning the audit log failed");
-                }
-            }
-        })
-        .await;
-        if written.is_err() {
-            tracing::error!("the audit writer's database task failed");
         }
         for done in waiting {
             let _ = done.send(());
@@ -122,7 +116,7 @@ async fn write(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::LogQuery;
+    use crate::store::{LogQuery, Store};
 
     fn record(at_ms: i64, tool: &str) -> AuditRecord {
         AuditRecord {
@@ -140,10 +134,10 @@ mod tests {
         }
     }
 
-    fn store() -> (tempfile::TempDir, Arc<Store>) {
+    fn store() -> (tempfile::TempDir, Arc<dyn AuditStore>) {
         let dir = tempfile::tempdir().expect("temp dir");
-        let store = Arc::new(Store::open(&dir.path().join("audit.db")).expect("store"));
-        (dir, store)
+        let store = Store::open(&dir.path().join("audit.db")).expect("store");
+        (dir, store.audit)
     }
 
     #[tokio::test]
@@ -154,23 +148,23 @@ mod tests {
             log.record(record(now_ms(), &format!("t{i}")));
         }
         log.flush().await;
-        let (_, total) = store.query_audit(&LogQuery::default()).expect("query");
+        let (_, total) = store.query_audit(LogQuery::default()).await.expect("query");
         assert_eq!(total, 2_500);
     }
 
-    #[test]
-    fn retention_drops_old_records_then_the_oldest_beyond_the_count() {
+    #[tokio::test]
+    async fn retention_drops_old_records_then_the_oldest_beyond_the_count() {
         let (_dir, store) = store();
         let records: Vec<AuditRecord> = (0..10)
             .map(|i| record(1_000 + i, &format!("t{i}")))
             .collect();
-        store.insert_audit(&records).expect("insert");
+        store.insert_audit(records).await.expect("insert");
         assert_eq!(
-            store.prune_audit(1_003, 5).expect("prune"),
+            store.prune_audit(1_003, 5).await.expect("prune"),
             5,
             "3 too old, then 2 over the count"
         );
-        let (kept, total) = store.query_audit(&LogQuery::default()).expect("query");
+        let (kept, total) = store.query_audit(LogQuery::default()).await.expect("query");
         assert_eq!(total, 5);
         let tools: Vec<&str> = kept.iter().map(|r| r.tool.as_str()).collect();
         assert_eq!(tools, ["t9", "t8", "t7", "t6", "t5"], "newest first");

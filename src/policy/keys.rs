@@ -4,17 +4,22 @@
 //! from the API; API changes persist in the store and win over the file on restart. Only a
 //! SHA-256 hash of each key is kept, in memory and in the store: a leaked database or a listing
 //! never reveals a key.
+//!
+//! The ring's state ([`Keys`]: by name and by hash, with a version counter) sits behind one
+//! lock, so both maps always agree. Changes are serialised by a second, async lock held across
+//! the store's write: a change is checked, committed to the store, then applied in memory, and
+//! two concurrent changes cannot both pass the check. Authentication only takes the state's
+//! read lock, never waits on the store.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use sha2::{Digest, Sha256};
 
 use super::Permit;
 use super::rules::{ToolRule, key_rules};
 use crate::config::{VirtualKeyConfig, resolve_env};
-use crate::store::{KeyChange, Store, StoreError};
+use crate::store::{KeyChange, KeyStore, StoreError};
 
 /// A key's hash, hex-encoded.
 pub type KeyHash = String;
@@ -80,12 +85,44 @@ pub enum KeyError {
     Store(#[from] StoreError),
 }
 
-/// Every virtual key, by name and by hash.
+/// The keys by name and by hash, always in agreement.
+#[derive(Default)]
+struct Keys {
+    by_name: BTreeMap<String, Arc<VirtualKey>>,
+    by_hash: HashMap<KeyHash, Arc<VirtualKey>>,
+    /// The version the next inserted key gets (permits cache views by key and version).
+    next_version: u64,
+}
+
+impl Keys {
+    fn insert(&mut self, config: VirtualKeyConfig, hash: Option<KeyHash>) {
+        self.delete(&config.name);
+        self.next_version += 1;
+        let key = Arc::new(VirtualKey {
+            rules: Arc::new(key_rules(&config.mcp_configs)),
+            config: redact(config),
+            hash: hash.clone(),
+            version: self.next_version,
+        });
+        if let Some(hash) = hash {
+            self.by_hash.insert(hash, Arc::clone(&key));
+        }
+        self.by_name.insert(key.config.name.clone(), key);
+    }
+
+    fn delete(&mut self, name: &str) {
+        if let Some(hash) = self.by_name.remove(name).and_then(|k| k.hash.clone()) {
+            self.by_hash.remove(&hash);
+        }
+    }
+}
+
+/// Every virtual key.
 pub struct KeyRing {
-    keys: RwLock<BTreeMap<String, Arc<VirtualKey>>>,
-    by_hash: RwLock<HashMap<KeyHash, Arc<VirtualKey>>>,
-    store: Option<Arc<Store>>,
-    versions: AtomicU64,
+    keys: RwLock<Keys>,
+    /// Serialises changes across the store's write (see the module docs).
+    edits: tokio::sync::Mutex<()>,
+    store: Option<Arc<dyn KeyStore>>,
 }
 
 const REDACTED: &str = "<redacted>";
@@ -97,16 +134,11 @@ impl KeyRing {
     ///
     /// # Errors
     /// [`StoreError`] when the recorded changes cannot be read.
-    pub fn load(
+    pub async fn load(
         file: &[VirtualKeyConfig],
-        store: Option<Arc<Store>>,
+        store: Option<Arc<dyn KeyStore>>,
     ) -> Result<KeyRing, StoreError> {
-        let ring = KeyRing {
-            keys: RwLock::new(BTreeMap::new()),
-            by_hash: RwLock::new(HashMap::new()),
-            store,
-            versions: AtomicU64::new(1),
-        };
+        let mut keys = Keys::default();
         for config in file {
             let hash = match resolve_env(&config.value) {
                 Ok(value) => Some(hash_key(&value)),
@@ -115,25 +147,35 @@ impl KeyRing {
                     None
                 }
             };
-            ring.insert(config.clone(), hash);
+            keys.insert(config.clone(), hash);
         }
-        if let Some(store) = &ring.store {
-            for change in store.key_changes()? {
+        if let Some(store) = &store {
+            for change in store.key_changes().await? {
                 match change {
-                    KeyChange::Saved(config, hash) => ring.insert(*config, Some(hash)),
-                    KeyChange::Removed(name) => ring.delete(&name),
+                    KeyChange::Saved(config, hash) => keys.insert(*config, Some(hash)),
+                    KeyChange::Removed(name) => keys.delete(&name),
                 }
             }
         }
-        Ok(ring)
+        Ok(KeyRing {
+            keys: RwLock::new(keys),
+            edits: tokio::sync::Mutex::new(()),
+            store,
+        })
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, Keys> {
+        // Every write leaves `Keys` consistent before it can panic.
+        self.keys.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Keys> {
+        self.keys.write().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Whether no key exists (then callers need none).
     pub fn is_empty(&self) -> bool {
-        self.keys
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_empty()
+        self.read().by_name.is_empty()
     }
 
     /// The permit of a caller who presented `key` (or none).
@@ -141,12 +183,12 @@ impl KeyRing {
     /// # Errors
     /// [`AuthError`] when keys exist and `key` is missing, unknown or disabled.
     pub fn authenticate(&self, key: Option<&str>) -> Result<Permit, AuthError> {
-        if self.is_empty() {
+        let keys = self.read();
+        if keys.by_name.is_empty() {
             return Ok(Permit::open());
         }
         let key = key.ok_or(AuthError::Missing)?;
-        let by_hash = self.by_hash.read().unwrap_or_else(|p| p.into_inner());
-        let found = by_hash.get(&hash_key(key)).ok_or(AuthError::Unknown)?;
+        let found = keys.by_hash.get(&hash_key(key)).ok_or(AuthError::Unknown)?;
         if !found.config.is_active {
             return Err(AuthError::Disabled(found.config.name.clone()));
         }
@@ -159,101 +201,82 @@ impl KeyRing {
 
     /// Every key's configuration, values redacted.
     pub fn list(&self) -> Vec<VirtualKeyConfig> {
-        let keys = self.keys.read().unwrap_or_else(|p| p.into_inner());
-        keys.values().map(|k| k.config.clone()).collect()
+        self.read()
+            .by_name
+            .values()
+            .map(|k| k.config.clone())
+            .collect()
     }
 
     /// Adds a key (its value, or the variable it names, is hashed now).
     ///
     /// # Errors
     /// [`KeyError`] for a taken name or value, an unset variable, or a store failure.
-    pub fn add(&self, config: VirtualKeyConfig) -> Result<(), KeyError> {
-        if self.exists(&config.name) {
+    pub async fn add(&self, config: VirtualKeyConfig) -> Result<(), KeyError> {
+        let _edit = self.edits.lock().await;
+        if self.read().by_name.contains_key(&config.name) {
             return Err(KeyError::Duplicate(config.name));
         }
-        self.save(config)
+        self.save(None, config).await
     }
 
-    /// Replaces a key.
+    /// Replaces the key named `name` (the new configuration may rename it).
     ///
     /// # Errors
     /// As [`add`](Self::add), with [`KeyError::NotFound`] for an unknown name.
-    pub fn replace(&self, name: &str, config: VirtualKeyConfig) -> Result<(), KeyError> {
-        if !self.exists(name) {
+    pub async fn replace(&self, name: &str, config: VirtualKeyConfig) -> Result<(), KeyError> {
+        let _edit = self.edits.lock().await;
+        if !self.read().by_name.contains_key(name) {
             return Err(KeyError::NotFound(name.to_string()));
         }
-        if config.name != name {
-            self.remove(name)?;
-        }
-        self.save(config)
+        self.save(Some(name), config).await
     }
 
     /// Removes a key.
     ///
     /// # Errors
     /// [`KeyError::NotFound`], or a store failure.
-    pub fn remove(&self, name: &str) -> Result<(), KeyError> {
-        if !self.exists(name) {
+    pub async fn remove(&self, name: &str) -> Result<(), KeyError> {
+        let _edit = self.edits.lock().await;
+        if !self.read().by_name.contains_key(name) {
             return Err(KeyError::NotFound(name.to_string()));
         }
         if let Some(store) = &self.store {
-            store.forget_key(name)?;
+            store.forget_key(name).await?;
         }
-        self.delete(name);
+        self.write().delete(name);
         Ok(())
     }
 
-    fn exists(&self, name: &str) -> bool {
-        let keys = self.keys.read().unwrap_or_else(|p| p.into_inner());
-        keys.contains_key(name)
-    }
-
-    fn save(&self, config: VirtualKeyConfig) -> Result<(), KeyError> {
+    /// Hashes `config`'s value, checks that no other key has it, records the change (removing
+    /// `replacing` when the key is renamed) and applies it. The caller holds `edits`.
+    async fn save(
+        &self,
+        replacing: Option<&str>,
+        config: VirtualKeyConfig,
+    ) -> Result<(), KeyError> {
         let value = resolve_env(&config.value).map_err(|e| KeyError::Value(e.to_string()))?;
         let hash = hash_key(&value);
-        let taken = self
-            .by_hash
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&hash)
-            .is_some_and(|k| k.config.name != config.name);
+        let taken = self.read().by_hash.get(&hash).is_some_and(|k| {
+            k.config.name != config.name && Some(k.config.name.as_str()) != replacing
+        });
         if taken {
             return Err(KeyError::SameValue);
         }
+        let renamed = replacing.filter(|old| *old != config.name);
         let config = redact(config);
         if let Some(store) = &self.store {
-            store.save_key(&config, &hash)?;
+            if let Some(old) = renamed {
+                store.forget_key(old).await?;
+            }
+            store.save_key(&config, &hash).await?;
         }
-        self.insert(config, Some(hash));
+        let mut keys = self.write();
+        if let Some(old) = renamed {
+            keys.delete(old);
+        }
+        keys.insert(config, Some(hash));
         Ok(())
-    }
-
-    fn insert(&self, config: VirtualKeyConfig, hash: Option<KeyHash>) {
-        self.delete(&config.name);
-        let key = Arc::new(VirtualKey {
-            rules: Arc::new(key_rules(&config.mcp_configs)),
-            config: redact(config),
-            hash: hash.clone(),
-            version: self.versions.fetch_add(1, Ordering::Relaxed),
-        });
-        if let Some(hash) = hash {
-            let mut by_hash = self.by_hash.write().unwrap_or_else(|p| p.into_inner());
-            by_hash.insert(hash, Arc::clone(&key));
-        }
-        let mut keys = self.keys.write().unwrap_or_else(|p| p.into_inner());
-        keys.insert(key.config.name.clone(), key);
-    }
-
-    fn delete(&self, name: &str) {
-        let removed = self
-            .keys
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(name);
-        if let Some(hash) = removed.and_then(|k| k.hash.clone()) {
-            let mut by_hash = self.by_hash.write().unwrap_or_else(|p| p.into_inner());
-            by_hash.remove(&hash);
-        }
     }
 }
 

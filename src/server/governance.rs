@@ -21,7 +21,7 @@ pub async fn list(State(state): State<Arc<App>>) -> Json<Value> {
 /// `POST /api/governance/virtual-keys`: the body is one virtual key.
 pub async fn add(State(state): State<Arc<App>>, Body(body): Body) -> Result<Success, ApiError> {
     let config = VirtualKeyConfig::parse(&body)?;
-    state.keys.add(config)?;
+    state.keys.add(config).await?;
     Ok(success("virtual key created successfully"))
 }
 
@@ -32,7 +32,7 @@ pub async fn edit(
     Body(body): Body,
 ) -> Result<Success, ApiError> {
     let config = VirtualKeyConfig::parse(&body)?;
-    state.keys.replace(&name, config)?;
+    state.keys.replace(&name, config).await?;
     Ok(success("virtual key updated successfully"))
 }
 
@@ -41,6 +41,6 @@ pub async fn remove(
     State(state): State<Arc<App>>,
     Path(name): Path<String>,
 ) -> Result<Success, ApiError> {
-    state.keys.remove(&name)?;
+    state.keys.remove(&name).await?;
     Ok(success("virtual key deleted successfully"))
 }

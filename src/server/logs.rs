@@ -26,7 +26,9 @@ pub async fn list(
     };
     state.flush_audit().await;
     let (logs, total) = store
-        .query_audit(&query)
+        .audit
+        .query_audit(query.clone())
+        .await
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(Json(json!({
         "logs": logs,

@@ -1,9 +1,6 @@
-//! The audit log's table: batched inserts, filtered pages, retention.
+//! The audit log's records and queries, as every store keeps them.
 
-use rusqlite::{ToSql, params};
 use serde::{Deserialize, Serialize};
-
-use super::{Store, StoreError};
 
 /// How a recorded tool execution ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,7 +24,8 @@ impl AuditOutcome {
         }
     }
 
-    fn parse(text: &str) -> Option<AuditOutcome> {
+    /// The outcome named `text`.
+    pub fn parse(text: &str) -> Option<AuditOutcome> {
         [AuditOutcome::Ok, AuditOutcome::Error, AuditOutcome::Denied]
             .into_iter()
             .find(|outcome| outcome.as_str() == text)
@@ -84,131 +82,4 @@ pub struct LogQuery {
     pub limit: Option<u32>,
     /// Records to skip.
     pub offset: Option<u32>,
-}
-
-impl Store {
-    /// Inserts `records` in one transaction.
-    ///
-    /// # Errors
-    /// [`StoreError::Sqlite`].
-    pub fn insert_audit(&self, records: &[AuditRecord]) -> Result<(), StoreError> {
-        self.with_mut(|c| {
-            let transaction = c.transaction()?;
-            {
-                let mut insert = transaction.prepare_cached(
-                    "INSERT INTO audit_log (at_ms, vk, client, tool, arg_bytes, arg_hash, outcome,
-                         error_type, latency_ms, execution_id, parent_execution_id)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-                )?;
-                for r in records {
-                    insert.execute(params![
-                        r.at_ms,
-                        r.vk,
-                        r.client,
-                        r.tool,
-                        r.arg_bytes as i64,
-                        r.arg_hash,
-                        r.outcome.as_str(),
-                        r.error_type,
-                        r.latency_ms,
-                        r.execution_id,
-                        r.parent_execution_id
-                    ])?;
-                }
-            }
-            transaction.commit()
-        })
-    }
-
-    /// One page of the records `query` selects, newest first, and how many it selects in all.
-    ///
-    /// # Errors
-    /// [`StoreError::Sqlite`].
-    pub fn query_audit(&self, query: &LogQuery) -> Result<(Vec<AuditRecord>, u64), StoreError> {
-        let mut conditions = Vec::new();
-        let mut values: Vec<Box<dyn ToSql>> = Vec::new();
-        let text_filters = [
-            ("vk", &query.vk),
-            ("client", &query.client),
-            ("tool", &query.tool),
-            ("outcome", &query.outcome),
-            ("parent_execution_id", &query.parent_execution_id),
-        ];
-        for (column, value) in text_filters {
-            if let Some(value) = value {
-                values.push(Box::new(value.clone()));
-                conditions.push(format!("{column} = ?{}", values.len()));
-            }
-        }
-        if let Some(since) = query.since {
-            values.push(Box::new(since));
-            conditions.push(format!("at_ms >= ?{}", values.len()));
-        }
-        if let Some(until) = query.until {
-            values.push(Box::new(until));
-            conditions.push(format!("at_ms < ?{}", values.len()));
-        }
-        let filter = if conditions.is_empty() {
-            String::new()
-        } else {
-            format!("WHERE {}", conditions.join(" AND "))
-        };
-        let limit = query.limit.unwrap_or(100).min(1_000);
-        let offset = query.offset.unwrap_or(0);
-        let params: Vec<&dyn ToSql> = values.iter().map(|v| v.as_ref()).collect();
-        self.with(|c| {
-            let total: i64 = c.query_row(
-                &format!("SELECT COUNT(*) FROM audit_log {filter}"),
-                params.as_slice(),
-                |row| row.get(0),
-            )?;
-            let mut statement = c.prepare(&format!(
-                "SELECT at_ms, vk, client, tool, arg_bytes, arg_hash, outcome, error_type,
-                     latency_ms, execution_id, parent_execution_id
-                 FROM audit_log {filter} ORDER BY at_ms DESC, id DESC LIMIT {limit} OFFSET {offset}"
-            ))?;
-            let rows = statement.query_map(params.as_slice(), |row| {
-                Ok(AuditRecord {
-                    at_ms: row.get(0)?,
-                    vk: row.get(1)?,
-                    client: row.get(2)?,
-                    tool: row.get(3)?,
-                    arg_bytes: row.get::<_, i64>(4)? as u64,
-                    arg_hash: row.get(5)?,
-                    outcome: {
-                        let text: String = row.get(6)?;
-                        AuditOutcome::parse(&text).ok_or_else(|| {
-                            rusqlite::Error::FromSqlConversionFailure(
-                                6,
-                                rusqlite::types::Type::Text,
-                                format!("unknown audit outcome {text:?}").into(),
-                            )
-                        })?
-                    },
-                    error_type: row.get(7)?,
-                    latency_ms: row.get(8)?,
-                    execution_id: row.get(9)?,
-                    parent_execution_id: row.get(10)?,
-                })
-            })?;
-            let records = rows.collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok((records, total as u64))
-        })
-    }
-
-    /// Deletes records older than `oldest_ms` and all but the newest `max_records`.
-    ///
-    /// # Errors
-    /// [`StoreError::Sqlite`].
-    pub fn prune_audit(&self, oldest_ms: i64, max_records: u64) -> Result<usize, StoreError> {
-        self.with(|c| {
-            let old = c.execute("DELETE FROM audit_log WHERE at_ms < ?1", params![oldest_ms])?;
-            let extra = c.execute(
-                "DELETE FROM audit_log WHERE id <= (SELECT id FROM audit_log ORDER BY id DESC
-                     LIMIT 1 OFFSET ?1)",
-                params![max_records as i64],
-            )?;
-            Ok(old + extra)
-        })
-    }
 }

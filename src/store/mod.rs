@@ -1,26 +1,32 @@
-//! SQLite persistence of runtime changes and of the audit log.
+//! Persistence: one async trait per aggregate, and SQLite, the embedded default, behind them.
 //!
-//! It holds the MCP clients changed through the API ([`Store::save_client`],
-//! [`Store::forget_client`]), the virtual keys changed through the API ([`keys`]: hashes, never
-//! keys), and the audit log ([`audit`]). Every change is committed before the API answers, so
-//! a restart (a `kill -9` included) finds it. Client configurations are stored as written:
-//! `env.NAME` references stay references, never resolved secrets.
+//! - [`ClientStore`]: MCP clients changed through the API (saved, or removed so they do not come
+//!   back from the config file).
+//! - [`KeyStore`]: virtual keys changed through the API: hashes, never keys.
+//! - [`AuditStore`]: the audit log: batched inserts, filtered pages, retention.
 //!
-//! The database is small and written rarely, so one connection behind a mutex serves; queries
-//! run on the caller's thread and take microseconds.
-
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-
-use rusqlite::{Connection, params};
-
-use crate::config::ClientConfig;
+//! [`Store`] bundles one implementation of each; [`Store::open`] gives the SQLite one
+//! ([`sqlite`]). A second backend (Postgres, for several instances) is a second module that
+//! implements the same traits. Every method is async and no implementation blocks a runtime
+//! worker (SQLite runs on the blocking pool), so callers may await them freely, though never
+//! while holding a lock that tool calls need.
+//!
+//! The store is the source of truth for runtime changes: every change is committed before the
+//! API answers, so a restart (a `kill -9` included) finds it, and at start-up the changes are
+//! applied over the config file ([`merge_clients`]). Configurations are stored as written:
+//! `env.NAME` references stay references.
 
 pub mod audit;
-pub mod keys;
+pub mod sqlite;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
 
 pub use audit::{AuditOutcome, AuditRecord, LogQuery};
-pub use keys::KeyChange;
+
+use crate::config::{ClientConfig, VirtualKeyConfig};
 
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
@@ -34,7 +40,7 @@ pub enum StoreError {
         source: rusqlite::Error,
     },
     /// A stored configuration no longer parses.
-    #[error("a stored client configuration is unreadable: {0}")]
+    #[error("a stored configuration is unreadable: {0}")]
     Corrupt(String),
     /// The database's directory could not be created.
     #[error("cannot create {path}: {source}")]
@@ -44,6 +50,21 @@ pub enum StoreError {
         /// The operating system's reason.
         source: std::io::Error,
     },
+    /// The database was written by a newer codemode, whose schema this one does not know.
+    #[error(
+        "the database {path} has schema version {found}; this codemode knows up to {supported}"
+    )]
+    Version {
+        /// The database file.
+        path: String,
+        /// Its schema version.
+        found: u32,
+        /// The newest this build knows.
+        supported: u32,
+    },
+    /// The task running the query failed (it panicked or the runtime is shutting down).
+    #[error("a database task failed: {0}")]
+    Task(String),
 }
 
 /// A change recorded for one client: its configuration, or its removal.
@@ -55,13 +76,76 @@ pub enum ClientChange {
     Removed(String),
 }
 
-/// The database.
+/// A change recorded for one virtual key.
+#[derive(Debug, Clone, PartialEq)]
+pub enum KeyChange {
+    /// Added or edited through the API: its configuration and its value's hash.
+    Saved(Box<VirtualKeyConfig>, String),
+    /// Removed through the API.
+    Removed(String),
+}
+
+/// MCP clients changed at run time.
+#[async_trait]
+pub trait ClientStore: Send + Sync {
+    /// Records a client added or edited through the API.
+    async fn save_client(&self, config: &ClientConfig) -> Result<(), StoreError>;
+    /// Records that a client was removed through the API.
+    async fn forget_client(&self, name: &str) -> Result<(), StoreError>;
+    /// Every recorded client change, oldest first.
+    async fn client_changes(&self) -> Result<Vec<ClientChange>, StoreError>;
+}
+
+/// Virtual keys changed at run time (their hashes, never their values).
+#[async_trait]
+pub trait KeyStore: Send + Sync {
+    /// Records a key added or edited through the API, with its value's hash.
+    async fn save_key(&self, config: &VirtualKeyConfig, hash: &str) -> Result<(), StoreError>;
+    /// Records that a key was removed through the API.
+    async fn forget_key(&self, name: &str) -> Result<(), StoreError>;
+    /// Every recorded key change, oldest first.
+    async fn key_changes(&self) -> Result<Vec<KeyChange>, StoreError>;
+}
+
+/// The audit log.
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    /// Inserts `records` in one transaction.
+    async fn insert_audit(&self, records: Vec<AuditRecord>) -> Result<(), StoreError>;
+    /// One page of the records `query` selects, newest first, and how many it selects in all.
+    async fn query_audit(&self, query: LogQuery) -> Result<(Vec<AuditRecord>, u64), StoreError>;
+    /// Deletes records older than `oldest_ms` and all but the newest `max_records`; answers
+    /// how many went.
+    async fn prune_audit(&self, oldest_ms: i64, max_records: u64) -> Result<usize, StoreError>;
+}
+
+/// One store of each aggregate.
+#[derive(Clone)]
 pub struct Store {
-    path: String,
-    connection: Mutex<Connection>,
+    /// Runtime client changes.
+    pub clients: Arc<dyn ClientStore>,
+    /// Runtime key changes.
+    pub keys: Arc<dyn KeyStore>,
+    /// The audit log.
+    pub audit: Arc<dyn AuditStore>,
 }
 
 impl Store {
+    /// The SQLite store at `path`, created (with its directory) when missing and migrated to
+    /// the current schema.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the directory or the database cannot be created, or the database
+    /// comes from a newer codemode.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let sqlite = Arc::new(sqlite::SqliteStore::open(path)?);
+        Ok(Store {
+            clients: Arc::clone(&sqlite) as Arc<dyn ClientStore>,
+            keys: Arc::clone(&sqlite) as Arc<dyn KeyStore>,
+            audit: sqlite,
+        })
+    }
+
     /// The default database: `$XDG_DATA_HOME/codemode/codemode.db`, else
     /// `~/.local/share/codemode/codemode.db`, else `./codemode.db`.
     pub fn default_path() -> PathBuf {
@@ -74,138 +158,6 @@ impl Store {
             Some(base) => base.join("codemode").join("codemode.db"),
             None => PathBuf::from("codemode.db"),
         }
-    }
-
-    /// Opens (creating if needed) the database at `path`.
-    ///
-    /// # Errors
-    /// [`StoreError`] when the directory or the database cannot be created.
-    pub fn open(path: &Path) -> Result<Store, StoreError> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| StoreError::Directory {
-                path: dir.display().to_string(),
-                source,
-            })?;
-        }
-        let display = path.display().to_string();
-        let sqlite = |source| StoreError::Sqlite {
-            path: display.clone(),
-            source,
-        };
-        let connection = Connection::open(path).map_err(sqlite)?;
-        connection
-            .execute_batch(
-                "PRAGMA journal_mode = WAL;
-                 PRAGMA synchronous = NORMAL;
-                 CREATE TABLE IF NOT EXISTS mcp_clients (
-                     name TEXT PRIMARY KEY,
-                     config TEXT,            -- NULL: removed through the API
-                     updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
-                 );
-                 CREATE TABLE IF NOT EXISTS virtual_keys (
-                     name TEXT PRIMARY KEY,
-                     key_hash TEXT,          -- SHA-256 of the key; NULL: removed through the API
-                     config TEXT,            -- the value replaced by a placeholder
-                     updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
-                 );
-                 CREATE TABLE IF NOT EXISTS audit_log (
-                     id INTEGER PRIMARY KEY,
-                     at_ms INTEGER NOT NULL,
-                     vk TEXT,
-                     client TEXT NOT NULL,
-                     tool TEXT NOT NULL,
-                     arg_bytes INTEGER NOT NULL,
-                     arg_hash TEXT NOT NULL,
-                     outcome TEXT NOT NULL,
-                     error_type TEXT,
-                     latency_ms REAL NOT NULL,
-                     execution_id TEXT NOT NULL,
-                     parent_execution_id TEXT
-                 );
-                 CREATE INDEX IF NOT EXISTS audit_log_at ON audit_log (at_ms);",
-            )
-            .map_err(sqlite)?;
-        Ok(Store {
-            path: display,
-            connection: Mutex::new(connection),
-        })
-    }
-
-    fn sqlite(&self, source: rusqlite::Error) -> StoreError {
-        StoreError::Sqlite {
-            path: self.path.clone(),
-            source,
-        }
-    }
-
-    fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
-        self.with_mut(|connection| f(connection))
-    }
-
-    fn with_mut<T>(
-        &self,
-        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
-    ) -> Result<T, StoreError> {
-        // A panic while holding the lock cannot leave SQLite inconsistent; keep going.
-        let mut connection = self
-            .connection
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        f(&mut connection).map_err(|e| self.sqlite(e))
-    }
-
-    /// Records a client added or edited through the API.
-    ///
-    /// # Errors
-    /// [`StoreError::Sqlite`].
-    pub fn save_client(&self, config: &ClientConfig) -> Result<(), StoreError> {
-        let json = serde_json::to_string(config).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        self.with(|c| {
-            c.execute(
-                "INSERT INTO mcp_clients (name, config) VALUES (?1, ?2)
-                 ON CONFLICT(name) DO UPDATE SET config = excluded.config,
-                     updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
-                params![config.name, json],
-            )
-        })?;
-        Ok(())
-    }
-
-    /// Records that a client was removed through the API.
-    ///
-    /// # Errors
-    /// [`StoreError::Sqlite`].
-    pub fn forget_client(&self, name: &str) -> Result<(), StoreError> {
-        self.with(|c| {
-            c.execute(
-                "INSERT INTO mcp_clients (name, config) VALUES (?1, NULL)
-                 ON CONFLICT(name) DO UPDATE SET config = NULL,
-                     updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
-                params![name],
-            )
-        })?;
-        Ok(())
-    }
-
-    /// Every recorded client change, oldest first.
-    ///
-    /// # Errors
-    /// [`StoreError`] when the database fails or a stored configuration does not parse.
-    pub fn client_changes(&self) -> Result<Vec<ClientChange>, StoreError> {
-        let rows: Vec<(String, Option<String>)> = self.with(|c| {
-            let mut statement =
-                c.prepare("SELECT name, config FROM mcp_clients ORDER BY updated_at, name")?;
-            let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
-            rows.collect()
-        })?;
-        rows.into_iter()
-            .map(|(name, config)| match config {
-                None => Ok(ClientChange::Removed(name)),
-                Some(json) => ClientConfig::parse(&json)
-                    .map(|config| ClientChange::Saved(Box::new(config)))
-                    .map_err(|e| StoreError::Corrupt(format!("{name}: {e}"))),
-            })
-            .collect()
     }
 }
 
@@ -236,18 +188,25 @@ mod tests {
         .expect("valid")
     }
 
-    #[test]
-    fn saved_and_removed_clients_survive_reopening() {
+    #[tokio::test]
+    async fn saved_and_removed_clients_survive_reopening() {
         let dir = tempfile::tempdir().expect("dir");
         let path = dir.path().join("nested/codemode.db");
         {
             let store = Store::open(&path).expect("open");
-            store.save_client(&client("a", "env.A_URL")).expect("save");
-            store.save_client(&client("b", "http://b")).expect("save");
-            store.forget_client("b").expect("forget");
+            let clients = &store.clients;
+            clients
+                .save_client(&client("a", "env.A_URL"))
+                .await
+                .expect("save");
+            clients
+                .save_client(&client("b", "http://b"))
+                .await
+                .expect("save");
+            clients.forget_client("b").await.expect("forget");
         }
         let store = Store::open(&path).expect("reopen");
-        let changes = store.client_changes().expect("changes");
+        let changes = store.clients.client_changes().await.expect("changes");
         assert_eq!(
             changes,
             [

@@ -94,7 +94,7 @@ async fn stubs_and_docs_of_every_real_server_compile_in_the_sandbox() {
          exec(compile(text, path, 'exec'), {{}})\nresult = len(sources)",
         Value::Object(sources).to_string()
     );
-    let app = router(Arc::new(app_state(manager)));
+    let app = router(Arc::new(app_state(manager).await));
     let run = execute(&app, &code).await;
     assert_eq!(run["error"], Value::Null, "{}", run["error"]);
     assert_eq!(run["result"], json!(count));
@@ -104,7 +104,7 @@ async fn stubs_and_docs_of_every_real_server_compile_in_the_sandbox() {
 async fn the_meta_tools_list_read_and_document_the_stubs() {
     let dir = tempfile::tempdir().expect("temp dir");
     let manager = code_mode_manager(&dir.path().display().to_string()).await;
-    let app = router(Arc::new(app_state(manager)));
+    let app = router(Arc::new(app_state(manager).await));
 
     // Code-mode clients leave the direct list; the meta-tools join it.
     let (_, tools) = call(&app, "GET", "/v1/mcp/tools", Value::Null).await;
@@ -237,7 +237,7 @@ async fn one_script_uses_three_real_servers() {
     std::fs::write(dir.path().join("notes.txt"), "hello from disk").expect("write");
     let root = dir.path().display().to_string();
     let manager = code_mode_manager(&root).await;
-    let app = router(Arc::new(app_state(manager)));
+    let app = router(Arc::new(app_state(manager).await));
     let code = format!(
         "from servers import memory\n\
          text = filesystem.read_text_file(path={path:?})\n\
@@ -311,7 +311,7 @@ async fn one_script_uses_three_real_servers() {
 async fn tool_failures_raise_the_documented_exceptions() {
     let dir = tempfile::tempdir().expect("temp dir");
     let manager = code_mode_manager(&dir.path().display().to_string()).await;
-    let app = router(Arc::new(app_state(manager)));
+    let app = router(Arc::new(app_state(manager).await));
     let code = r#"
 import codemode
 caught = {}
@@ -420,7 +420,7 @@ async fn an_upstream_killed_mid_script_raises_tool_unavailable() {
         .find(|c| c.name == "everything")
         .and_then(|c| c.pid)
         .expect("a stdio pid");
-    let app = router(Arc::new(app_state(manager)));
+    let app = router(Arc::new(app_state(manager).await));
     let code = format!(
         "import codemode\n\
          first = everything.echo(message='before')\n\
@@ -441,7 +441,7 @@ async fn an_upstream_killed_mid_script_raises_tool_unavailable() {
 async fn real_calls_fan_out_concurrently() {
     let dir = tempfile::tempdir().expect("temp dir");
     let manager = code_mode_manager(&dir.path().display().to_string()).await;
-    let app = router(Arc::new(app_state(manager)));
+    let app = router(Arc::new(app_state(manager).await));
     let code = "import asyncio\n\
         async def main():\n    \
             return await asyncio.gather(*[everything.trigger_long_running_operation_async(duration=0.3, steps=1) for _ in range(3)])\n\
@@ -464,7 +464,7 @@ async fn real_calls_fan_out_concurrently() {
 #[tokio::test]
 async fn bad_code_requests_are_refused_with_the_reason() {
     let manager = Arc::new(McpManager::new(Default::default()));
-    let app = router(Arc::new(app_state(manager)));
+    let app = router(Arc::new(app_state(manager).await));
     let cases = [
         (json!({}), "missing field `code`"),
         (json!({"code": "  "}), "code: must not be empty"),
@@ -539,7 +539,7 @@ async fn bound_tools_take_stub_names_tool_names_and_positions() {
         .add_in_process("units", vec![echo_arguments()])
         .await
         .expect("registered");
-    let app = router(Arc::new(app_state(manager)));
+    let app = router(Arc::new(app_state(manager).await));
     let code = r#"
 import servers.units
 a = units.convert_units(1.5, "km", to="mi")

@@ -16,13 +16,15 @@ use crate::mcp_stdio::stdio_client;
 use crate::support::EXECUTOR;
 
 /// The service's state over `manager`, running scripts in the shared executor.
-pub fn app_state(manager: Arc<McpManager>) -> App {
-    App::assemble(&Config::default(), manager, EXECUTOR.clone(), None).expect("state")
+pub async fn app_state(manager: Arc<McpManager>) -> App {
+    App::assemble(&Config::default(), manager, EXECUTOR.clone(), None)
+        .await
+        .expect("state")
 }
 
-fn app() -> axum::Router {
+async fn app() -> axum::Router {
     let manager = Arc::new(McpManager::new(ToolManagerConfig::default()));
-    router(Arc::new(app_state(manager)))
+    router(Arc::new(app_state(manager).await))
 }
 
 /// A request through the router; answers the status and the JSON body (null when none).
@@ -75,7 +77,7 @@ fn tool_call(name: &str, arguments: &str) -> Value {
 }
 
 async fn app_with_everything() -> axum::Router {
-    let app = app();
+    let app = app().await;
     let (status, body) = call(
         &app,
         "POST",
@@ -93,7 +95,7 @@ async fn app_with_everything() -> axum::Router {
 
 #[tokio::test]
 async fn clients_are_added_listed_and_removed() {
-    let app = app();
+    let app = app().await;
     assert_eq!(
         call(&app, "GET", "/api/mcp/clients", Value::Null).await,
         (StatusCode::OK, json!([]))
@@ -134,7 +136,7 @@ async fn clients_are_added_listed_and_removed() {
 
 #[tokio::test]
 async fn a_bad_client_body_names_the_field() {
-    let app = app();
+    let app = app().await;
     let (status, body) = call(
         &app,
         "POST",
@@ -170,7 +172,7 @@ async fn a_bad_client_body_names_the_field() {
 
 #[tokio::test]
 async fn a_client_that_cannot_connect_is_kept_in_error() {
-    let app = app();
+    let app = app().await;
     let broken = json!({"name": "broken", "connection_type": "stdio", "stdio_config": {"command": "/nonexistent/server"}});
     let (status, body) = call(&app, "POST", "/api/mcp/client", broken).await;
     assert_eq!(
@@ -328,7 +330,7 @@ async fn editing_tool_lists_applies_at_once() {
 
 #[tokio::test]
 async fn hyphenated_client_names_resolve_by_the_longest_match() {
-    let app = app();
+    let app = app().await;
     for name in ["web", "web-search"] {
         let (status, body) = call(
             &app,
@@ -367,7 +369,7 @@ async fn hyphenated_client_names_resolve_by_the_longest_match() {
 
 #[tokio::test]
 async fn a_tool_over_its_time_limit_is_a_timeout() {
-    let app = app();
+    let app = app().await;
     let mut client = stdio_client("slow", "server-everything", &["stdio"], &[]);
     client["tool_execution_timeout"] = json!(1);
     assert_eq!(

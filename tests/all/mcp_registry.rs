@@ -200,7 +200,7 @@ async fn in_process_tools_are_called_from_scripts_and_over_http() {
     assert!(result.ok, "{:#?}", result.error);
     assert_eq!(result.result, json!([42, "a and b must be integers"]));
 
-    let app = router(Arc::new(app_state(Arc::clone(&manager))));
+    let app = router(Arc::new(app_state(Arc::clone(&manager)).await));
     let (status, tools) = call(&app, "GET", "/v1/mcp/tools", Value::Null).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(tools["tools"][0]["function"]["name"], "local-add");

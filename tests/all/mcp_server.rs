@@ -41,7 +41,11 @@ async fn start(clients: Vec<Value>, extra: Value) -> String {
     }
     let config = Config::parse(&config.to_string()).expect("valid config");
     let manager = Arc::new(McpManager::start(&config.mcp).await);
-    let state = Arc::new(App::assemble(&config, manager, EXECUTOR.clone(), None).expect("state"));
+    let state = Arc::new(
+        App::assemble(&config, manager, EXECUTOR.clone(), None)
+            .await
+            .expect("state"),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");

@@ -21,9 +21,13 @@ fn tool_call(name: &str) -> Value {
     json!({"id": "c", "type": "function", "function": {"name": name, "arguments": "{}"}})
 }
 
-fn state(manager: Arc<McpManager>, config: Value, store: Option<Arc<Store>>) -> Arc<App> {
+async fn state(manager: Arc<McpManager>, config: Value, store: Option<Store>) -> Arc<App> {
     let config = Config::parse(&config.to_string()).expect("valid config");
-    Arc::new(App::assemble(&config, manager, EXECUTOR.clone(), store).expect("state"))
+    Arc::new(
+        App::assemble(&config, manager, EXECUTOR.clone(), store)
+            .await
+            .expect("state"),
+    )
 }
 
 const CLIENTS: [&str; 3] = ["a", "b", "c"];
@@ -150,7 +154,7 @@ async fn check(case: Case) {
             .map(|t| t.iter().map(|s| s.to_string()).collect());
         manager.replace(client, config).await.expect("replaced");
     }
-    let app = router(state(Arc::clone(&manager), case.config(), None));
+    let app = router(state(Arc::clone(&manager), case.config(), None).await);
     let include = case.include_clients.as_ref().map(|c| c.join(","));
     let mut headers = vec![("authorization", "Bearer secret-key")];
     if let Some(include) = &include {
@@ -228,7 +232,7 @@ async fn keys_are_required_once_one_exists() {
         {"name": "on", "value": "good", "mcp_configs": [{"mcp_client_name": "a", "tools_to_execute": ["*"]}]},
         {"name": "off", "value": "disabled", "is_active": false, "mcp_configs": []}
     ]}});
-    let app = router(state(manager, config, None));
+    let app = router(state(manager, config, None).await);
     let call = tool_call("a-t1");
     type Headers<'a> = &'a [(&'a str, &'a str)];
     let cases: [(Headers, StatusCode, &str); 6] = [
@@ -298,7 +302,7 @@ async fn a_forbidden_call_from_a_script_leaves_the_graph_unchanged() {
     let manager = Arc::new(McpManager::start(&config.mcp).await);
     let keys = json!({"governance": {"virtual_keys": [{"name": "reader", "value": "r",
         "mcp_configs": [{"mcp_client_name": "memory", "tools_to_execute": ["read_graph"]}]}]}});
-    let app = router(state(manager, keys, None));
+    let app = router(state(manager, keys, None).await);
     let code = "import codemode\n\
         try:\n    memory.create_entities(entities=[{'name': 'x', 'entityType': 't', 'observations': []}])\n    outcome = 'created'\n\
         except PermissionError as e:\n    outcome = str(e)\n\
@@ -336,7 +340,7 @@ async fn a_key_sees_only_the_stubs_it_may_call() {
         {"name": "narrow", "value": "n", "mcp_configs": [{"mcp_client_name": "filesystem", "tools_to_execute": ["list_allowed_directories"]}]},
         {"name": "wide", "value": "w", "mcp_configs": [{"mcp_client_name": "filesystem", "tools_to_execute": ["*"]}]}
     ]}});
-    let app = router(state(manager, keys, None));
+    let app = router(state(manager, keys, None).await);
     let meta = |name: &str, arguments: Value| json!({"id": "m", "type": "function", "function": {"name": name, "arguments": arguments.to_string()}});
     let (_, narrow) = send(
         &app,
@@ -378,11 +382,11 @@ async fn a_key_sees_only_the_stubs_it_may_call() {
 #[tokio::test]
 async fn the_audit_log_records_allowed_and_denied_calls_with_parents() {
     let db = tempfile::tempdir().expect("temp dir");
-    let store = Arc::new(Store::open(&db.path().join("audit.db")).expect("store"));
+    let store = Store::open(&db.path().join("audit.db")).expect("store");
     let manager = counting_manager().await;
     let keys = json!({"governance": {"virtual_keys": [{"name": "auditor", "value": "k",
         "mcp_configs": [{"mcp_client_name": "a", "tools_to_execute": ["t1"]}]}]}});
-    let app = router(state(manager, keys, Some(Arc::clone(&store))));
+    let app = router(state(manager, keys, Some(store.clone())).await);
     let key = [("x-bf-vk", "k")];
     send(
         &app,
@@ -492,8 +496,8 @@ async fn keys_are_managed_through_the_api_and_stored_as_hashes() {
     let manager = counting_manager().await;
     let admin = json!({"governance": {"admin_token": "root"}});
     {
-        let store = Arc::new(Store::open(&path).expect("store"));
-        let app = router(state(Arc::clone(&manager), admin.clone(), Some(store)));
+        let store = Store::open(&path).expect("store");
+        let app = router(state(Arc::clone(&manager), admin.clone(), Some(store)).await);
         let root = [("authorization", "Bearer root")];
         let (status, _) = send(
             &app,
@@ -596,8 +600,8 @@ async fn keys_are_managed_through_the_api_and_stored_as_hashes() {
         "the key itself is never stored"
     );
     // After a restart the key is back, still disabled.
-    let store = Arc::new(Store::open(&path).expect("store"));
-    let app = router(state(manager, admin, Some(store)));
+    let store = Store::open(&path).expect("store");
+    let app = router(state(manager, admin, Some(store)).await);
     let (_, list) = send(
         &app,
         "GET",
@@ -608,4 +612,37 @@ async fn keys_are_managed_through_the_api_and_stored_as_hashes() {
     .await;
     assert_eq!(list["virtual_keys"][0]["name"], "ci-bot");
     assert_eq!(list["virtual_keys"][0]["is_active"], false);
+}
+
+#[tokio::test]
+async fn concurrent_changes_of_one_name_do_not_both_succeed() {
+    let db = tempfile::tempdir().expect("temp dir");
+    let store = Store::open(&db.path().join("keys.db")).expect("store");
+    let manager = Arc::new(McpManager::new(Default::default()));
+    let app = router(state(manager, json!({}), Some(store)).await);
+    for round in 0..20 {
+        let name = format!("twin{round}");
+        let key = |value: &str| json!({"name": name, "value": format!("{name}-{value}")});
+        let (first, second) = tokio::join!(
+            send(&app, "POST", "/api/governance/virtual-keys", &[], key("v1")),
+            send(&app, "POST", "/api/governance/virtual-keys", &[], key("v2")),
+        );
+        let mut statuses = [first.0, second.0];
+        statuses.sort();
+        assert_eq!(statuses, [StatusCode::OK, StatusCode::CONFLICT], "{round}");
+        let client = json!({"name": name, "connection_type": "stdio",
+            "stdio_config": {"command": "/nonexistent/server"}});
+        let (first, second) = tokio::join!(
+            send(&app, "POST", "/api/mcp/client", &[], client.clone()),
+            send(&app, "POST", "/api/mcp/client", &[], client.clone()),
+        );
+        let mut statuses = [first.0, second.0];
+        statuses.sort();
+        // Added (and failing to start, 502) once; refused as a duplicate once.
+        assert_eq!(
+            statuses,
+            [StatusCode::CONFLICT, StatusCode::BAD_GATEWAY],
+            "{round}"
+        );
+    }
 }

@@ -3,24 +3,16 @@
 
 use rusqlite::params;
 
-use super::{Store, StoreError};
+use super::Database;
 use crate::config::VirtualKeyConfig;
+use crate::store::{KeyChange, StoreError};
 
-/// A change recorded for one virtual key.
-#[derive(Debug, Clone, PartialEq)]
-pub enum KeyChange {
-    /// Added or edited through the API: its configuration and its value's hash.
-    Saved(Box<VirtualKeyConfig>, String),
-    /// Removed through the API.
-    Removed(String),
-}
-
-impl Store {
+impl Database {
     /// Records a key added or edited through the API.
     ///
     /// # Errors
     /// [`StoreError::Sqlite`].
-    pub fn save_key(&self, config: &VirtualKeyConfig, hash: &str) -> Result<(), StoreError> {
+    pub(super) fn save_key(&self, config: &VirtualKeyConfig, hash: &str) -> Result<(), StoreError> {
         let json = serde_json::to_string(config).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         self.with(|c| {
             c.execute(
@@ -38,7 +30,7 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError::Sqlite`].
-    pub fn forget_key(&self, name: &str) -> Result<(), StoreError> {
+    pub(super) fn forget_key(&self, name: &str) -> Result<(), StoreError> {
         self.with(|c| {
             c.execute(
                 "INSERT INTO virtual_keys (name, key_hash, config) VALUES (?1, NULL, NULL)
@@ -54,7 +46,7 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError`] when the database fails or a stored key does not parse.
-    pub fn key_changes(&self) -> Result<Vec<KeyChange>, StoreError> {
+    pub(super) fn key_changes(&self) -> Result<Vec<KeyChange>, StoreError> {
         type Row = (String, Option<String>, Option<String>);
         let rows: Vec<Row> = self.with(|c| {
             let mut statement = c.prepare(

@@ -1,0 +1,64 @@
+//! MCP clients changed through the API, stored as written: `env.NAME` references stay
+//! references, never resolved secrets.
+
+use rusqlite::params;
+
+use super::Database;
+use crate::config::ClientConfig;
+use crate::store::{ClientChange, StoreError};
+
+impl Database {
+    /// Records a client added or edited through the API.
+    ///
+    /// # Errors
+    /// [`StoreError::Sqlite`].
+    pub(super) fn save_client(&self, config: &ClientConfig) -> Result<(), StoreError> {
+        let json = serde_json::to_string(config).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO mcp_clients (name, config) VALUES (?1, ?2)
+                 ON CONFLICT(name) DO UPDATE SET config = excluded.config,
+                     updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+                params![config.name, json],
+            )
+        })?;
+        Ok(())
+    }
+
+    /// Records that a client was removed through the API.
+    ///
+    /// # Errors
+    /// [`StoreError::Sqlite`].
+    pub(super) fn forget_client(&self, name: &str) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO mcp_clients (name, config) VALUES (?1, NULL)
+                 ON CONFLICT(name) DO UPDATE SET config = NULL,
+                     updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+                params![name],
+            )
+        })?;
+        Ok(())
+    }
+
+    /// Every recorded client change, oldest first.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails or a stored configuration does not parse.
+    pub(super) fn client_changes(&self) -> Result<Vec<ClientChange>, StoreError> {
+        let rows: Vec<(String, Option<String>)> = self.with(|c| {
+            let mut statement =
+                c.prepare("SELECT name, config FROM mcp_clients ORDER BY updated_at, name")?;
+            let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+            rows.collect()
+        })?;
+        rows.into_iter()
+            .map(|(name, config)| match config {
+                None => Ok(ClientChange::Removed(name)),
+                Some(json) => ClientConfig::parse(&json)
+                    .map(|config| ClientChange::Saved(Box::new(config)))
+                    .map_err(|e| StoreError::Corrupt(format!("{name}: {e}"))),
+            })
+            .collect()
+    }
+}

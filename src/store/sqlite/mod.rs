@@ -1,0 +1,226 @@
+//! SQLite, the embedded store: one file, one connection, queries on the blocking pool.
+//!
+//! The database is small and written rarely (runtime changes, and the audit log in batches),
+//! so one connection behind a mutex serves. [`SqliteStore`] runs every query on Tokio's
+//! blocking pool, never on a runtime worker; the synchronous queries themselves are methods of
+//! [`Database`], one file per aggregate ([`clients`], [`keys`], [`audit`]).
+//!
+//! The schema is versioned with SQLite's `user_version`: [`MIGRATIONS`] are numbered files
+//! applied in order, each in its own transaction, when the database is opened. A database made
+//! by a newer codemode is refused rather than misread.
+
+mod audit;
+mod clients;
+mod keys;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use rusqlite::Connection;
+
+use super::{
+    AuditRecord, AuditStore, ClientChange, ClientStore, KeyChange, KeyStore, LogQuery, StoreError,
+};
+use crate::config::{ClientConfig, VirtualKeyConfig};
+
+/// The schema's migrations: version, then the SQL that reaches it from the one before.
+pub const MIGRATIONS: &[(u32, &str)] = &[(1, include_str!("migrations/0001_initial.sql"))];
+
+/// The open database, used synchronously.
+pub struct Database {
+    path: String,
+    connection: Mutex<Connection>,
+}
+
+impl Database {
+    /// Opens (creating if needed) the database at `path` and migrates it.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the directory or the database cannot be created, a migration fails,
+    /// or the database's schema is newer than this build's.
+    pub fn open(path: &Path) -> Result<Database, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::Directory {
+                path: dir.display().to_string(),
+                source,
+            })?;
+        }
+        let database = Database {
+            path: path.display().to_string(),
+            connection: Mutex::new(Connection::open(path).map_err(|source| {
+                StoreError::Sqlite {
+                    path: path.display().to_string(),
+                    source,
+                }
+            })?),
+        };
+        database
+            .with(|c| c.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;"))?;
+        database.migrate()?;
+        Ok(database)
+    }
+
+    fn migrate(&self) -> Result<(), StoreError> {
+        let supported = MIGRATIONS.last().map_or(0, |(version, _)| *version);
+        let found: u32 = self.with(|c| c.pragma_query_value(None, "user_version", |r| r.get(0)))?;
+        if found > supported {
+            return Err(StoreError::Version {
+                path: self.path.clone(),
+                found,
+                supported,
+            });
+        }
+        for (version, sql) in MIGRATIONS.iter().filter(|(version, _)| *version > found) {
+            self.with_mut(|c| {
+                let transaction = c.transaction()?;
+                transaction.execute_batch(sql)?;
+                transaction.pragma_update(None, "user_version", version)?;
+                transaction.commit()
+            })?;
+        }
+        Ok(())
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
+        self.with_mut(|connection| f(connection))
+    }
+
+    fn with_mut<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
+        // A panic while holding the lock cannot leave SQLite inconsistent (transactions roll
+        // back); keep going.
+        let mut connection = self
+            .connection
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        f(&mut connection).map_err(|source| StoreError::Sqlite {
+            path: self.path.clone(),
+            source,
+        })
+    }
+}
+
+/// The SQLite store: the [`Database`], queried on the blocking pool.
+pub struct SqliteStore {
+    database: Arc<Database>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and migrates it.
+    ///
+    /// # Errors
+    /// As [`Database::open`].
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        Ok(SqliteStore {
+            database: Arc::new(Database::open(path)?),
+        })
+    }
+
+    /// Runs `query` on the blocking pool.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        query: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let database = Arc::clone(&self.database);
+        tokio::task::spawn_blocking(move || query(&database))
+            .await
+            .map_err(|error| StoreError::Task(error.to_string()))?
+    }
+}
+
+#[async_trait]
+impl ClientStore for SqliteStore {
+    async fn save_client(&self, config: &ClientConfig) -> Result<(), StoreError> {
+        let config = config.clone();
+        self.blocking(move |db| db.save_client(&config)).await
+    }
+
+    async fn forget_client(&self, name: &str) -> Result<(), StoreError> {
+        let name = name.to_string();
+        self.blocking(move |db| db.forget_client(&name)).await
+    }
+
+    async fn client_changes(&self) -> Result<Vec<ClientChange>, StoreError> {
+        self.blocking(|db| db.client_changes()).await
+    }
+}
+
+#[async_trait]
+impl KeyStore for SqliteStore {
+    async fn save_key(&self, config: &VirtualKeyConfig, hash: &str) -> Result<(), StoreError> {
+        let (config, hash) = (config.clone(), hash.to_string());
+        self.blocking(move |db| db.save_key(&config, &hash)).await
+    }
+
+    async fn forget_key(&self, name: &str) -> Result<(), StoreError> {
+        let name = name.to_string();
+        self.blocking(move |db| db.forget_key(&name)).await
+    }
+
+    async fn key_changes(&self) -> Result<Vec<KeyChange>, StoreError> {
+        self.blocking(|db| db.key_changes()).await
+    }
+}
+
+#[async_trait]
+impl AuditStore for SqliteStore {
+    async fn insert_audit(&self, records: Vec<AuditRecord>) -> Result<(), StoreError> {
+        self.blocking(move |db| db.insert_audit(&records)).await
+    }
+
+    async fn query_audit(&self, query: LogQuery) -> Result<(Vec<AuditRecord>, u64), StoreError> {
+        self.blocking(move |db| db.query_audit(&query)).await
+    }
+
+    async fn prune_audit(&self, oldest_ms: i64, max_records: u64) -> Result<usize, StoreError> {
+        self.blocking(move |db| db.prune_audit(oldest_ms, max_records))
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_database_from_before_versions_is_migrated_in_place() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("old.db");
+        {
+            // What codemode created before migrations were numbered: the tables, version 0.
+            let old = Connection::open(&path).expect("open");
+            old.execute_batch(MIGRATIONS[0].1).expect("old schema");
+            old.execute(
+                "INSERT INTO mcp_clients (name, config) VALUES ('gone', NULL)",
+                [],
+            )
+            .expect("row");
+        }
+        let database = Database::open(&path).expect("migrated");
+        let version: u32 = database
+            .with(|c| c.pragma_query_value(None, "user_version", |r| r.get(0)))
+            .expect("version");
+        assert_eq!(version, MIGRATIONS.len() as u32);
+        assert_eq!(
+            database.client_changes().expect("rows kept"),
+            [ClientChange::Removed("gone".into())]
+        );
+    }
+
+    #[test]
+    fn a_database_from_a_newer_codemode_is_refused() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("new.db");
+        Connection::open(&path)
+            .and_then(|c| c.pragma_update(None, "user_version", 99))
+            .expect("newer database");
+        let error = Database::open(&path).err().expect("refused");
+        assert!(
+            matches!(error, StoreError::Version { found: 99, .. }),
+            "{error}"
+        );
+    }
+}
