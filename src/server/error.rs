@@ -1,7 +1,9 @@
 //! The one error type of the HTTP API: `{"error": {"type", "message"}}` with a fitting status.
 //!
 //! Messages are written for the caller; nothing here echoes a resolved secret (configurations are
-//! kept with their `env.NAME` references) or an internal path.
+//! kept with their `env.NAME` references) or an internal path. A failure of codemode itself
+//! ([`ApiError::Internal`]) keeps its source error: the caller reads a generic sentence, the log
+//! gets the whole chain (a database error names its file, which is nobody else's business).
 
 use axum::Json;
 use axum::http::StatusCode;
@@ -13,6 +15,7 @@ use crate::executor::{ExecuteError, ToolError};
 use crate::gateway::CallError;
 use crate::mcp::ManagerError;
 use crate::policy::{AuthError, KeyError};
+use crate::store::StoreError;
 
 /// An API failure. Each variant has its own status and `type`.
 #[derive(Debug, thiserror::Error)]
@@ -56,9 +59,9 @@ pub enum ApiError {
     /// Every sandbox slot is taken and the queue is full.
     #[error("{0}")]
     Busy(String),
-    /// codemode itself failed (its database, for instance).
-    #[error("{0}")]
-    Internal(String),
+    /// codemode itself failed (its database, for instance). The source goes to the log only.
+    #[error("codemode failed to serve this request; its log has the details")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl ApiError {
@@ -85,7 +88,9 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, kind) = self.status_and_type();
-        if status.is_server_error() {
+        if let ApiError::Internal(source) = &self {
+            tracing::error!(error = %chain(source.as_ref()), "request failed inside codemode");
+        } else if status.is_server_error() {
             tracing::warn!(error = %self, kind, "request failed");
         }
         let body = json!({"error": {"type": kind, "message": self.to_string()}});
@@ -105,7 +110,7 @@ impl From<ManagerError> for ApiError {
             ManagerError::NotFound(_) => ApiError::NotFound(error.to_string()),
             ManagerError::Duplicate(_) => ApiError::Conflict(error.to_string()),
             ManagerError::Invalid(_) => ApiError::InvalidRequest(error.to_string()),
-            ManagerError::Store(_) => ApiError::Internal(error.to_string()),
+            ManagerError::Store(source) => ApiError::Internal(Box::new(source)),
         }
     }
 }
@@ -133,7 +138,7 @@ impl From<ExecuteError> for ApiError {
                 ApiError::InvalidRequest(format!("code: {message}"))
             }
             ExecuteError::Limits(_) => ApiError::InvalidRequest(format!("limits: {message}")),
-            ExecuteError::Sandbox(_) => ApiError::Internal(message),
+            ExecuteError::Sandbox(_) => ApiError::Internal(Box::new(error)),
         }
     }
 }
@@ -162,7 +167,25 @@ impl From<KeyError> for ApiError {
             KeyError::NotFound(_) => ApiError::NotFound(error.to_string()),
             KeyError::Duplicate(_) | KeyError::SameValue => ApiError::Conflict(error.to_string()),
             KeyError::Value(_) => ApiError::InvalidRequest(error.to_string()),
-            KeyError::Store(_) => ApiError::Internal(error.to_string()),
+            KeyError::Store(source) => ApiError::Internal(Box::new(source)),
         }
     }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        ApiError::Internal(Box::new(error))
+    }
+}
+
+/// `error` and every source below it, `: `-separated.
+fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(error) = source {
+        text.push_str(": ");
+        text.push_str(&error.to_string());
+        source = error.source();
+    }
+    text
 }

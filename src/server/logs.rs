@@ -25,11 +25,7 @@ pub async fn list(
         ));
     };
     state.flush_audit().await;
-    let (logs, total) = store
-        .audit
-        .query_audit(query.clone())
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let (logs, total) = store.audit.query_audit(query.clone()).await?;
     Ok(Json(json!({
         "logs": logs,
         "total": total,

@@ -646,3 +646,24 @@ async fn concurrent_changes_of_one_name_do_not_both_succeed() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_database_failure_is_a_generic_500_without_the_path() {
+    let db = tempfile::tempdir().expect("temp dir");
+    let path = db.path().join("broken.db");
+    let store = Store::open(&path).expect("store");
+    let manager = Arc::new(McpManager::new(Default::default()));
+    let app = router(state(manager, json!({}), Some(store)).await);
+    rusqlite::Connection::open(&path)
+        .and_then(|c| c.execute_batch("DROP TABLE virtual_keys"))
+        .expect("break the database");
+    let key = json!({"name": "k", "value": "secret-value"});
+    let (status, body) = send(&app, "POST", "/api/governance/virtual-keys", &[], key).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    assert_eq!(body["error"]["type"], "internal_error");
+    let message = body["error"]["message"].as_str().expect("message");
+    assert!(
+        !message.contains("broken.db") && !message.contains("virtual_keys"),
+        "{message}"
+    );
+}
