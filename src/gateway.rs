@@ -23,7 +23,7 @@ use serde_json::Value;
 use crate::code_mode::answer::model_answer;
 use crate::code_mode::meta::{self, MetaCall};
 use crate::code_mode::{CodeMode, CodeRun, Stubs};
-use crate::executor::{ExecuteError, LimitOverrides, ToolDispatcher, ToolError};
+use crate::executor::{ErrorKind, ExecuteError, LimitOverrides, ToolDispatcher, ToolError};
 use crate::mcp::tools::direct_tools;
 use crate::mcp::{McpManager, ProgressSender, ToolAnswer};
 use crate::observe::audit::{AuditLog, now_ms};
@@ -223,8 +223,8 @@ impl CallPath {
                     _ => AuditOutcome::Error,
                 },
                 error_type: match &answer {
-                    Err(error) => Some(error.python_type().to_string()),
-                    Ok(answer) if answer.is_error() => Some("ToolError".to_string()),
+                    Err(error) => Some(error.kind()),
+                    Ok(answer) if answer.is_error() => Some(ErrorKind::ToolError),
                     Ok(_) => None,
                 },
                 latency_ms: started.elapsed().as_secs_f64() * 1e3,

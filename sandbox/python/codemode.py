@@ -33,6 +33,7 @@ import sys
 import json
 import builtins
 import _codemode
+import _codemode_protocol as _protocol
 
 # Bound once: a script that replaces json.dumps must not break the runner's own reporting.
 _dumps = json.dumps
@@ -79,25 +80,24 @@ class ToolUnavailableError(ToolError, ConnectionError):
     """The tool's server is not connected."""
 
 
-_ERROR_TYPES = {
-    "ToolError": ToolError,
-    "ToolTimeoutError": ToolTimeoutError,
-    "ToolUnavailableError": ToolUnavailableError,
+_TOOL_ERRORS = {
+    _protocol.TOOL_ERROR: ToolError,
+    _protocol.TOOL_TIMEOUT_ERROR: ToolTimeoutError,
+    _protocol.TOOL_UNAVAILABLE_ERROR: ToolUnavailableError,
 }
 
 
 def _error_from(error, client, tool):
-    kind = error.get("type", "ToolError")
+    """The exception an error response of the host stands for (see ``_codemode_protocol``)."""
+    kind = error.get("type", _protocol.TOOL_ERROR)
     message = error.get("message", "tool call failed")
-    if kind == "PermissionError":
+    if kind == _protocol.PERMISSION_ERROR:
         return PermissionError(message)
-    if kind == "LimitExceeded":
+    if kind == _protocol.LIMIT_EXCEEDED:
         return LimitExceeded(message, error.get("limit"), error.get("allowed"), error.get("observed"))
-    if kind == "TypeError":
+    if kind == _protocol.TYPE_ERROR:
         return TypeError(message)
-    if kind == "ValueError":
-        return ValueError(message)
-    return _ERROR_TYPES.get(kind, ToolError)(message, client, tool)
+    return _TOOL_ERRORS.get(kind, ToolError)(message, client, tool)
 
 
 class PendingCall:
@@ -708,7 +708,7 @@ def _run(code, max_result_bytes, bindings=""):
                 LimitExceeded(
                     f"the result is {size} bytes of JSON, over the limit of {max_result_bytes}; "
                     "return less (a summary, a slice) or print it",
-                    "max_result_bytes",
+                    _protocol.MAX_RESULT_BYTES,
                     max_result_bytes,
                     size,
                 )

@@ -20,10 +20,17 @@ use rustpython_vm::{Interpreter, PyObjectRef, Settings, builtins::PyStrRef};
 /// Python runtime: output capture, tool calls, fan-out and the script runner.
 const RUNTIME_PY: &str = include_str!("../python/codemode.py");
 
+/// The boundary's vocabulary as the guest spells it (the host's is `src/executor/protocol.rs`).
+const PROTOCOL_PY: &str = include_str!("../python/_protocol.py");
+
 /// Imports the runtime, then the prelude modules scripts may use for free, and hands back the
 /// runner. Runs once, before the snapshot.
 const BOOT_PY: &str = r#"
 import sys, types
+protocol = types.ModuleType("_codemode_protocol")
+protocol.__file__ = "<codemode-protocol>"
+sys.modules["_codemode_protocol"] = protocol
+exec(compile(PROTOCOL_SOURCE, "<codemode-protocol>", "exec"), protocol.__dict__)
 runtime = types.ModuleType("codemode")
 runtime.__file__ = "<codemode>"
 sys.modules["codemode"] = runtime
@@ -73,6 +80,10 @@ fn boot() -> Result<Guest, String> {
         scope
             .globals
             .set_item("RUNTIME_SOURCE", vm.ctx.new_str(RUNTIME_PY).into(), vm)
+            .map_err(|e| describe(vm, &e))?;
+        scope
+            .globals
+            .set_item("PROTOCOL_SOURCE", vm.ctx.new_str(PROTOCOL_PY).into(), vm)
             .map_err(|e| describe(vm, &e))?;
         vm.run_string(scope.clone(), BOOT_PY, "<codemode-boot>")
             .map_err(|e| describe(vm, &e))?;

@@ -94,7 +94,7 @@ fn call_line(call: &CallRecord, catalog: &Catalog) -> String {
         .map_or(call.tool.as_str(), |f| f.ident.as_str());
     let outcome = match (&call.ok, &call.error_type) {
         (true, _) => "ok".to_string(),
-        (false, Some(kind)) => kind.clone(),
+        (false, Some(kind)) => kind.to_string(),
         (false, None) => "failed".to_string(),
     };
     format!(

@@ -17,12 +17,12 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::dispatch::{ToolDispatcher, ToolError};
 use super::limits::Limits;
 use super::outcome::CallRecord;
+use super::protocol::{ErrorKind, LimitKind, ToolRequest, ToolResponse, encode_ok};
 
 /// What a dispatched call came back with, and how long it took.
 type Answer = (Result<Value, ToolError>, Duration);
@@ -34,21 +34,11 @@ type CallFuture = Pin<Box<dyn Future<Output = Answer> + Send>>;
 #[error("{0}")]
 pub(crate) struct ProtocolError(String);
 
-/// The request the guest sends to `tool_start`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ToolRequest {
-    client: String,
-    tool: String,
-    #[serde(default)]
-    arguments: Value,
-}
-
 enum State {
     Running(CallFuture),
     Answered(Answer),
     /// The JSON response, waiting for the guest to read it.
-    Ready(Vec<u8>),
+    Ready(Encoded),
     Collected,
 }
 
@@ -61,6 +51,25 @@ struct Slot {
     started_ms: f64,
     state: State,
     record: Option<CallRecord>,
+}
+
+/// A response as the guest will read it, and the kind of failure it carries.
+struct Encoded {
+    bytes: Vec<u8>,
+    error: Option<ErrorKind>,
+}
+
+impl Encoded {
+    fn new(response: &ToolResponse) -> Encoded {
+        // A `Value` always serialises; the fallback keeps the guest's protocol intact anyway.
+        let bytes = serde_json::to_vec(response).unwrap_or_else(|_| {
+            br#"{"error": {"type": "ToolError", "message": "unencodable response"}}"#.to_vec()
+        });
+        Encoded {
+            bytes,
+            error: response.error_kind(),
+        }
+    }
 }
 
 /// Every call started by one execution, indexed by call id.
@@ -99,17 +108,17 @@ impl Calls {
                 "?",
                 "?",
                 request_bytes,
-                error_json(&ToolError::InvalidArguments(format!(
+                failure(&ToolError::InvalidArguments(format!(
                     "malformed tool request: {error}"
                 ))),
             ),
             Ok(request) if request_bytes > self.limits.max_tool_arg_bytes => {
-                let response = limit_json(
+                let response = ToolResponse::limit(
                     format!(
                         "the request to {}.{} is {request_bytes} bytes, over the limit of {}; send less per call",
                         request.client, request.tool, self.limits.max_tool_arg_bytes
                     ),
-                    "max_tool_arg_bytes",
+                    LimitKind::MaxToolArgBytes,
                     self.limits.max_tool_arg_bytes,
                     request_bytes,
                 );
@@ -141,7 +150,7 @@ impl Calls {
                     &request.client,
                     &request.tool,
                     request_bytes,
-                    error_json(&error),
+                    failure(&error),
                 );
             }
         };
@@ -196,8 +205,8 @@ impl Calls {
             .ok_or_else(|| ProtocolError(format!("unknown tool call id {id}")))?;
         let response = match std::mem::replace(&mut slot.state, State::Collected) {
             State::Answered((answer, duration)) => {
-                let response = response_json(&answer, &slot.client, &slot.tool, &limits);
-                slot.record = Some(slot.record_of(&response, duration));
+                let response = encoded_answer(&answer, &slot.client, &slot.tool, &limits);
+                slot.record = Some(slot_record(slot, &response, duration));
                 response
             }
             State::Ready(response) => {
@@ -205,19 +214,19 @@ impl Calls {
                 if slot.record.is_none() {
                     slot.record = Some(slot_record(slot, &response, Duration::ZERO));
                 }
-                String::from_utf8_lossy(&response).into_owned()
+                response
             }
-            State::Collected => error_json(&ToolError::InvalidArguments(format!(
+            State::Collected => Encoded::new(&failure(&ToolError::InvalidArguments(format!(
                 "tool call {id} was already collected"
-            ))),
+            )))),
             State::Running(_) => {
                 return Err(ProtocolError(format!(
                     "tool call {id} has not answered yet"
                 )));
             }
         };
-        let len = response.len();
-        slot.state = State::Ready(response.into_bytes());
+        let len = response.bytes.len();
+        slot.state = State::Ready(response);
         Ok(len)
     }
 
@@ -232,10 +241,10 @@ impl Calls {
             .get_mut(id)
             .ok_or_else(|| ProtocolError(format!("unknown tool call id {id}")))?;
         match std::mem::replace(&mut slot.state, State::Collected) {
-            State::Ready(response) if response.len() == len => Ok(response),
+            State::Ready(response) if response.bytes.len() == len => Ok(response.bytes),
             State::Ready(response) => Err(ProtocolError(format!(
                 "tool call {id}: a buffer of {len} bytes for a {}-byte response",
-                response.len()
+                response.bytes.len()
             ))),
             _ => Err(ProtocolError(format!(
                 "tool call {id} has no response to read"
@@ -253,15 +262,17 @@ impl Calls {
             .map(|slot| match (slot.record.clone(), &slot.state) {
                 (Some(record), _) => record,
                 (None, State::Answered((answer, duration))) => {
-                    let response = response_json(answer, &slot.client, &slot.tool, &limits);
-                    slot.record_of(&response, *duration)
+                    let response = encoded_answer(answer, &slot.client, &slot.tool, &limits);
+                    slot_record(&slot, &response, *duration)
                 }
                 (None, State::Ready(response)) => slot_record(&slot, response, Duration::ZERO),
-                (None, _) => CallRecord {
-                    error_type: Some("Cancelled".into()),
-                    ok: false,
-                    ..slot_record(&slot, b"", slot.started.elapsed())
-                },
+                (None, _) => {
+                    let cancelled = Encoded {
+                        bytes: Vec::new(),
+                        error: Some(ErrorKind::Cancelled),
+                    };
+                    slot_record(&slot, &cancelled, slot.started.elapsed())
+                }
             })
             .collect()
     }
@@ -275,95 +286,64 @@ impl Slot {
             self.state = State::Answered(answer);
         }
     }
-
-    fn record_of(&self, response: &str, duration: Duration) -> CallRecord {
-        slot_record(self, response.as_bytes(), duration)
-    }
 }
 
 /// The record of `slot`, whose response to the guest is `response`.
-fn slot_record(slot: &Slot, response: impl AsRef<[u8]>, duration: Duration) -> CallRecord {
-    let response = response.as_ref();
-    let error_type = error_type_of(response);
+fn slot_record(slot: &Slot, response: &Encoded, duration: Duration) -> CallRecord {
     CallRecord {
         client: slot.client.clone(),
         tool: slot.tool.clone(),
-        ok: error_type.is_none(),
-        error_type,
+        ok: response.error.is_none(),
+        error_type: response.error,
         started_ms: slot.started_ms,
         duration_ms: duration.as_secs_f64() * 1e3,
         request_bytes: slot.request_bytes,
-        response_bytes: response.len() as u64,
+        response_bytes: response.bytes.len() as u64,
     }
 }
 
-fn refused(client: &str, tool: &str, request_bytes: u64, response: String) -> Slot {
+fn refused(client: &str, tool: &str, request_bytes: u64, response: ToolResponse) -> Slot {
     Slot {
         client: client.into(),
         tool: tool.into(),
         request_bytes,
         started: Instant::now(),
         started_ms: 0.0,
-        state: State::Ready(response.into_bytes()),
+        state: State::Ready(Encoded::new(&response)),
         record: None,
     }
 }
 
-/// The JSON response the guest receives for an answered call.
-fn response_json(
+/// The response the guest receives for an answered call, encoded once: its size is what the
+/// result limit compares.
+fn encoded_answer(
     answer: &Result<Value, ToolError>,
     client: &str,
     tool: &str,
     limits: &Limits,
-) -> String {
+) -> Encoded {
     let value = match answer {
-        Err(error) => return error_json(error),
+        Err(error) => return Encoded::new(&failure(error)),
         Ok(value) => value,
     };
-    let response = json!({ "ok": value }).to_string();
-    let size = response.len() as u64;
+    let bytes = encode_ok(value);
+    let size = bytes.len() as u64;
     if size <= limits.max_tool_result_bytes {
-        return response;
+        return Encoded { bytes, error: None };
     }
-    limit_json(
+    Encoded::new(&ToolResponse::limit(
         format!(
             "the result of {client}.{tool} is {size} bytes, over the limit of {}; ask the tool for less",
             limits.max_tool_result_bytes
         ),
-        "max_tool_result_bytes",
+        LimitKind::MaxToolResultBytes,
         limits.max_tool_result_bytes,
         size,
-    )
+    ))
 }
 
-fn error_json(error: &ToolError) -> String {
-    json!({"error": {"type": error.python_type(), "message": error.to_string()}}).to_string()
-}
-
-fn limit_json(message: String, limit: &str, allowed: u64, observed: u64) -> String {
-    json!({"error": {
-        "type": "LimitExceeded",
-        "message": message,
-        "limit": limit,
-        "allowed": allowed,
-        "observed": observed,
-    }})
-    .to_string()
-}
-
-/// The Python exception type a response carries, `None` for success.
-fn error_type_of(response: &[u8]) -> Option<String> {
-    if response.starts_with(br#"{"ok""#) {
-        return None;
-    }
-    let value: Value = serde_json::from_slice(response).ok()?;
-    value.get("error").map(|error| {
-        error
-            .get("type")
-            .and_then(Value::as_str)
-            .unwrap_or("ToolError")
-            .to_string()
-    })
+fn failure(error: &ToolError) -> ToolResponse {
+    ToolResponse::failure(error.kind(), error.to_string())
 }
 
 fn json_kind(value: &Value) -> &'static str {

@@ -9,6 +9,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::Value;
 
+use super::protocol::ErrorKind;
+
 /// Answers the tool calls of one execution. Calls may run concurrently.
 #[async_trait]
 pub trait ToolDispatcher: Send + Sync + 'static {
@@ -43,14 +45,14 @@ pub enum ToolError {
 }
 
 impl ToolError {
-    /// The name of the Python exception the script receives.
-    pub fn python_type(&self) -> &'static str {
+    /// The Python exception the script receives.
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            ToolError::Failed(_) | ToolError::NotFound(_) => "ToolError",
-            ToolError::Denied(_) => "PermissionError",
-            ToolError::InvalidArguments(_) => "TypeError",
-            ToolError::Timeout(_) => "ToolTimeoutError",
-            ToolError::Unavailable(_) => "ToolUnavailableError",
+            ToolError::Failed(_) | ToolError::NotFound(_) => ErrorKind::ToolError,
+            ToolError::Denied(_) => ErrorKind::PermissionError,
+            ToolError::InvalidArguments(_) => ErrorKind::TypeError,
+            ToolError::Timeout(_) => ErrorKind::ToolTimeoutError,
+            ToolError::Unavailable(_) => ErrorKind::ToolUnavailableError,
         }
     }
 }

@@ -27,6 +27,7 @@ use super::calls::Calls;
 use super::dispatch::ToolDispatcher;
 use super::limits::Limits;
 use super::output::{CapturedOutput, Stream};
+use super::protocol::LimitKind;
 
 /// Name of the host module the guest imports.
 const MODULE: &str = "codemode";
@@ -40,7 +41,7 @@ pub(crate) enum Fault {
     /// The wall-clock deadline passed.
     Timeout,
     /// A counted or sized limit was exceeded.
-    Limit { name: &'static str, message: String },
+    Limit { kind: LimitKind, message: String },
     /// The guest broke the ABI (a bad pointer, an unknown call id). Only hostile code does this.
     Abi(String),
 }
@@ -85,9 +86,9 @@ impl HostState {
     }
 
     /// Ends the run because a run-wide limit was exceeded; the returned error traps.
-    fn limit_fault(&mut self, name: &'static str, message: String) -> wasmtime::Error {
+    fn limit_fault(&mut self, kind: LimitKind, message: String) -> wasmtime::Error {
         self.fault = Some(Fault::Limit {
-            name,
+            kind,
             message: message.clone(),
         });
         wasmtime::Error::msg(message)
@@ -217,7 +218,9 @@ fn result(mut caller: Caller<'_, HostState>, ptr: i32, len: i32) -> wasmtime::Re
             "the script's outcome is {} bytes, over the limit of {allowed}",
             len as u32
         );
-        return Err(caller.data_mut().limit_fault("max_result_bytes", message));
+        return Err(caller
+            .data_mut()
+            .limit_fault(LimitKind::MaxResultBytes, message));
     }
     let (bytes, state) = guest_slice(&mut caller, ptr, len)?;
     state.outcome = Some(bytes.to_vec());
@@ -233,7 +236,9 @@ async fn tool_start(
     if caller.data().calls.started() as u64 >= limit {
         let message =
             format!("the script started more than {limit} tool calls, the limit of one run");
-        return Err(caller.data_mut().limit_fault("max_tool_calls", message));
+        return Err(caller
+            .data_mut()
+            .limit_fault(LimitKind::MaxToolCalls, message));
     }
     let (request, state) = guest_slice(&mut caller, ptr, len)?;
     let id = state.calls.start(request);

@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::protocol::LimitKind;
+
 /// Memory the pre-initialised interpreter already occupies; a smaller memory limit could not
 /// even instantiate the snapshot.
 pub const MIN_MEMORY_MB: u64 = 64;
@@ -66,15 +68,15 @@ impl Limits {
         usize::try_from(self.memory_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX)
     }
 
-    fn fields(&self) -> [(&'static str, u64); 7] {
+    fn fields(&self) -> [(LimitKind, u64); 7] {
         [
-            ("timeout_ms", self.timeout_ms),
-            ("memory_mb", self.memory_mb),
-            ("max_output_bytes", self.max_output_bytes),
-            ("max_result_bytes", self.max_result_bytes),
-            ("max_tool_calls", self.max_tool_calls),
-            ("max_tool_arg_bytes", self.max_tool_arg_bytes),
-            ("max_tool_result_bytes", self.max_tool_result_bytes),
+            (LimitKind::TimeoutMs, self.timeout_ms),
+            (LimitKind::MemoryMb, self.memory_mb),
+            (LimitKind::MaxOutputBytes, self.max_output_bytes),
+            (LimitKind::MaxResultBytes, self.max_result_bytes),
+            (LimitKind::MaxToolCalls, self.max_tool_calls),
+            (LimitKind::MaxToolArgBytes, self.max_tool_arg_bytes),
+            (LimitKind::MaxToolResultBytes, self.max_tool_result_bytes),
         ]
     }
 }
@@ -128,8 +130,8 @@ pub enum LimitError {
     /// Above the server's maximum.
     #[error("{name} = {requested} is above the server's maximum of {maximum}")]
     AboveMaximum {
-        /// The limit's field name.
-        name: &'static str,
+        /// The limit.
+        name: LimitKind,
         /// What was asked for.
         requested: u64,
         /// The server's maximum.
@@ -138,8 +140,8 @@ pub enum LimitError {
     /// Below what an execution can run with.
     #[error("{name} = {requested} is below the minimum of {minimum}")]
     BelowMinimum {
-        /// The limit's field name.
-        name: &'static str,
+        /// The limit.
+        name: LimitKind,
         /// What was asked for.
         requested: u64,
         /// The smallest accepted value.
@@ -203,8 +205,8 @@ impl LimitPolicy {
                 });
             }
             let minimum = match name {
-                "memory_mb" => MIN_MEMORY_MB,
-                "timeout_ms" | "max_result_bytes" => 1,
+                LimitKind::MemoryMb => MIN_MEMORY_MB,
+                LimitKind::TimeoutMs | LimitKind::MaxResultBytes => 1,
                 _ => 0,
             };
             if requested < minimum {
@@ -243,7 +245,7 @@ mod tests {
         assert!(matches!(
             error,
             Some(LimitError::AboveMaximum {
-                name: "timeout_ms",
+                name: LimitKind::TimeoutMs,
                 ..
             })
         ));
@@ -260,7 +262,7 @@ mod tests {
         assert!(matches!(
             error,
             Some(LimitError::BelowMinimum {
-                name: "memory_mb",
+                name: LimitKind::MemoryMb,
                 ..
             })
         ));

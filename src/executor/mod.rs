@@ -25,6 +25,7 @@ mod host;
 pub mod limits;
 pub mod outcome;
 mod output;
+pub mod protocol;
 mod run;
 
 use std::sync::Arc;
@@ -38,6 +39,7 @@ use wasmtime::{Engine, InstancePre, Linker, Module};
 pub use dispatch::{NoTools, ToolDispatcher, ToolError};
 pub use limits::{LimitError, LimitOverrides, LimitPolicy, Limits};
 pub use outcome::{CallRecord, RunError, RunResult, RunStats};
+pub use protocol::{ErrorKind, LimitKind};
 
 use host::HostState;
 

@@ -6,6 +6,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::protocol::{ErrorKind, LimitKind};
+
 /// The outcome of one execution.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunResult {
@@ -41,7 +43,7 @@ pub struct RunError {
     pub traceback: String,
     /// The limit that ended the run (`timeout_ms`, `memory_mb`, ...), when one did.
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub limit: Option<String>,
+    pub limit: Option<LimitKind>,
 }
 
 /// One tool call made by the script.
@@ -53,9 +55,10 @@ pub struct CallRecord {
     pub tool: String,
     /// True when the tool returned a value.
     pub ok: bool,
-    /// The Python exception type the script saw, when it failed.
+    /// The Python exception the script saw, when it failed (`Cancelled` for a call it never
+    /// collected).
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub error_type: Option<String>,
+    pub error_type: Option<ErrorKind>,
     /// When the call started, in milliseconds since the execution began.
     pub started_ms: f64,
     /// From the start of the call to its answer, in milliseconds.

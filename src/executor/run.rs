@@ -7,7 +7,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
 use serde_json::Value;
 use wasmtime::{Store, Trap, UpdateDeadline};
 use wasmtime_wasi::WasiCtxBuilder;
@@ -15,28 +14,8 @@ use wasmtime_wasi::WasiCtxBuilder;
 use super::host::{Fault, HostState};
 use super::outcome::{RunError, RunResult, RunStats};
 use super::output::Stream;
+use super::protocol::{ErrorKind, GuestOutcome, LimitKind};
 use super::{ExecuteError, Inner, Limits, ToolDispatcher};
-
-/// What the guest's runner reports (see `_run` in `sandbox/python/codemode.py`).
-#[derive(Deserialize)]
-struct GuestOutcome {
-    ok: bool,
-    #[serde(default)]
-    result: Value,
-    error: Option<GuestError>,
-}
-
-#[derive(Deserialize)]
-struct GuestError {
-    #[serde(rename = "type")]
-    kind: String,
-    message: String,
-    line: Option<u32>,
-    #[serde(default)]
-    traceback: String,
-    #[serde(default)]
-    limit: Option<String>,
-}
 
 pub(super) async fn run(
     inner: &Inner,
@@ -162,7 +141,7 @@ fn guest_outcome(state: &HostState) -> (Value, Option<RunError>) {
         return (
             Value::Null,
             Some(host_error(
-                "InternalError",
+                ErrorKind::InternalError,
                 "the sandbox ended without reporting an outcome",
                 None,
             )),
@@ -174,7 +153,7 @@ fn guest_outcome(state: &HostState) -> (Value, Option<RunError>) {
             let message = format!("the sandbox reported an unreadable outcome: {e}");
             return (
                 Value::Null,
-                Some(host_error("InternalError", &message, None)),
+                Some(host_error(ErrorKind::InternalError, &message, None)),
             );
         }
     };
@@ -182,12 +161,18 @@ fn guest_outcome(state: &HostState) -> (Value, Option<RunError>) {
         return (outcome.result, None);
     }
     let error = outcome.error.map_or_else(
-        || host_error("InternalError", "the script failed without an error", None),
+        || {
+            host_error(
+                ErrorKind::InternalError,
+                "the script failed without an error",
+                None,
+            )
+        },
         |e| {
             // Python raises MemoryError both when growth was refused and when a size cannot
             // exist in the sandbox's 32-bit memory at all: either way the memory bound fired.
-            let limit = if e.kind == "MemoryError" {
-                Some("memory_mb".to_string())
+            let limit = if e.kind == ErrorKind::MemoryError.as_str() {
+                Some(LimitKind::MemoryMb)
             } else {
                 e.limit
             };
@@ -206,16 +191,18 @@ fn guest_outcome(state: &HostState) -> (Value, Option<RunError>) {
 fn fault_error(fault: &Fault, limits: &Limits) -> RunError {
     match fault {
         Fault::Timeout => host_error(
-            "TimeoutError",
+            ErrorKind::TimeoutError,
             &format!(
                 "the script did not finish within its time limit of {} ms",
                 limits.timeout_ms
             ),
-            Some("timeout_ms"),
+            Some(LimitKind::TimeoutMs),
         ),
-        Fault::Limit { name, message } => host_error("LimitExceeded", message, Some(name)),
+        Fault::Limit { kind, message } => {
+            host_error(ErrorKind::LimitExceeded, message, Some(*kind))
+        }
         Fault::Abi(message) => host_error(
-            "InternalError",
+            ErrorKind::InternalError,
             &format!("the sandbox broke its host protocol: {message}"),
             None,
         ),
@@ -225,36 +212,36 @@ fn fault_error(fault: &Fault, limits: &Limits) -> RunError {
 fn trap_error(trap: &wasmtime::Error, state: &HostState, stack_bytes: usize) -> RunError {
     match trap.downcast_ref::<Trap>() {
         Some(Trap::StackOverflow) => host_error(
-            "RecursionError",
+            ErrorKind::RecursionError,
             &format!(
                 "maximum recursion depth exceeded: the script used up the sandbox's {} KiB stack",
                 stack_bytes >> 10
             ),
-            Some("wasm_stack"),
+            Some(LimitKind::WasmStack),
         ),
         Some(Trap::Interrupt) => fault_error(&Fault::Timeout, &state.limits),
         _ if state.limiter.refused => host_error(
-            "MemoryError",
+            ErrorKind::MemoryError,
             &format!(
                 "the script exceeded its memory limit of {} MiB",
                 state.limits.memory_mb
             ),
-            Some("memory_mb"),
+            Some(LimitKind::MemoryMb),
         ),
         _ => host_error(
-            "InternalError",
+            ErrorKind::InternalError,
             &format!("the interpreter crashed: {trap:#}"),
             None,
         ),
     }
 }
 
-fn host_error(kind: &str, message: &str, limit: Option<&str>) -> RunError {
+fn host_error(kind: ErrorKind, message: &str, limit: Option<LimitKind>) -> RunError {
     RunError {
-        kind: kind.to_string(),
+        kind: kind.as_str().to_string(),
         message: message.to_string(),
         line: None,
         traceback: String::new(),
-        limit: limit.map(str::to_string),
+        limit,
     }
 }

@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::executor::ErrorKind;
+
 /// How a recorded tool execution ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -49,8 +51,9 @@ pub struct AuditRecord {
     pub arg_hash: String,
     /// How it ended.
     pub outcome: AuditOutcome,
-    /// The error's type (`tool_error`, `tool_timeout`, ...), when it failed.
-    pub error_type: Option<String>,
+    /// The Python exception the caller received (`ToolError`, `PermissionError`, ...), when
+    /// it failed.
+    pub error_type: Option<ErrorKind>,
     /// From the start of the call to its answer, in milliseconds.
     pub latency_ms: f64,
     /// This call's id.

@@ -4,7 +4,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use codemode::executor::{ExecuteError, Executor, ExecutorConfig, Limits, NoTools, ToolDispatcher};
+use codemode::executor::{
+    ErrorKind, ExecuteError, Executor, ExecutorConfig, LimitKind, Limits, NoTools, ToolDispatcher,
+};
 
 use crate::support::{TestTools, run, run_ok, run_with};
 
@@ -26,7 +28,7 @@ async fn an_endless_loop_is_stopped_at_the_deadline() {
     let elapsed = started.elapsed().as_millis();
     let error = result.error.expect("a timeout");
     assert_eq!(error.kind, "TimeoutError");
-    assert_eq!(error.limit.as_deref(), Some("timeout_ms"));
+    assert_eq!(error.limit.map(LimitKind::as_str), Some("timeout_ms"));
     assert!(elapsed < 300 + 100, "stopped {elapsed} ms after start");
 }
 
@@ -54,7 +56,10 @@ async fn a_hanging_tool_call_ends_at_the_deadline() {
     .await;
     assert_eq!(result.error.expect("a timeout").kind, "TimeoutError");
     assert_eq!(result.calls.len(), 1);
-    assert_eq!(result.calls[0].error_type.as_deref(), Some("Cancelled"));
+    assert_eq!(
+        result.calls[0].error_type.map(ErrorKind::as_str),
+        Some("Cancelled")
+    );
 }
 
 #[tokio::test]
@@ -62,7 +67,7 @@ async fn a_huge_allocation_is_a_memory_error_and_the_next_run_is_fine() {
     let result = run("x = [0] * 10**9").await;
     let error = result.error.expect("a memory error");
     assert_eq!(error.kind, "MemoryError");
-    assert_eq!(error.limit.as_deref(), Some("memory_mb"));
+    assert_eq!(error.limit.map(LimitKind::as_str), Some("memory_mb"));
     assert_eq!(run_ok("result = sum([1] * 1000)").await.result, 1000);
 }
 
@@ -88,7 +93,7 @@ async fn recursion_past_a_raised_limit_is_a_clean_error() {
     let error = result.error.expect("an error");
     assert_eq!(error.kind, "RecursionError", "{error:?}");
     assert_eq!(
-        error.limit.as_deref(),
+        error.limit.map(LimitKind::as_str),
         Some("wasm_stack"),
         "the wasm stack, not Python, stopped it"
     );
@@ -119,7 +124,7 @@ async fn an_oversized_result_is_refused() {
     .await;
     let error = result.error.expect("an error");
     assert_eq!(error.kind, "LimitExceeded");
-    assert_eq!(error.limit.as_deref(), Some("max_result_bytes"));
+    assert_eq!(error.limit.map(LimitKind::as_str), Some("max_result_bytes"));
 }
 
 #[tokio::test]
@@ -129,7 +134,7 @@ async fn the_call_past_the_limit_ends_the_run() {
     let result = run_with(code, limits(|l| l.max_tool_calls = 1000), tools.clone()).await;
     let error = result.error.expect("a limit");
     assert_eq!(error.kind, "LimitExceeded");
-    assert_eq!(error.limit.as_deref(), Some("max_tool_calls"));
+    assert_eq!(error.limit.map(LimitKind::as_str), Some("max_tool_calls"));
     assert_eq!(
         tools.calls.load(Ordering::SeqCst),
         1000,
@@ -169,7 +174,10 @@ async fn an_oversized_tool_result_raises_in_python() {
     )
     .await;
     assert_eq!(result.result, "max_tool_result_bytes");
-    assert_eq!(result.calls[0].error_type.as_deref(), Some("LimitExceeded"));
+    assert_eq!(
+        result.calls[0].error_type.map(ErrorKind::as_str),
+        Some("LimitExceeded")
+    );
 }
 
 #[tokio::test]

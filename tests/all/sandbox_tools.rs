@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use codemode::executor::Limits;
+use codemode::executor::{ErrorKind, Limits};
 use serde_json::json;
 
 use crate::support::{TestTools, run_with};
@@ -71,7 +71,10 @@ async fn a_failing_tool_raises_tool_error_with_its_names() {
     let code = "import codemode\ntry:\n    codemode.call_tool('test', 'fail')\nexcept codemode.ToolError as e:\n    result = [str(e), e.server, e.tool]";
     let result = run_with(code, Limits::DEFAULT, TestTools::new(1)).await;
     assert_eq!(result.result, json!(["upstream said no", "test", "fail"]));
-    assert_eq!(result.calls[0].error_type.as_deref(), Some("ToolError"));
+    assert_eq!(
+        result.calls[0].error_type.map(ErrorKind::as_str),
+        Some("ToolError")
+    );
 }
 
 #[tokio::test]

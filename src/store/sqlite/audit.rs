@@ -3,6 +3,7 @@
 use rusqlite::{ToSql, params};
 
 use super::Database;
+use crate::executor::ErrorKind;
 use crate::store::StoreError;
 use crate::store::audit::{AuditOutcome, AuditRecord, LogQuery};
 
@@ -29,7 +30,7 @@ impl Database {
                         r.arg_bytes as i64,
                         r.arg_hash,
                         r.outcome.as_str(),
-                        r.error_type,
+                        r.error_type.map(ErrorKind::as_str),
                         r.latency_ms,
                         r.execution_id,
                         r.parent_execution_id
@@ -100,15 +101,16 @@ impl Database {
                     arg_hash: row.get(5)?,
                     outcome: {
                         let text: String = row.get(6)?;
-                        AuditOutcome::parse(&text).ok_or_else(|| {
-                            rusqlite::Error::FromSqlConversionFailure(
-                                6,
-                                rusqlite::types::Type::Text,
-                                format!("unknown audit outcome {text:?}").into(),
-                            )
-                        })?
+                        AuditOutcome::parse(&text).ok_or_else(|| unreadable(6, "outcome", &text))?
                     },
-                    error_type: row.get(7)?,
+                    error_type: {
+                        let text: Option<String> = row.get(7)?;
+                        text.map(|text| {
+                            ErrorKind::parse(&text)
+                                .ok_or_else(|| unreadable(7, "error type", &text))
+                        })
+                        .transpose()?
+                    },
                     latency_ms: row.get(8)?,
                     execution_id: row.get(9)?,
                     parent_execution_id: row.get(10)?,
@@ -138,4 +140,13 @@ impl Database {
             Ok(old + extra)
         })
     }
+}
+
+/// A column holding a name codemode does not know.
+fn unreadable(column: usize, what: &str, text: &str) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        column,
+        rusqlite::types::Type::Text,
+        format!("unknown {what} {text:?}").into(),
+    )
 }
