@@ -3,15 +3,15 @@
 //! Every caller-facing entry point (`/v1/mcp/tool/execute`, `/v1/code/execute`, `/mcp`, the
 //! stdio MCP server, `codemode run --config`) holds a [`Gateway`] and the caller's
 //! [`Permit`], and nothing else that can reach a tool: the manager's call API is private to the
-//! crate, and the only code that calls it is [`CallPath`] below, which checks the permit first.
+//! crate, and the only code that calls it is `CallPath` below, which checks the permit first.
 //! So a new endpoint cannot forget the check; it has no other way in.
 //!
 //! What happens to one call, in order: the name is resolved (`<client>-<tool>`, or a code-mode
 //! meta-tool), the permit is checked on the host, the manager calls the upstream server, and the
 //! call is recorded in the audit log (denied calls too). Calls a script makes take the same
-//! path through [`PermittedCalls`], the sandbox's dispatcher, with the script's execution id as
+//! path through `PermittedCalls`, the sandbox's dispatcher, with the script's execution id as
 //! their parent. An observer of "a call finished" (the audit log today, metrics next) belongs in
-//! [`CallPath::call`], where every call passes exactly once.
+//! `CallPath::call`, where every call passes exactly once.
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -2,7 +2,7 @@
 //!
 //! One file per section: [`mcp`] (clients and the tool manager), [`governance`] (virtual keys,
 //! the admin token), [`service`] (`audit`, `mcp_server`); the `sandbox` section is the
-//! executor's [`LimitOverrides`]. [`env`] reads `env.NAME` references, only when a value is
+//! executor's [`LimitOverrides`]. [`env`](mod@env) reads `env.NAME` references, only when a value is
 //! used.
 //!
 //! Raw text becomes a validated [`Config`] once, at the edge, in one pass ([`Config::check`])

@@ -1,6 +1,6 @@
 //! What crosses the guest boundary, named once.
 //!
-//! Host and guest exchange UTF-8 JSON through the `codemode` host module ([`host`](super::host)):
+//! Host and guest exchange UTF-8 JSON through the `codemode` host module (`executor/host.rs`):
 //!
 //! | direction | message | shape |
 //! |---|---|---|

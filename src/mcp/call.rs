@@ -1,6 +1,6 @@
 //! The call path: one tool call to one client, within its time limit, and what it answered.
 //!
-//! [`McpManager::call_tool`] is crate-private: the [`Gateway`](crate::gateway::Gateway) is its
+//! `McpManager::call_tool` is crate-private: the [`Gateway`](crate::gateway::Gateway) is its
 //! only caller, after the caller's permit allowed the call. It checks the client's own
 //! configuration (`tools_to_execute`, `tools_to_skip`), takes the session's link under the
 //! client's lock and releases it before awaiting the server. An MCP answer is passed back as

@@ -1,14 +1,14 @@
 //! One upstream client: its configuration as written, its connection, and its supervising task.
 //!
-//! Everything that changes about a client lives in one [`Shared`] behind one `std::sync::Mutex`:
-//! the configuration, the [`Connection`] (an explicit state: connecting, connected with its
+//! Everything that changes about a client lives in one `Shared` behind one `std::sync::Mutex`:
+//! the configuration, the `Connection` (an explicit state: connecting, connected with its
 //! session and tools, disconnected, failed with the reason), the count of failed attempts and
 //! the handle of the supervising task. A std mutex is right here: no code awaits while holding
 //! it, every critical section is a few field reads or one assignment, and a call clones the
 //! session's `Arc` and releases the lock before it awaits the server, so calls run
 //! concurrently and a slow server never blocks the registry.
 //!
-//! Every state change is published on the manager's [`Changes`]: subscribers hear a
+//! Every state change is published on the manager's `Changes`: subscribers hear a
 //! [`ClientEvent`], and the generation counter moves so derived views (code-mode stubs) rebuild.
 
 use std::sync::atomic::{AtomicU64, Ordering};

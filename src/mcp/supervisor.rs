@@ -1,7 +1,7 @@
 //! Supervision: the task that connects one client, retries transient failures, health-checks
 //! the session and reconnects when it drops.
 //!
-//! One task per client ([`ManagedClient::supervise`] starts or restarts it). Failures are
+//! One task per client (`ManagedClient::supervise` starts or restarts it). Failures are
 //! retried by the configured [`RetryPolicy`](crate::config::RetryPolicy) when
 //! [`ConnectError::is_transient`] says so; a permanent one (command not found, 401, 403, 404)
 //! ends the task until an API reconnect starts it again. A connected client is checked every

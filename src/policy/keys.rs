@@ -5,7 +5,7 @@
 //! SHA-256 hash of each key is kept, in memory and in the store: a leaked database or a listing
 //! never reveals a key.
 //!
-//! The ring's state ([`Keys`]: by name and by hash, with a version counter) sits behind one
+//! The ring's state (`Keys`: by name and by hash, with a version counter) sits behind one
 //! lock, so both maps always agree. Changes are serialised by a second, async lock held across
 //! the store's write: a change is checked, committed to the store, then applied in memory, and
 //! two concurrent changes cannot both pass the check. Authentication only takes the state's

@@ -3,7 +3,7 @@
 //! The database is small and written rarely (runtime changes, and the audit log in batches),
 //! so one connection behind a mutex serves. [`SqliteStore`] runs every query on Tokio's
 //! blocking pool, never on a runtime worker; the synchronous queries themselves are methods of
-//! [`Database`], one file per aggregate ([`clients`], [`keys`], [`audit`]).
+//! [`Database`], one file per aggregate (`clients.rs`, `keys.rs`, `audit.rs`).
 //!
 //! The schema is versioned with SQLite's `user_version`: [`MIGRATIONS`] are numbered files
 //! applied in order, each in its own transaction, when the database is opened. A database made
