@@ -10,9 +10,9 @@ use codemode::mcp::{InProcessTool, McpManager};
 use codemode::server::router;
 use serde_json::{Value, json};
 
-use crate::http_api::{app_state, call};
-use crate::mcp_registry::python_client;
-use crate::mcp_stdio::stdio_client;
+use crate::support::python_client;
+use crate::support::stdio_client;
+use crate::support::{app_state, call};
 
 /// filesystem (on `root`), memory and everything as code-mode clients, time as a direct one.
 async fn code_mode_manager(root: &str) -> Arc<McpManager> {
@@ -100,13 +100,29 @@ async fn stubs_and_docs_of_every_real_server_compile_in_the_sandbox() {
     assert_eq!(run["result"], json!(count));
 }
 
-#[tokio::test]
-async fn the_meta_tools_list_read_and_document_the_stubs() {
+/// The router over [`code_mode_manager`] in a fresh directory (kept alive with it).
+async fn code_mode_app() -> (tempfile::TempDir, axum::Router) {
     let dir = tempfile::tempdir().expect("temp dir");
     let manager = code_mode_manager(&dir.path().display().to_string()).await;
-    let app = router(Arc::new(app_state(manager).await));
+    (dir, router(Arc::new(app_state(manager).await)))
+}
 
-    // Code-mode clients leave the direct list; the meta-tools join it.
+/// The text a meta-tool answered through `/v1/mcp/tool/execute`.
+async fn meta_text(app: &axum::Router, name: &str, arguments: Value) -> String {
+    let (status, body) = call(
+        app,
+        "POST",
+        "/v1/mcp/tool/execute",
+        meta_call(name, arguments),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["content"].as_str().expect("text content").to_string()
+}
+
+#[tokio::test]
+async fn code_mode_clients_leave_the_direct_list_and_the_meta_tools_join_it() {
+    let (_dir, app) = code_mode_app().await;
     let (_, tools) = call(&app, "GET", "/v1/mcp/tools", Value::Null).await;
     let names: Vec<&str> = tools["tools"]
         .as_array()
@@ -125,17 +141,12 @@ async fn the_meta_tools_list_read_and_document_the_stubs() {
             "executeToolCode"
         ]
     );
+}
 
-    let content = |body: Value| body["content"].as_str().expect("text content").to_string();
-    let (status, body) = call(
-        &app,
-        "POST",
-        "/v1/mcp/tool/execute",
-        meta_call("listToolFiles", json!({})),
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let tree = content(body);
+#[tokio::test]
+async fn list_tool_files_lists_the_code_mode_servers_only() {
+    let (_dir, app) = code_mode_app().await;
+    let tree = meta_text(&app, "listToolFiles", json!({})).await;
     assert_eq!(
         tree,
         "servers/<name>.pyi (tools):\neverything (13), filesystem (14), memory (9)\n"
@@ -144,16 +155,13 @@ async fn the_meta_tools_list_read_and_document_the_stubs() {
         !tree.contains("time"),
         "direct clients are not listed: {tree}"
     );
+}
 
-    let read = |file: &str| meta_call("readToolFile", json!({"fileName": file}));
-    let (_, body) = call(
-        &app,
-        "POST",
-        "/v1/mcp/tool/execute",
-        read("SERVERS/Everything.PYI"),
-    )
-    .await;
-    let stubs = content(body);
+#[tokio::test]
+async fn read_tool_file_reads_stubs_by_any_spelling_and_line_range() {
+    let (_dir, app) = code_mode_app().await;
+    let read = |file: &str| json!({"fileName": file});
+    let stubs = meta_text(&app, "readToolFile", read("SERVERS/Everything.PYI")).await;
     assert!(
         stubs.starts_with("# servers/everything.pyi (lines 1-"),
         "{stubs}"
@@ -166,40 +174,42 @@ async fn the_meta_tools_list_read_and_document_the_stubs() {
         stubs.contains("def get_structured_content(location: Literal["),
         "{stubs}"
     );
-    let (_, body) = call(
-        &app,
-        "POST",
-        "/v1/mcp/tool/execute",
-        meta_call(
-            "readToolFile",
-            json!({"fileName": "memory", "startLine": 3, "endLine": 3}),
-        ),
-    )
-    .await;
-    let one = content(body);
+    let range = json!({"fileName": "memory", "startLine": 3, "endLine": 3});
+    let one = meta_text(&app, "readToolFile", range).await;
     assert_eq!(one.lines().count(), 2, "{one}");
     assert!(
         one.starts_with("# servers/memory.pyi (lines 3-3 of 9)\ndef "),
         "{one}"
     );
-    let (_, body) = call(&app, "POST", "/v1/mcp/tool/execute", read("../memory")).await;
-    assert_eq!(content(body), "error: file names may not contain '..'");
-    let (_, body) = call(&app, "POST", "/v1/mcp/tool/execute", read("time")).await;
-    assert!(content(body).contains(
-        "the files are: servers/everything.pyi, servers/filesystem.pyi, servers/memory.pyi"
-    ));
+}
 
-    let docs = |server: &str, tool: &str| {
-        meta_call("getToolDocs", json!({"server": server, "tool": tool}))
-    };
-    let (_, body) = call(
+#[tokio::test]
+async fn read_tool_file_refuses_dot_dot_and_names_the_files_that_exist() {
+    let (_dir, app) = code_mode_app().await;
+    let read = |file: &str| json!({"fileName": file});
+    assert_eq!(
+        meta_text(&app, "readToolFile", read("../memory")).await,
+        "error: file names may not contain '..'"
+    );
+    assert!(
+        meta_text(&app, "readToolFile", read("time"))
+            .await
+            .contains(
+                "the files are: servers/everything.pyi, servers/filesystem.pyi, servers/memory.pyi"
+            )
+    );
+}
+
+#[tokio::test]
+async fn get_tool_docs_documents_a_tool_or_names_the_ones_that_exist() {
+    let (_dir, app) = code_mode_app().await;
+    let docs = |server: &str, tool: &str| json!({"server": server, "tool": tool});
+    let text = meta_text(
         &app,
-        "POST",
-        "/v1/mcp/tool/execute",
+        "getToolDocs",
         docs("everything", "get-structured-content"),
     )
     .await;
-    let text = content(body);
     assert!(text.contains("MCP name: get-structured-content"), "{text}");
     assert!(
         text.contains("Returns:\n        {temperature: float, conditions: str, humidity: float}"),
@@ -209,17 +219,18 @@ async fn the_meta_tools_list_read_and_document_the_stubs() {
         text.contains("everything.get_structured_content(location="),
         "{text}"
     );
-    let (_, body) = call(
-        &app,
-        "POST",
-        "/v1/mcp/tool/execute",
-        docs("memory", "forget"),
-    )
-    .await;
-    assert!(content(body).starts_with(
-        "error: server memory has no tool \"forget\"; its tools are: create_entities,"
-    ));
+    assert!(
+        meta_text(&app, "getToolDocs", docs("memory", "forget"))
+            .await
+            .starts_with(
+                "error: server memory has no tool \"forget\"; its tools are: create_entities,"
+            )
+    );
+}
 
+#[tokio::test]
+async fn meta_tool_arguments_of_the_wrong_shape_are_invalid_arguments() {
+    let (_dir, app) = code_mode_app().await;
     let (status, body) = call(
         &app,
         "POST",

@@ -2,70 +2,17 @@
 
 use std::sync::Arc;
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
-use codemode::app::App;
-use codemode::config::{Config, ToolManagerConfig};
+use axum::http::StatusCode;
+use codemode::config::ToolManagerConfig;
 use codemode::mcp::McpManager;
 use codemode::server::router;
-use http_body_util::BodyExt;
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
-use crate::mcp_stdio::stdio_client;
-use crate::support::EXECUTOR;
-
-/// The service's state over `manager`, running scripts in the shared executor.
-pub async fn app_state(manager: Arc<McpManager>) -> App {
-    App::assemble(&Config::default(), manager, EXECUTOR.clone(), None)
-        .await
-        .expect("state")
-}
+use crate::support::{app_state, call, stdio_client};
 
 async fn app() -> axum::Router {
     let manager = Arc::new(McpManager::new(ToolManagerConfig::default()));
     router(Arc::new(app_state(manager).await))
-}
-
-/// A request through the router; answers the status and the JSON body (null when none).
-pub async fn call(app: &axum::Router, method: &str, uri: &str, body: Value) -> (StatusCode, Value) {
-    send(app, method, uri, &[], body).await
-}
-
-/// [`call`] with `headers`.
-pub async fn send(
-    app: &axum::Router,
-    method: &str,
-    uri: &str,
-    headers: &[(&str, &str)],
-    body: Value,
-) -> (StatusCode, Value) {
-    let mut request = Request::builder()
-        .method(method)
-        .uri(uri)
-        .header("content-type", "application/json");
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    let body = if body.is_null() {
-        Body::empty()
-    } else {
-        Body::from(body.to_string())
-    };
-    let response = app
-        .clone()
-        .oneshot(request.body(body).expect("request"))
-        .await
-        .expect("response");
-    let status = response.status();
-    let bytes = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
-    let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    (status, value)
 }
 
 fn error_type(body: &Value) -> &str {

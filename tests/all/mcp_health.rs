@@ -10,9 +10,9 @@ use codemode::mcp::{ClientState, McpManager};
 use serde_json::{Value, json};
 use tokio::sync::broadcast::Receiver;
 
-use crate::mcp_http::HttpServer;
-use crate::mcp_stdio::stdio_client;
+use crate::support::HttpServer;
 use crate::support::Managed;
+use crate::support::stdio_client;
 
 /// A manager whose health checks and retries run fast enough for tests.
 async fn manager(clients: Vec<Value>, max_tries: u32) -> Managed {

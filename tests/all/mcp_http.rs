@@ -1,72 +1,10 @@
 //! The MCP manager against server-everything over streamable HTTP on loopback.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-
 use codemode::executor::ToolDispatcher;
 use codemode::mcp::ClientState;
 use serde_json::json;
 
-use crate::mcp_stdio::{manager, server_script};
-
-/// server-everything serving one HTTP transport on a free loopback port.
-pub struct HttpServer {
-    child: Child,
-    pub port: u16,
-}
-
-impl HttpServer {
-    /// Starts `transport` (`streamableHttp` or `sse`) and returns once it listens.
-    pub fn start(transport: &str) -> HttpServer {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        HttpServer::start_on(transport, port)
-    }
-
-    /// Starts `transport` on `port` and returns once the server says it listens (the
-    /// streamable-HTTP server says so on stderr, the SSE one on stdout).
-    pub fn start_on(transport: &str, port: u16) -> HttpServer {
-        let mut child = Command::new("node")
-            .arg(server_script("server-everything"))
-            .arg(transport)
-            .env("PORT", port.to_string())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("node starts");
-        let (lines, ready) = std::sync::mpsc::channel::<String>();
-        let stdout = child.stdout.take().expect("stdout");
-        let stderr = child.stderr.take().expect("stderr");
-        for output in [
-            Box::new(stdout) as Box<dyn std::io::Read + Send>,
-            Box::new(stderr),
-        ] {
-            let lines = lines.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(output).lines().map_while(Result::ok) {
-                    let _ = lines.send(line);
-                }
-            });
-        }
-        drop(lines);
-        loop {
-            let line = ready.recv().expect("the server logs before exiting");
-            if line.contains("listening on port") || line.contains("running on port") {
-                break;
-            }
-        }
-        HttpServer { child, port }
-    }
-}
-
-impl Drop for HttpServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use crate::support::{HttpServer, manager};
 
 #[tokio::test]
 async fn server_everything_over_streamable_http() {

@@ -1,7 +1,6 @@
 //! The registry: full tool definitions, the OpenAI-style list, tools that change at run time,
 //! in-process tools, and servers written with the official Python SDK (PyPI `mcp-server-time`).
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use axum::http::StatusCode;
@@ -11,28 +10,9 @@ use codemode::mcp::{ClientState, InProcessTool, McpManager};
 use codemode::server::router;
 use serde_json::{Value, json};
 
-use crate::http_api::{app_state, call};
-use crate::mcp_stdio::{manager, stdio_client};
+use crate::support::{app_state, call};
+use crate::support::{manager, python_client, stdio_client};
 use crate::support::{open_calls, run_with};
-
-/// The Python of the virtual environment that holds the PyPI MCP servers.
-fn venv_python() -> PathBuf {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/servers/venv/bin/python");
-    assert!(
-        path.is_file(),
-        "{} is missing: see the README's test command",
-        path.display()
-    );
-    path
-}
-
-pub fn python_client(name: &str, args: &[&str]) -> Value {
-    json!({
-        "name": name,
-        "connection_type": "stdio",
-        "stdio_config": {"command": venv_python().display().to_string(), "args": args},
-    })
-}
 
 #[tokio::test]
 async fn the_registry_has_full_definitions_and_openai_names() {

@@ -28,8 +28,8 @@ use rmcp::transport::streamable_http_client::{
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
-use crate::mcp_stdio::stdio_client;
 use crate::support::EXECUTOR;
+use crate::support::stdio_client;
 
 type Client = RunningService<RoleClient, Upstream>;
 

@@ -1,55 +1,12 @@
 //! The MCP manager against real servers over stdio (npm packages installed in tests/servers).
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use codemode::config::Config;
 use codemode::executor::{Limits, ToolDispatcher, ToolError};
-use codemode::mcp::{ClientState, McpManager};
-use serde_json::{Value, json};
+use codemode::mcp::ClientState;
+use serde_json::json;
 
-use crate::support::{Managed, run_with};
-
-/// The entry point of an npm MCP server installed for the tests.
-pub fn server_script(package: &str) -> PathBuf {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/servers/node_modules/@modelcontextprotocol")
-        .join(package)
-        .join("dist/index.js");
-    assert!(
-        path.is_file(),
-        "{} is missing: run `npm ci --prefix tests/servers`",
-        path.display()
-    );
-    path
-}
-
-pub fn stdio_client(name: &str, package: &str, extra_args: &[&str], envs: &[&str]) -> Value {
-    let mut args = vec![server_script(package).display().to_string()];
-    args.extend(extra_args.iter().map(|a| a.to_string()));
-    let mut envs: Vec<String> = envs.iter().map(|e| e.to_string()).collect();
-    if package == "server-memory" {
-        // Its graph lives in a file, by default one shared by every instance: give each its own.
-        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let file =
-            std::env::temp_dir().join(format!("codemode-memory-{}-{n}.jsonl", std::process::id()));
-        let _ = std::fs::remove_file(&file);
-        envs.push(format!("MEMORY_FILE_PATH={}", file.display()));
-    }
-    json!({
-        "name": name,
-        "connection_type": "stdio",
-        "stdio_config": {"command": "node", "args": args, "envs": envs},
-    })
-}
-
-/// A manager started with `clients` and default settings.
-pub async fn manager(clients: Vec<Value>) -> Managed {
-    let config = Config::parse(&json!({"mcp": {"client_configs": clients}}).to_string())
-        .expect("valid config");
-    Managed::new(McpManager::start(&config.mcp).await)
-}
+use crate::support::{manager, run_with, stdio_client};
 
 #[tokio::test]
 async fn server_everything_is_listed_and_called_over_stdio() {

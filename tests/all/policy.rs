@@ -13,9 +13,9 @@ use codemode::store::Store;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
-use crate::http_api::send;
-use crate::mcp_stdio::stdio_client;
 use crate::support::EXECUTOR;
+use crate::support::send;
+use crate::support::stdio_client;
 
 fn tool_call(name: &str) -> Value {
     json!({"id": "c", "type": "function", "function": {"name": name, "arguments": "{}"}})
@@ -379,8 +379,10 @@ async fn a_key_sees_only_the_stubs_it_may_call() {
     );
 }
 
-#[tokio::test]
-async fn the_audit_log_records_allowed_and_denied_calls_with_parents() {
+/// A service with an audit log after four calls of key `auditor`: `a-t1` (allowed) and `a-t2`
+/// (denied) over HTTP, then a script calling `a.t1` (allowed) and `b.t1` (denied); answers the
+/// script's execution id.
+async fn audited_calls() -> (tempfile::TempDir, axum::Router, String) {
     let db = tempfile::tempdir().expect("temp dir");
     let store = Store::open(&db.path().join("audit.db")).expect("store");
     let manager = counting_manager().await;
@@ -418,6 +420,12 @@ async fn the_audit_log_records_allowed_and_denied_calls_with_parents() {
         .expect("an execution id")
         .to_string();
 
+    (db, app, parent)
+}
+
+#[tokio::test]
+async fn the_audit_log_records_allowed_and_denied_calls_with_parents() {
+    let (_db, app, parent) = audited_calls().await;
     let (status, page) = send(&app, "GET", "/api/logs?vk=auditor", &[], Value::Null).await;
     assert_eq!(status, StatusCode::OK, "{page}");
     assert_eq!(page["total"], 4);
@@ -461,6 +469,11 @@ async fn the_audit_log_records_allowed_and_denied_calls_with_parents() {
     let first = &page["logs"][0];
     assert_eq!(first["arg_bytes"], 2, "{{}} is two bytes");
     assert_eq!(first["arg_hash"].as_str().map(str::len), Some(64));
+}
+
+#[tokio::test]
+async fn audit_log_queries_filter_by_outcome_and_parent_and_page() {
+    let (_db, app, parent) = audited_calls().await;
     let (_, denied) = send(
         &app,
         "GET",
@@ -485,113 +498,157 @@ async fn the_audit_log_records_allowed_and_denied_calls_with_parents() {
     )
     .await;
     assert_eq!(code_calls["total"], 2);
+}
+
+#[tokio::test]
+async fn an_audit_log_query_with_a_bad_time_is_a_400() {
+    let (_db, app, _) = audited_calls().await;
     let (status, bad) = send(&app, "GET", "/api/logs?since=yesterday", &[], Value::Null).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
 }
 
+const ROOT: [(&str, &str); 1] = [("authorization", "Bearer root")];
+const CI_BOT: [(&str, &str); 1] = [("x-bf-vk", "very-secret-value")];
+
+/// The service with admin token `root` and a store at `path` (reopened: what an earlier
+/// service stored is there).
+async fn key_service(manager: &Arc<McpManager>, path: &std::path::Path) -> axum::Router {
+    let admin = json!({"governance": {"admin_token": "root"}});
+    let store = Store::open(path).expect("store");
+    router(state(Arc::clone(manager), admin, Some(store)).await)
+}
+
+/// Creates key `ci-bot` (`very-secret-value`), allowed `a-t1` only; answers the status and body.
+async fn create_ci_bot(app: &axum::Router) -> (StatusCode, Value) {
+    let key = json!({"name": "ci-bot", "value": "very-secret-value", "mcp_configs": [{"mcp_client_name": "a", "tools_to_execute": ["t1"]}]});
+    send(app, "POST", "/api/governance/virtual-keys", &ROOT, key).await
+}
+
 #[tokio::test]
-async fn keys_are_managed_through_the_api_and_stored_as_hashes() {
+async fn the_admin_token_guards_the_key_api() {
+    let db = tempfile::tempdir().expect("temp dir");
+    let app = key_service(&counting_manager().await, &db.path().join("keys.db")).await;
+    let (status, _) = send(
+        &app,
+        "GET",
+        "/api/governance/virtual-keys",
+        &[],
+        Value::Null,
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "the admin token guards /api"
+    );
+}
+
+#[tokio::test]
+async fn a_key_is_created_once_and_listed_redacted() {
+    let db = tempfile::tempdir().expect("temp dir");
+    let app = key_service(&counting_manager().await, &db.path().join("keys.db")).await;
+    let (status, body) = create_ci_bot(&app).await;
+    assert_eq!(
+        (status, body["status"].clone()),
+        (StatusCode::OK, json!("success")),
+        "{body}"
+    );
+    let (status, _) = create_ci_bot(&app).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (status, body) = send(
+        &app,
+        "POST",
+        "/api/governance/virtual-keys",
+        &ROOT,
+        json!({"name": "x"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (_, list) = send(
+        &app,
+        "GET",
+        "/api/governance/virtual-keys",
+        &ROOT,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(list["virtual_keys"][0]["value"], "<redacted>");
+}
+
+#[tokio::test]
+async fn a_key_created_through_the_api_allows_only_its_tools() {
+    let db = tempfile::tempdir().expect("temp dir");
+    let app = key_service(&counting_manager().await, &db.path().join("keys.db")).await;
+    create_ci_bot(&app).await;
+    let (status, _) = send(
+        &app,
+        "POST",
+        "/v1/mcp/tool/execute",
+        &CI_BOT,
+        tool_call("a-t1"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = send(
+        &app,
+        "POST",
+        "/v1/mcp/tool/execute",
+        &CI_BOT,
+        tool_call("a-t2"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+/// Disables `ci-bot` through the API.
+async fn disable_ci_bot(app: &axum::Router) {
+    let edit = json!({"name": "ci-bot", "value": "very-secret-value", "is_active": false});
+    let (status, _) = send(
+        app,
+        "PUT",
+        "/api/governance/virtual-keys/ci-bot",
+        &ROOT,
+        edit,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_disabled_key_is_refused_and_an_unknown_one_is_not_found() {
+    let db = tempfile::tempdir().expect("temp dir");
+    let app = key_service(&counting_manager().await, &db.path().join("keys.db")).await;
+    create_ci_bot(&app).await;
+    disable_ci_bot(&app).await;
+    let (status, _) = send(
+        &app,
+        "POST",
+        "/v1/mcp/tool/execute",
+        &CI_BOT,
+        tool_call("a-t1"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "disabled");
+    let (status, _) = send(
+        &app,
+        "DELETE",
+        "/api/governance/virtual-keys/nobody",
+        &ROOT,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn keys_are_stored_as_hashes_and_survive_a_restart() {
     let db = tempfile::tempdir().expect("temp dir");
     let path = db.path().join("keys.db");
     let manager = counting_manager().await;
-    let admin = json!({"governance": {"admin_token": "root"}});
     {
-        let store = Store::open(&path).expect("store");
-        let app = router(state(Arc::clone(&manager), admin.clone(), Some(store)).await);
-        let root = [("authorization", "Bearer root")];
-        let (status, _) = send(
-            &app,
-            "GET",
-            "/api/governance/virtual-keys",
-            &[],
-            Value::Null,
-        )
-        .await;
-        assert_eq!(
-            status,
-            StatusCode::UNAUTHORIZED,
-            "the admin token guards /api"
-        );
-        let key = json!({"name": "ci-bot", "value": "very-secret-value", "mcp_configs": [{"mcp_client_name": "a", "tools_to_execute": ["t1"]}]});
-        let (status, body) = send(
-            &app,
-            "POST",
-            "/api/governance/virtual-keys",
-            &root,
-            key.clone(),
-        )
-        .await;
-        assert_eq!(
-            (status, body["status"].clone()),
-            (StatusCode::OK, json!("success")),
-            "{body}"
-        );
-        let (status, _) = send(&app, "POST", "/api/governance/virtual-keys", &root, key).await;
-        assert_eq!(status, StatusCode::CONFLICT);
-        let (status, body) = send(
-            &app,
-            "POST",
-            "/api/governance/virtual-keys",
-            &root,
-            json!({"name": "x"}),
-        )
-        .await;
-        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-        let (_, list) = send(
-            &app,
-            "GET",
-            "/api/governance/virtual-keys",
-            &root,
-            Value::Null,
-        )
-        .await;
-        assert_eq!(list["virtual_keys"][0]["value"], "<redacted>");
-        let (status, _) = send(
-            &app,
-            "POST",
-            "/v1/mcp/tool/execute",
-            &[("x-bf-vk", "very-secret-value")],
-            tool_call("a-t1"),
-        )
-        .await;
-        assert_eq!(status, StatusCode::OK);
-        let (status, _) = send(
-            &app,
-            "POST",
-            "/v1/mcp/tool/execute",
-            &[("x-bf-vk", "very-secret-value")],
-            tool_call("a-t2"),
-        )
-        .await;
-        assert_eq!(status, StatusCode::FORBIDDEN);
-        let edit = json!({"name": "ci-bot", "value": "very-secret-value", "is_active": false});
-        let (status, _) = send(
-            &app,
-            "PUT",
-            "/api/governance/virtual-keys/ci-bot",
-            &root,
-            edit,
-        )
-        .await;
-        assert_eq!(status, StatusCode::OK);
-        let (status, _) = send(
-            &app,
-            "POST",
-            "/v1/mcp/tool/execute",
-            &[("x-bf-vk", "very-secret-value")],
-            tool_call("a-t1"),
-        )
-        .await;
-        assert_eq!(status, StatusCode::UNAUTHORIZED, "disabled");
-        let (status, _) = send(
-            &app,
-            "DELETE",
-            "/api/governance/virtual-keys/nobody",
-            &root,
-            Value::Null,
-        )
-        .await;
-        assert_eq!(status, StatusCode::NOT_FOUND);
+        let app = key_service(&manager, &path).await;
+        create_ci_bot(&app).await;
+        disable_ci_bot(&app).await;
     }
     let stored = std::fs::read(&path).expect("database");
     let text = String::from_utf8_lossy(&stored);
@@ -600,13 +657,12 @@ async fn keys_are_managed_through_the_api_and_stored_as_hashes() {
         "the key itself is never stored"
     );
     // After a restart the key is back, still disabled.
-    let store = Store::open(&path).expect("store");
-    let app = router(state(manager, admin, Some(store)).await);
+    let app = key_service(&manager, &path).await;
     let (_, list) = send(
         &app,
         "GET",
         "/api/governance/virtual-keys",
-        &[("authorization", "Bearer root")],
+        &ROOT,
         Value::Null,
     )
     .await;

@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 
 use serde_json::{Value, json};
 
-use crate::mcp_stdio::stdio_client;
+use crate::support::stdio_client;
 
 /// A running `codemode serve` and its address.
 struct Service {

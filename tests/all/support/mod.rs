@@ -1,0 +1,16 @@
+//! Shared fixtures of the integration tests, by what they stand up.
+//!
+//! - [`sandbox`]: one executor for the whole binary, runs, in-process test tools.
+//! - [`servers`]: the real MCP servers (npm, PyPI) as client configurations and processes.
+//! - [`gateway`]: a manager with the gateway in front of it.
+//! - [`http`]: the service's router and requests through it.
+
+pub mod gateway;
+pub mod http;
+pub mod sandbox;
+pub mod servers;
+
+pub use gateway::{Managed, open_calls};
+pub use http::{app_state, call, send};
+pub use sandbox::{EXECUTOR, TestTools, run, run_ok, run_with};
+pub use servers::{HttpServer, manager, python_client, stdio_client};
