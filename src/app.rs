@@ -77,7 +77,12 @@ impl App {
     pub async fn build(config: &Config, store: StoreChoice) -> Result<App, AppError> {
         let store = match store {
             StoreChoice::None => None,
-            StoreChoice::Sqlite(path) => Some(Store::open(&path)?),
+            // Opening creates and migrates the file: blocking work, off the runtime's workers.
+            StoreChoice::Sqlite(path) => Some(
+                tokio::task::spawn_blocking(move || Store::open(&path))
+                    .await
+                    .map_err(|error| StoreError::Task(error.to_string()))??,
+            ),
         };
         let executor = Executor::new(ExecutorConfig::default())?;
         executor.config().limits.resolve(&config.sandbox)?;

@@ -564,14 +564,7 @@ async fn a_key_is_created_once_and_listed_redacted() {
     )
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-    let (_, list) = send(
-        &app,
-        "GET",
-        "/api/governance/virtual-keys",
-        &ROOT,
-        Value::Null,
-    )
-    .await;
+    let list = list_keys(&app).await;
     assert_eq!(list["virtual_keys"][0]["value"], "<redacted>");
 }
 
@@ -580,24 +573,36 @@ async fn a_key_created_through_the_api_allows_only_its_tools() {
     let db = tempfile::tempdir().expect("temp dir");
     let app = key_service(&counting_manager().await, &db.path().join("keys.db")).await;
     create_ci_bot(&app).await;
-    let (status, _) = send(
-        &app,
-        "POST",
-        "/v1/mcp/tool/execute",
-        &CI_BOT,
-        tool_call("a-t1"),
-    )
-    .await;
+    let status = call_as_ci_bot(&app, "a-t1").await;
     assert_eq!(status, StatusCode::OK);
-    let (status, _) = send(
-        &app,
+    let status = call_as_ci_bot(&app, "a-t2").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+/// Every key, as the API lists it.
+async fn list_keys(app: &axum::Router) -> Value {
+    send(
+        app,
+        "GET",
+        "/api/governance/virtual-keys",
+        &ROOT,
+        Value::Null,
+    )
+    .await
+    .1
+}
+
+/// The status of a call of `tool` with key `ci-bot`.
+async fn call_as_ci_bot(app: &axum::Router, tool: &str) -> StatusCode {
+    send(
+        app,
         "POST",
         "/v1/mcp/tool/execute",
         &CI_BOT,
-        tool_call("a-t2"),
+        tool_call(tool),
     )
-    .await;
-    assert_eq!(status, StatusCode::FORBIDDEN);
+    .await
+    .0
 }
 
 /// Disables `ci-bot` through the API.
@@ -620,14 +625,7 @@ async fn a_disabled_key_is_refused_and_an_unknown_one_is_not_found() {
     let app = key_service(&counting_manager().await, &db.path().join("keys.db")).await;
     create_ci_bot(&app).await;
     disable_ci_bot(&app).await;
-    let (status, _) = send(
-        &app,
-        "POST",
-        "/v1/mcp/tool/execute",
-        &CI_BOT,
-        tool_call("a-t1"),
-    )
-    .await;
+    let status = call_as_ci_bot(&app, "a-t1").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "disabled");
     let (status, _) = send(
         &app,
@@ -658,14 +656,7 @@ async fn keys_are_stored_as_hashes_and_survive_a_restart() {
     );
     // After a restart the key is back, still disabled.
     let app = key_service(&manager, &path).await;
-    let (_, list) = send(
-        &app,
-        "GET",
-        "/api/governance/virtual-keys",
-        &ROOT,
-        Value::Null,
-    )
-    .await;
+    let list = list_keys(&app).await;
     assert_eq!(list["virtual_keys"][0]["name"], "ci-bot");
     assert_eq!(list["virtual_keys"][0]["is_active"], false);
 }
