@@ -3,8 +3,8 @@
 //! Every caller-facing entry point (`/v1/mcp/tool/execute`, `/v1/code/execute`, `/mcp`, the
 //! stdio MCP server, `codemode run --config`) holds a [`Gateway`] and the caller's
 //! [`Permit`], and nothing else that can reach a tool: the manager's call API is private to the
-//! crate, and the only code that calls it is `CallPath` below, which checks the permit first.
-//! So a new endpoint cannot forget the check; it has no other way in.
+//! crate and asks for a `PermitChecked` that only `CallPath` below can make, after it checked
+//! the permit. So a new endpoint cannot forget the check: skipping it does not compile.
 //!
 //! What happens to one call, in order: the name is resolved (`<client>-<tool>`, or a code-mode
 //! meta-tool), the permit is checked on the host, the manager calls the upstream server, and the
@@ -30,6 +30,10 @@ use crate::observe::audit::{AuditLog, now_ms};
 use crate::policy::Permit;
 use crate::policy::keys::sha256_hex;
 use crate::store::{AuditOutcome, AuditRecord};
+
+/// Proof that the caller's permit allowed a call: only this module can make one, and the
+/// manager's call API asks for it, so a call that skips the permit does not compile.
+pub(crate) struct PermitChecked(());
 
 /// Why a call through the gateway failed.
 #[derive(Debug, thiserror::Error)]
@@ -204,7 +208,7 @@ impl CallPath {
         let allowed = permit.allows(client, tool);
         let answer = if allowed {
             self.manager
-                .call_tool(client, tool, arguments, progress)
+                .call_tool(PermitChecked(()), client, tool, arguments, progress)
                 .await
         } else {
             Err(denied(permit, client, tool))

@@ -26,6 +26,7 @@ use super::result::tool_value;
 use super::transport::Session;
 use crate::config::ClientConfig;
 use crate::executor::ToolError;
+use crate::gateway::PermitChecked;
 
 /// What a tool answered: an MCP server's result as the server sent it, or the value of an
 /// in-process tool.
@@ -82,14 +83,15 @@ impl McpManager {
     /// server's progress notifications for this call go to `progress` (their token is
     /// codemode's own, one per call).
     ///
-    /// Crate-private on purpose: callers reach tools through the
-    /// [`Gateway`](crate::gateway::Gateway), which checks their permit first.
+    /// Callers reach tools through the [`Gateway`](crate::gateway::Gateway): only it can make
+    /// the [`PermitChecked`] this asks for, after it checked the caller's permit.
     ///
     /// # Errors
     /// A [`ToolError`]: unknown client or tool, not allowed, not connected, timed out, or the
     /// call failed on the way.
     pub(crate) async fn call_tool(
         &self,
+        _permitted: PermitChecked,
         client: &str,
         tool: &str,
         arguments: Value,
