@@ -151,8 +151,18 @@ fn adder() -> InProcessTool {
     )
 }
 
+/// A manager with the in-process client `local` (its one tool: `add`).
+async fn local_adder() -> Arc<McpManager> {
+    let manager = Arc::new(McpManager::new(ToolManagerConfig::default()));
+    manager
+        .add_in_process("local", vec![adder()])
+        .await
+        .expect("registered");
+    manager
+}
+
 #[tokio::test]
-async fn in_process_tools_are_called_from_scripts_and_over_http() {
+async fn in_process_tools_register_as_a_connected_client_once() {
     let manager = Arc::new(McpManager::new(ToolManagerConfig::default()));
     let status = manager
         .add_in_process("local", vec![adder()])
@@ -168,7 +178,11 @@ async fn in_process_tools_are_called_from_scripts_and_over_http() {
         manager.add_in_process("1x", vec![]).await.is_err(),
         "bad name"
     );
+}
 
+#[tokio::test]
+async fn in_process_tools_are_called_from_scripts() {
+    let manager = local_adder().await;
     let result = run_with(
         "import codemode\nresult = codemode.call_tool('local', 'add', a=40, b=2)\n\
          try:\n    codemode.call_tool('local', 'add', a='x', b=2)\nexcept TypeError as e:\n    error = str(e)\n\
@@ -179,7 +193,11 @@ async fn in_process_tools_are_called_from_scripts_and_over_http() {
     .await;
     assert!(result.ok, "{:#?}", result.error);
     assert_eq!(result.result, json!([42, "a and b must be integers"]));
+}
 
+#[tokio::test]
+async fn in_process_tools_are_listed_and_called_over_http() {
+    let manager = local_adder().await;
     let app = router(Arc::new(app_state(Arc::clone(&manager)).await));
     let (status, tools) = call(&app, "GET", "/v1/mcp/tools", Value::Null).await;
     assert_eq!(status, StatusCode::OK);
@@ -193,7 +211,12 @@ async fn in_process_tools_are_called_from_scripts_and_over_http() {
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["content"], "3");
+}
 
+#[tokio::test]
+async fn in_process_tool_lists_apply_and_their_type_cannot_change() {
+    let manager = local_adder().await;
+    let app = router(Arc::new(app_state(Arc::clone(&manager)).await));
     // Tool lists apply to in-process clients too; their connection type cannot change.
     let (status, body) = call(
         &app,

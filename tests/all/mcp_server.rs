@@ -28,8 +28,7 @@ use rmcp::transport::streamable_http_client::{
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
-use crate::support::EXECUTOR;
-use crate::support::stdio_client;
+use crate::support::{EXECUTOR, stdio_client};
 
 type Client = RunningService<RoleClient, Upstream>;
 
@@ -99,8 +98,8 @@ fn text(result: &CallToolResult) -> String {
         .join("\n")
 }
 
-#[tokio::test]
-async fn tools_are_listed_and_results_passed_through() {
+/// A client of the service over server-everything (direct) and server-memory (code mode).
+async fn everything_and_memory() -> Client {
     let mut memory = stdio_client("memory", "server-memory", &[], &[]);
     memory["is_code_mode_client"] = json!(true);
     let base = start(
@@ -111,9 +110,14 @@ async fn tools_are_listed_and_results_passed_through() {
         json!({}),
     )
     .await;
-    let client = connect(&base, None, Arc::new(Notify::new()))
+    connect(&base, None, Arc::new(Notify::new()))
         .await
-        .expect("connected");
+        .expect("connected")
+}
+
+#[tokio::test]
+async fn codemode_introduces_itself_and_lists_direct_and_meta_tools_in_full() {
+    let client = everything_and_memory().await;
     let info = client.peer_info().expect("server info");
     assert_eq!(
         info.server_info.as_ref().map(|s| s.name.as_str()),
@@ -143,6 +147,12 @@ async fn tools_are_listed_and_results_passed_through() {
         "full definitions pass through"
     );
 
+    client.cancel().await.expect("closed");
+}
+
+#[tokio::test]
+async fn results_are_passed_through_as_the_upstream_sent_them() {
+    let client = everything_and_memory().await;
     let echo = call(&client, "everything-echo", json!({"message": "hi"})).await;
     assert_eq!(
         (text(&echo), echo.is_error),
@@ -170,12 +180,24 @@ async fn tools_are_listed_and_results_passed_through() {
             .any(|c| matches!(c, ContentBlock::Image(_))),
         "{image:?}"
     );
+    client.cancel().await.expect("closed");
+}
+
+#[tokio::test]
+async fn an_unknown_tool_is_an_error_result_saying_so() {
+    let client = everything_and_memory().await;
     let missing = call(&client, "everything-nope", json!({})).await;
     assert_eq!(missing.is_error, Some(true));
     assert!(
         text(&missing).contains("has no tool named nope"),
         "{missing:?}"
     );
+    client.cancel().await.expect("closed");
+}
+
+#[tokio::test]
+async fn execute_tool_code_runs_a_script_over_a_code_mode_server() {
+    let client = everything_and_memory().await;
     let code = call(
         &client,
         "executeToolCode",
