@@ -5,6 +5,9 @@
 //! - [`KeyStore`]: virtual keys changed through the API: hashes, never keys.
 //! - [`AuditStore`]: the audit log: batched inserts, filtered pages, retention.
 //!
+//! A new aggregate (upstream OAuth tokens per client and per caller, say) is one more trait
+//! here, one more field of [`Store`], one more file in `sqlite/` and one more migration.
+//!
 //! [`Store`] bundles one implementation of each; [`Store::open`] gives the SQLite one
 //! ([`sqlite`]). A second backend (Postgres, for several instances) is a second module that
 //! implements the same traits. Every method is async and no implementation blocks a runtime
