@@ -18,18 +18,19 @@ use axum::http::Request;
 use codemode::app::App;
 use codemode::code_mode::CodeMode;
 use codemode::config::BindingLevel;
-use codemode::config::{Config, VirtualKeyClient};
+use codemode::config::{Config, VirtualKeyClient, VirtualKeyConfig};
 use codemode::executor::{Executor, ExecutorConfig, LimitOverrides, Limits, ToolDispatcher};
 use codemode::gateway::Gateway;
 use codemode::mcp::{InProcessTool, McpManager};
-use codemode::policy::{Permit, rules::key_rules};
+use codemode::policy::{KeyRing, Permit};
 use codemode::server::router;
 use codemode::store::Store;
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-fn rules() -> Permit {
+/// The permit of a key with rules on eleven clients.
+async fn rules() -> Permit {
     let clients: Vec<VirtualKeyClient> = (0..10)
         .map(|i| VirtualKeyClient {
             mcp_client_name: format!("client{i}"),
@@ -40,7 +41,16 @@ fn rules() -> Permit {
             tools_to_execute: vec!["echo".into()],
         }])
         .collect();
-    Permit::for_key("bench", Arc::new(key_rules(&clients)), 1)
+    let key = VirtualKeyConfig {
+        id: None,
+        name: "bench".into(),
+        value: "bench-key".into(),
+        description: None,
+        is_active: true,
+        mcp_configs: clients,
+    };
+    let ring = KeyRing::load(&[key], None).await.expect("keys");
+    ring.authenticate(Some("bench-key")).expect("the key")
 }
 
 fn echo() -> InProcessTool {
@@ -58,7 +68,7 @@ fn policy(c: &mut Criterion) {
         .enable_all()
         .build()
         .expect("runtime");
-    let permit = rules();
+    let permit = runtime.block_on(rules());
     c.bench_function("permit/allows", |b| {
         b.iter(|| std::hint::black_box(permit.allows("client7", "tool13")))
     });
@@ -91,7 +101,7 @@ fn policy(c: &mut Criterion) {
         Gateway::new(Arc::clone(&manager), code_mode, None)
     };
     let direct: Arc<dyn ToolDispatcher> = gateway.script_calls(Permit::open());
-    let permitted: Arc<dyn ToolDispatcher> = gateway.script_calls(rules());
+    let permitted: Arc<dyn ToolDispatcher> = gateway.script_calls(permit.clone());
     for (name, tools) in [
         ("1000_calls_manager", direct),
         ("1000_calls_permitted", permitted),

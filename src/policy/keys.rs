@@ -48,6 +48,55 @@ struct VirtualKey {
     version: u64,
 }
 
+/// A key's rules as they stand at one check.
+#[derive(Debug, Clone)]
+pub struct KeyRules {
+    rules: Arc<HashMap<String, ToolRule>>,
+    /// Changes whenever the key is saved again.
+    pub version: u64,
+}
+
+impl KeyRules {
+    /// Whether these rules allow `client`'s `tool` (a client not listed is not allowed).
+    pub fn allows(&self, client: &str, tool: &str) -> bool {
+        self.rules.get(client).is_some_and(|rule| rule.allows(tool))
+    }
+}
+
+/// What a caller holds after presenting a key: the key's name and value, looked up in the ring
+/// at every check, so a change to the key applies to the caller's next call.
+#[derive(Clone)]
+pub struct KeyGrant {
+    name: String,
+    hash: KeyHash,
+    keys: Arc<RwLock<Keys>>,
+}
+
+impl std::fmt::Debug for KeyGrant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyGrant")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+impl KeyGrant {
+    /// The key's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The key's rules now; `None` when it was removed, disabled, or given another value.
+    pub fn current(&self) -> Option<KeyRules> {
+        let keys = self.keys.read().unwrap_or_else(|p| p.into_inner());
+        let key = keys.by_name.get(&self.name)?;
+        (key.config.is_active && key.hash.as_ref() == Some(&self.hash)).then(|| KeyRules {
+            rules: Arc::clone(&key.rules),
+            version: key.version,
+        })
+    }
+}
+
 /// Why a caller was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
@@ -86,7 +135,7 @@ pub enum KeyError {
 }
 
 /// The keys by name and by hash, always in agreement.
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct Keys {
     by_name: BTreeMap<String, Arc<VirtualKey>>,
     by_hash: HashMap<KeyHash, Arc<VirtualKey>>,
@@ -119,7 +168,8 @@ impl Keys {
 
 /// Every virtual key.
 pub struct KeyRing {
-    keys: RwLock<Keys>,
+    /// Shared with every [`KeyGrant`], which reads it at each check.
+    keys: Arc<RwLock<Keys>>,
     /// Serialises changes across the store's write (see the module docs).
     edits: tokio::sync::Mutex<()>,
     store: Option<Arc<dyn KeyStore>>,
@@ -158,7 +208,7 @@ impl KeyRing {
             }
         }
         Ok(KeyRing {
-            keys: RwLock::new(keys),
+            keys: Arc::new(RwLock::new(keys)),
             edits: tokio::sync::Mutex::new(()),
             store,
         })
@@ -188,15 +238,16 @@ impl KeyRing {
             return Ok(Permit::open());
         }
         let key = key.ok_or(AuthError::Missing)?;
-        let found = keys.by_hash.get(&hash_key(key)).ok_or(AuthError::Unknown)?;
+        let hash = hash_key(key);
+        let found = keys.by_hash.get(&hash).ok_or(AuthError::Unknown)?;
         if !found.config.is_active {
             return Err(AuthError::Disabled(found.config.name.clone()));
         }
-        Ok(Permit::for_key(
-            &found.config.name,
-            Arc::clone(&found.rules),
-            found.version,
-        ))
+        Ok(Permit::for_key(KeyGrant {
+            name: found.config.name.clone(),
+            hash,
+            keys: Arc::clone(&self.keys),
+        }))
     }
 
     /// Every key's configuration, values redacted.

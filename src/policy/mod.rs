@@ -11,36 +11,33 @@
 pub mod keys;
 pub mod rules;
 
-use std::collections::HashMap;
-use std::sync::Arc;
-
-pub use keys::{AuthError, KeyError, KeyRing};
+pub use keys::{AuthError, KeyError, KeyGrant, KeyRing, KeyRules};
 pub use rules::{RequestFilter, ToolRule};
 
 use crate::mcp::ClientTools;
 
-/// What one request may call. Cheap to clone; every check is O(1).
+/// What one request may call. Cheap to clone.
+///
+/// A key's part is looked up in the key ring at every check, so removing, disabling, narrowing
+/// or re-valuing the key takes effect on the caller's next call, even inside a running script.
 #[derive(Debug, Clone, Default)]
 pub struct Permit {
-    /// The virtual key's name, when the caller presented one.
-    key: Option<String>,
-    /// The key's rules and their version; `None` when no virtual keys are configured.
-    rules: Option<(Arc<HashMap<String, ToolRule>>, u64)>,
+    /// The caller's virtual key, when it presented one.
+    key: Option<KeyGrant>,
     /// The request's filters.
     filters: Vec<RequestFilter>,
 }
 
 impl Permit {
-    /// No key restriction: what the clients' configurations allow (no virtual keys exist).
+    /// No key restriction: what the clients' configurations allow.
     pub fn open() -> Permit {
         Permit::default()
     }
 
-    /// The permit of virtual key `name` with `rules` (`version` changes when they do).
-    pub fn for_key(name: &str, rules: Arc<HashMap<String, ToolRule>>, version: u64) -> Permit {
+    /// The permit of the caller holding `grant`.
+    pub(crate) fn for_key(grant: KeyGrant) -> Permit {
         Permit {
-            key: Some(name.to_string()),
-            rules: Some((rules, version)),
+            key: Some(grant),
             filters: Vec::new(),
         }
     }
@@ -55,37 +52,53 @@ impl Permit {
 
     /// The caller's virtual key name.
     pub fn key(&self) -> Option<&str> {
-        self.key.as_deref()
+        self.key.as_ref().map(KeyGrant::name)
     }
 
-    /// Whether `client`'s `tool` may run (the client's own configuration is checked by the
+    /// Whether `client`'s `tool` may run now (the client's own configuration is checked by the
     /// manager).
     pub fn allows(&self, client: &str, tool: &str) -> bool {
-        self.rules
-            .as_ref()
-            .is_none_or(|(rules, _)| rules.get(client).is_some_and(|r| r.allows(tool)))
-            && self.filters.iter().all(|f| f.allows(client, tool))
+        let rules = self.key.as_ref().map(KeyGrant::current);
+        self.allows_with(rules.as_ref(), client, tool)
+    }
+
+    /// [`allows`](Self::allows) against `rules`, the key's rules as looked up once (`None`: no
+    /// key; `Some(None)`: the key is gone or disabled).
+    fn allows_with(&self, rules: Option<&Option<KeyRules>>, client: &str, tool: &str) -> bool {
+        let key_allows = match rules {
+            None => true,
+            Some(None) => false,
+            Some(Some(rules)) => rules.allows(client, tool),
+        };
+        key_allows && self.filters.iter().all(|f| f.allows(client, tool))
     }
 
     /// `registry` with only what this permit allows; clients left with no tools are dropped.
     pub fn view(&self, registry: Vec<ClientTools>) -> Vec<ClientTools> {
+        // One look at the key for the whole registry.
+        let rules = self.key.as_ref().map(KeyGrant::current);
         registry
             .into_iter()
             .filter_map(|mut client| {
                 client
                     .tools
-                    .retain(|t| self.allows(&client.client, &t.name));
+                    .retain(|t| self.allows_with(rules.as_ref(), &client.client, &t.name));
                 (!client.tools.is_empty()).then_some(client)
             })
             .collect()
     }
 
     /// A key under which views of this permit can be cached: `None` when the request carries
-    /// filters (they are rare, and their views are rebuilt).
+    /// filters (they are rare, and their views are rebuilt). It changes when the key's rules
+    /// do.
     pub fn cache_key(&self) -> Option<(Option<String>, u64)> {
         if !self.filters.is_empty() {
             return None;
         }
-        Some((self.key.clone(), self.rules.as_ref().map_or(0, |(_, v)| *v)))
+        let version = match &self.key {
+            None => 0,
+            Some(grant) => grant.current().map_or(u64::MAX, |rules| rules.version),
+        };
+        Some((self.key().map(str::to_string), version))
     }
 }

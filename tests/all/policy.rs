@@ -12,10 +12,9 @@ use codemode::server::router;
 use codemode::store::Store;
 use proptest::prelude::*;
 use serde_json::{Value, json};
+use tokio::sync::Notify;
 
-use crate::support::EXECUTOR;
-use crate::support::send;
-use crate::support::stdio_client;
+use crate::support::{EXECUTOR, send, stdio_client};
 
 fn tool_call(name: &str) -> Value {
     json!({"id": "c", "type": "function", "function": {"name": name, "arguments": "{}"}})
@@ -712,5 +711,79 @@ async fn a_database_failure_is_a_generic_500_without_the_path() {
     assert!(
         !message.contains("broken.db") && !message.contains("virtual_keys"),
         "{message}"
+    );
+}
+
+/// Runs, as key `runner`, a script that calls `a.t1`, waits at `gate.wait` while the test
+/// makes `change` to the key through the API, then calls `a.t1` again; answers the script's
+/// result: what each call gave.
+async fn script_across_a_key_change(change: (&str, &str, Value)) -> Value {
+    let manager = counting_manager().await;
+    let (entered, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+    let gate = {
+        let (entered, release) = (Arc::clone(&entered), Arc::clone(&release));
+        InProcessTool::new("wait", "waits", json!({"type": "object"}), move |_| {
+            let (entered, release) = (Arc::clone(&entered), Arc::clone(&release));
+            async move {
+                entered.notify_one();
+                release.notified().await;
+                Ok(json!("released"))
+            }
+        })
+    };
+    manager
+        .add_in_process("gate", vec![gate])
+        .await
+        .expect("registered");
+    let keys = json!({"governance": {"admin_token": "root", "virtual_keys": [{"name": "runner",
+        "value": "run-key", "mcp_configs": [{"mcp_client_name": "a", "tools_to_execute": ["*"]},
+        {"mcp_client_name": "gate", "tools_to_execute": ["*"]}]}]}});
+    let app = router(state(manager, keys, None).await);
+    let code = "import codemode\nfirst = codemode.call_tool('a', 't1')\ncodemode.call_tool('gate', 'wait')\n\
+        try:\n    second = codemode.call_tool('a', 't1')\nexcept PermissionError:\n    second = 'PermissionError'\n\
+        result = [first, second]";
+    let run = tokio::spawn({
+        let app = app.clone();
+        async move {
+            let key = [("x-bf-vk", "run-key")];
+            send(
+                &app,
+                "POST",
+                "/v1/code/execute",
+                &key,
+                json!({"code": code}),
+            )
+            .await
+        }
+    });
+    entered.notified().await;
+    let (method, path, body) = change;
+    let (status, answer) = send(&app, method, path, &ROOT, body).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    release.notify_one();
+    let (status, run) = run.await.expect("the run");
+    assert_eq!(status, StatusCode::OK, "{run}");
+    assert!(run["ok"].as_bool().unwrap_or(false), "{run}");
+    run["result"].clone()
+}
+
+#[tokio::test]
+async fn a_revoked_key_stops_working_inside_a_running_script() {
+    let delete = ("DELETE", "/api/governance/virtual-keys/runner", Value::Null);
+    assert_eq!(
+        script_across_a_key_change(delete).await,
+        json!(["ran", "PermissionError"])
+    );
+}
+
+#[tokio::test]
+async fn a_narrowed_key_is_narrowed_inside_a_running_script() {
+    let narrowed = json!({"name": "runner", "value": "run-key", "mcp_configs": [
+        {"mcp_client_name": "a", "tools_to_execute": ["t2"]},
+        {"mcp_client_name": "gate", "tools_to_execute": ["*"]}]});
+    let change = ("PUT", "/api/governance/virtual-keys/runner", narrowed);
+    assert_eq!(
+        script_across_a_key_change(change).await,
+        json!(["ran", "PermissionError"])
     );
 }
