@@ -18,7 +18,7 @@ use axum::http::Request;
 use codemode::app::App;
 use codemode::code_mode::CodeMode;
 use codemode::config::BindingLevel;
-use codemode::config::{Config, VirtualKeyClient, VirtualKeyConfig};
+use codemode::config::{Config, GovernanceConfig, VirtualKeyClient, VirtualKeyConfig};
 use codemode::executor::{Executor, ExecutorConfig, LimitOverrides, Limits, ToolDispatcher};
 use codemode::gateway::Gateway;
 use codemode::mcp::{InProcessTool, McpManager};
@@ -49,7 +49,11 @@ async fn rules() -> Permit {
         is_active: true,
         mcp_configs: clients,
     };
-    let ring = KeyRing::load(&[key], None).await.expect("keys");
+    let governance = GovernanceConfig {
+        virtual_keys: vec![key],
+        ..GovernanceConfig::default()
+    };
+    let ring = KeyRing::load(&governance, None).await.expect("keys");
     ring.authenticate(Some("bench-key")).expect("the key")
 }
 

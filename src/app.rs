@@ -112,7 +112,7 @@ impl App {
             .as_ref()
             .map(|store| Arc::new(AuditLog::start(Arc::clone(&store.audit), config.audit)));
         let key_store = store.as_ref().map(|store| Arc::clone(&store.keys));
-        let keys = KeyRing::load(&config.governance.virtual_keys, key_store).await?;
+        let keys = KeyRing::load(&config.governance, key_store).await?;
         let admin_token = match &config.governance.admin_token {
             Some(token) => Some(hash_key(&resolve_env(token)?)),
             None => None,

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use codemode::app::{App, StoreChoice};
+use codemode::policy::Auth;
 
 use super::{Failure, load_optional};
 
@@ -14,11 +15,26 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Serves on `host:port` with `config` (or none), keeping runtime changes in `db`.
 pub async fn serve(config: Option<&Path>, host: &str, port: u16, db: &Path) -> Result<(), Failure> {
     let config = load_optional(config)?;
-    // Bind first: a port in use is reported before any client is started.
-    let listener = tokio::net::TcpListener::bind((host, port))
-        .await
-        .map_err(|e| Failure::Usage(format!("cannot listen on {host}:{port}: {e}")))?;
     let app = Arc::new(App::build(&config, StoreChoice::Sqlite(db.to_path_buf())).await?);
+    // Nothing was configured that asks callers for a key: fine on this machine, not on a
+    // network. Checked before anything listens.
+    if app.keys.auth() == Auth::Unconfigured && !is_loopback(host) {
+        app.shutdown().await;
+        return Err(Failure::Usage(format!(
+            "refusing to serve on {host} with no virtual keys: anyone who reaches it could call \
+             every tool; configure governance.virtual_keys or an admin token, or set \
+             governance.auth to \"open\""
+        )));
+    }
+    let listener = match tokio::net::TcpListener::bind((host, port)).await {
+        Ok(listener) => listener,
+        Err(e) => {
+            app.shutdown().await;
+            return Err(Failure::Usage(format!(
+                "cannot listen on {host}:{port}: {e}"
+            )));
+        }
+    };
     let address = listener
         .local_addr()
         .map_err(|e| Failure::Internal(e.to_string()))?;
@@ -46,6 +62,15 @@ pub async fn serve(config: Option<&Path>, host: &str, port: u16, db: &Path) -> R
     // Every call has been recorded by now: write the records, then stop the clients.
     app.shutdown().await;
     outcome
+}
+
+/// Whether `host` names this machine only: `localhost` or a loopback address.
+fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -18,9 +18,25 @@ pub struct GovernanceConfig {
     /// the management API is open (it listens on localhost by default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin_token: Option<String>,
+    /// codemode extension: whether callers of `/v1` and `/mcp` must present a virtual key.
+    /// Absent: required as soon as keys or an admin token are configured (in the file or,
+    /// once, through the API), else open, and then served on loopback only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AuthMode>,
     /// Bifrost settings codemode does not implement.
     #[serde(flatten)]
     pub ignored: BTreeMap<String, Value>,
+}
+
+/// `governance.auth`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// Every caller presents a valid, active key.
+    Required,
+    /// A caller without a key (or with one that matches none) may use what the clients'
+    /// configurations allow; a caller with a key gets that key's permit.
+    Open,
 }
 
 /// One virtual key (`governance.virtual_keys[]`, or a `/api/governance/virtual-keys` body).

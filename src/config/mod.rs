@@ -22,7 +22,7 @@ use serde_json::Value;
 
 pub use codemode_stubs::BindingLevel;
 pub use env::{MissingVariable, resolve_env};
-pub use governance::{GovernanceConfig, VirtualKeyClient, VirtualKeyConfig};
+pub use governance::{AuthMode, GovernanceConfig, VirtualKeyClient, VirtualKeyConfig};
 pub use mcp::{
     ClientConfig, ConnectionType, IN_PROCESS_NOT_CONFIGURABLE, McpConfig, RetryPolicy, StdioConfig,
     ToolManagerConfig,

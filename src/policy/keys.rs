@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 
 use super::Permit;
 use super::rules::{ToolRule, key_rules};
-use crate::config::{VirtualKeyConfig, resolve_env};
+use crate::config::{AuthMode, GovernanceConfig, VirtualKeyConfig, resolve_env};
 use crate::store::{KeyChange, KeyStore, StoreError};
 
 /// A key's hash, hex-encoded.
@@ -100,7 +100,7 @@ impl KeyGrant {
 /// Why a caller was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
-    /// Keys exist and none was presented.
+    /// Keys are required and none was presented.
     #[error("a virtual key is required: send Authorization: Bearer <key> or x-bf-vk: <key>")]
     Missing,
     /// No key matches.
@@ -134,11 +134,25 @@ pub enum KeyError {
     Store(#[from] StoreError),
 }
 
-/// The keys by name and by hash, always in agreement.
+/// Whether callers must present a key, and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Auth {
+    /// Every caller presents a valid key (configured, or latched by keys and admin tokens).
+    Required,
+    /// Callers without a key may call: the configuration says so.
+    Open,
+    /// Callers without a key may call: nothing was configured that needs keys yet. The first
+    /// key added through the API makes it [`Auth::Required`]; nothing makes it open again.
+    #[default]
+    Unconfigured,
+}
+
+/// The keys by name and by hash, always in agreement, and the auth mode they are used under.
 #[derive(Debug, Default)]
 struct Keys {
     by_name: BTreeMap<String, Arc<VirtualKey>>,
     by_hash: HashMap<KeyHash, Arc<VirtualKey>>,
+    auth: Auth,
     /// The version the next inserted key gets (permits cache views by key and version).
     next_version: u64,
 }
@@ -185,9 +199,10 @@ impl KeyRing {
     /// # Errors
     /// [`StoreError`] when the recorded changes cannot be read.
     pub async fn load(
-        file: &[VirtualKeyConfig],
+        governance: &GovernanceConfig,
         store: Option<Arc<dyn KeyStore>>,
     ) -> Result<KeyRing, StoreError> {
+        let file = &governance.virtual_keys;
         let mut keys = Keys::default();
         for config in file {
             let hash = match resolve_env(&config.value) {
@@ -199,14 +214,26 @@ impl KeyRing {
             };
             keys.insert(config.clone(), hash);
         }
+        let mut recorded = false;
         if let Some(store) = &store {
             for change in store.key_changes().await? {
+                recorded = true;
                 match change {
                     KeyChange::Saved(config, hash) => keys.insert(*config, Some(hash)),
                     KeyChange::Removed(name) => keys.delete(&name),
                 }
             }
         }
+        // Keys once configured (a removed key leaves its record) keep callers required to
+        // present one, however many are left.
+        keys.auth = match governance.auth {
+            Some(AuthMode::Required) => Auth::Required,
+            Some(AuthMode::Open) => Auth::Open,
+            None if !file.is_empty() || governance.admin_token.is_some() || recorded => {
+                Auth::Required
+            }
+            None => Auth::Unconfigured,
+        };
         Ok(KeyRing {
             keys: Arc::new(RwLock::new(keys)),
             edits: tokio::sync::Mutex::new(()),
@@ -223,23 +250,29 @@ impl KeyRing {
         self.keys.write().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Whether no key exists (then callers need none).
-    pub fn is_empty(&self) -> bool {
-        self.read().by_name.is_empty()
+    /// Whether callers must present a key, and why.
+    pub fn auth(&self) -> Auth {
+        self.read().auth
     }
 
     /// The permit of a caller who presented `key` (or none).
     ///
     /// # Errors
-    /// [`AuthError`] when keys exist and `key` is missing, unknown or disabled.
+    /// [`AuthError`] when keys are required and `key` is missing or unknown, or `key` is
+    /// disabled.
     pub fn authenticate(&self, key: Option<&str>) -> Result<Permit, AuthError> {
         let keys = self.read();
-        if keys.by_name.is_empty() {
-            return Ok(Permit::open());
-        }
-        let key = key.ok_or(AuthError::Missing)?;
-        let hash = hash_key(key);
-        let found = keys.by_hash.get(&hash).ok_or(AuthError::Unknown)?;
+        let required = keys.auth == Auth::Required;
+        let found = key.and_then(|key| {
+            let hash = hash_key(key);
+            keys.by_hash.get(&hash).map(|found| (found, hash))
+        });
+        let (found, hash) = match (found, key) {
+            (Some(found), _) => found,
+            (None, _) if !required => return Ok(Permit::open()),
+            (None, None) => return Err(AuthError::Missing),
+            (None, Some(_)) => return Err(AuthError::Unknown),
+        };
         if !found.config.is_active {
             return Err(AuthError::Disabled(found.config.name.clone()));
         }
@@ -327,6 +360,9 @@ impl KeyRing {
             keys.delete(old);
         }
         keys.insert(config, Some(hash));
+        if keys.auth == Auth::Unconfigured {
+            keys.auth = Auth::Required;
+        }
         Ok(())
     }
 }

@@ -11,7 +11,7 @@
 pub mod keys;
 pub mod rules;
 
-pub use keys::{AuthError, KeyError, KeyGrant, KeyRing, KeyRules};
+pub use keys::{Auth, AuthError, KeyError, KeyGrant, KeyRing, KeyRules};
 pub use rules::{RequestFilter, ToolRule};
 
 use crate::mcp::ClientTools;

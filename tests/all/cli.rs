@@ -143,3 +143,22 @@ fn check_reports_every_problem_then_fails() {
         vec![format!("codemode: {path}: 4 error(s)")]
     );
 }
+
+#[test]
+fn serve_refuses_a_network_address_when_nothing_asks_for_keys() {
+    let db = tempfile::tempdir().expect("temp dir");
+    let db = db.path().join("codemode.db");
+    let db = db.to_str().expect("utf-8 path");
+    let output = codemode(
+        &["serve", "--host", "0.0.0.0", "--port", "0", "--db", db],
+        "",
+    );
+    assert_eq!(output.status.code(), Some(64));
+    let lines = stderr_lines(&output);
+    assert!(
+        lines
+            .last()
+            .is_some_and(|l| l.starts_with("codemode: refusing to serve on 0.0.0.0")),
+        "{lines:?}"
+    );
+}

@@ -787,3 +787,117 @@ async fn a_narrowed_key_is_narrowed_inside_a_running_script() {
         json!(["ran", "PermissionError"])
     );
 }
+
+#[tokio::test]
+async fn deleting_the_last_key_does_not_open_the_gateway() {
+    let keys = json!({"governance": {"virtual_keys": [{"name": "only", "value": "only-key",
+        "mcp_configs": [{"mcp_client_name": "a", "tools_to_execute": ["t1"]}]}]}});
+    let app = router(state(counting_manager().await, keys, None).await);
+    let (status, _) = send(
+        &app,
+        "DELETE",
+        "/api/governance/virtual-keys/only",
+        &[],
+        Value::Null,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = send(&app, "POST", "/v1/mcp/tool/execute", &[], tool_call("a-t2")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+}
+
+#[tokio::test]
+async fn a_key_added_through_the_api_makes_keys_required_for_good() {
+    let db = tempfile::tempdir().expect("temp dir");
+    let path = db.path().join("keys.db");
+    let manager = counting_manager().await;
+    {
+        let app = router(
+            state(
+                Arc::clone(&manager),
+                json!({}),
+                Some(Store::open(&path).expect("store")),
+            )
+            .await,
+        );
+        let (status, _) = send(&app, "POST", "/v1/mcp/tool/execute", &[], tool_call("a-t1")).await;
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "nothing configured: open on this machine"
+        );
+        let key = json!({"name": "first", "value": "first-key"});
+        send(&app, "POST", "/api/governance/virtual-keys", &[], key).await;
+        send(
+            &app,
+            "DELETE",
+            "/api/governance/virtual-keys/first",
+            &[],
+            Value::Null,
+        )
+        .await;
+        let (status, _) = send(&app, "POST", "/v1/mcp/tool/execute", &[], tool_call("a-t1")).await;
+        assert_eq!(
+            status,
+            StatusCode::UNAUTHORIZED,
+            "the key is gone, the requirement stays"
+        );
+    }
+    // The store remembers that keys were configured.
+    let app = router(state(manager, json!({}), Some(Store::open(&path).expect("store"))).await);
+    let (status, _) = send(&app, "POST", "/v1/mcp/tool/execute", &[], tool_call("a-t1")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn an_open_gateway_is_open_only_when_the_config_says_so() {
+    let keys = |auth: Value| {
+        json!({"governance": {"auth": auth, "admin_token": "root", "virtual_keys": [{"name": "k",
+            "value": "k-key", "mcp_configs": [{"mcp_client_name": "a", "tools_to_execute": ["t1"]}]}]}})
+    };
+    let open = router(state(counting_manager().await, keys(json!("open")), None).await);
+    let (status, _) = send(
+        &open,
+        "POST",
+        "/v1/mcp/tool/execute",
+        &[],
+        tool_call("a-t2"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "no key: what the clients allow");
+    let key = [("x-bf-vk", "k-key")];
+    let (status, _) = send(
+        &open,
+        "POST",
+        "/v1/mcp/tool/execute",
+        &key,
+        tool_call("a-t2"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "a key: its own permit");
+    let required = router(state(counting_manager().await, keys(json!("required")), None).await);
+    let (status, _) = send(
+        &required,
+        "POST",
+        "/v1/mcp/tool/execute",
+        &[],
+        tool_call("a-t1"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let nothing = json!({"governance": {"auth": "required"}});
+    let locked = router(state(counting_manager().await, nothing, None).await);
+    let (status, _) = send(
+        &locked,
+        "POST",
+        "/v1/mcp/tool/execute",
+        &[],
+        tool_call("a-t1"),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "required with no key yet: nobody"
+    );
+}
