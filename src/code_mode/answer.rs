@@ -142,7 +142,6 @@ mod tests {
                 name: "every-thing".into(),
                 listed: true,
                 tools: vec![tool],
-                withheld: vec![],
             }],
             BindingLevel::Server,
         )

@@ -145,22 +145,23 @@ impl CodeMode {
     }
 }
 
-/// What `permit` allows of the registry, in the stubs crate's terms: the tools it allows, and
-/// the names of the others of the same clients as withheld. Clients it allows nothing of are
-/// left out.
+/// What `permit` allows of the registry, in the stubs crate's terms. Tools it does not allow
+/// are left out entirely (no stub, no name in the manifest: a caller learns nothing of them),
+/// and so are clients it allows nothing of.
 pub fn server_specs(registry: &[ClientTools], permit: &Permit) -> Vec<ServerSpec> {
     registry
         .iter()
         .filter_map(|client| {
-            let (allowed, withheld): (Vec<_>, Vec<_>) = client
+            let tools: Vec<ToolSpec> = client
                 .tools
                 .iter()
-                .partition(|tool| permit.allows(&client.client, &tool.name));
-            (!allowed.is_empty()).then(|| ServerSpec {
+                .filter(|tool| permit.allows(&client.client, &tool.name))
+                .map(tool_spec)
+                .collect();
+            (!tools.is_empty()).then(|| ServerSpec {
                 name: client.client.clone(),
                 listed: client.code_mode,
-                tools: allowed.into_iter().map(tool_spec).collect(),
-                withheld: withheld.iter().map(|t| t.name.to_string()).collect(),
+                tools,
             })
         })
         .collect()

@@ -30,9 +30,6 @@ pub struct ServerSpec {
     pub listed: bool,
     /// Its tools.
     pub tools: Vec<ToolSpec>,
-    /// Names of its tools the caller may not use: they get no stub, but calling one reaches
-    /// the host, which refuses it (a `PermissionError`, not "no such tool").
-    pub withheld: Vec<String>,
 }
 
 /// One stub file per server (`servers/<server>.pyi`) or per tool
@@ -67,8 +64,6 @@ pub struct Server {
     pub listed: bool,
     /// Its tools, in the order listed.
     pub functions: Vec<Function>,
-    /// Tools the caller may not use, with their Python names.
-    pub withheld: Vec<(String, String)>,
 }
 
 /// A tool in the catalog.
@@ -122,16 +117,11 @@ impl Catalog {
         let servers = servers
             .iter()
             .zip(server_idents)
-            .map(|(server, ident)| {
-                let functions = functions(&server.tools);
-                let withheld = withheld(&functions, &server.withheld);
-                Server {
-                    name: server.name.clone(),
-                    ident,
-                    listed: server.listed,
-                    functions,
-                    withheld,
-                }
+            .map(|(server, ident)| Server {
+                name: server.name.clone(),
+                ident,
+                listed: server.listed,
+                functions: functions(&server.tools),
             })
             .collect();
         Catalog { servers, level }
@@ -149,16 +139,6 @@ fn functions(tools: &[ToolSpec]) -> Vec<Function> {
         .iter()
         .zip(idents)
         .map(|(tool, ident)| function(tool, ident))
-        .collect()
-}
-
-/// Python names for withheld tools that do not clash with the callable ones (a clashing one is
-/// left out: its name already calls something else).
-fn withheld(functions: &[Function], names: &[String]) -> Vec<(String, String)> {
-    names
-        .iter()
-        .map(|name| (name.clone(), crate::names::identifier(name)))
-        .filter(|(_, ident)| !functions.iter().any(|f| &f.ident == ident))
         .collect()
 }
 
@@ -373,13 +353,11 @@ mod tests {
                     tool("get-sum", "", json!({})),
                     tool("get_sum", "", json!({})),
                 ],
-                withheld: vec![],
             },
             ServerSpec {
                 name: "my_fs".into(),
                 listed: false,
                 tools: vec![],
-                withheld: vec![],
             },
         ];
         let catalog = Catalog::build(&servers, BindingLevel::Server);

@@ -182,8 +182,8 @@ impl Catalog {
 
     /// The manifest the sandbox binds servers from: one line per server (listed or not),
     /// `<python name>\t<client>\t<tools as JSON>`, the JSON mapping each tool's Python name to
-    /// `[tool name, [[parameter, its name, required], ...]]` in the stubs' parameter order, or
-    /// `[tool name, null]` for a withheld tool (its calls go to the host, which refuses them).
+    /// `[tool name, [[parameter, its name, required], ...]]` in the stubs' parameter order. It
+    /// names only the tools the caller may use: a script learns nothing of the others.
     pub fn manifest(&self) -> String {
         let mut manifest = String::new();
         for server in &self.servers {
@@ -198,12 +198,6 @@ impl Catalog {
                         .collect();
                     (f.ident.clone(), json!([f.name, params]))
                 })
-                .chain(
-                    server
-                        .withheld
-                        .iter()
-                        .map(|(name, ident)| (ident.clone(), json!([name, null]))),
-                )
                 .collect();
             manifest.push_str(&format!(
                 "{}\t{}\t{}\n",
@@ -363,13 +357,11 @@ mod tests {
                     name: "every-thing".into(),
                     listed: true,
                     tools,
-                    withheld: vec!["secret-tool".into()],
                 },
                 ServerSpec {
                     name: "hidden".into(),
                     listed: false,
                     tools: vec![],
-                    withheld: vec![],
                 },
             ],
             level,
@@ -491,11 +483,6 @@ mod tests {
             json!(["get-sum", [["a", "a", true], ["b", "b", true]]])
         );
         assert_eq!(tools["weather"][1][1], json!(["units", "units", false]));
-        assert_eq!(
-            tools["secret_tool"],
-            json!(["secret-tool", null]),
-            "withheld: no stub, a refusal"
-        );
         assert_eq!(lines[1], "hidden\thidden\t{}");
     }
 }

@@ -303,7 +303,8 @@ async fn a_forbidden_call_from_a_script_leaves_the_graph_unchanged() {
         "mcp_configs": [{"mcp_client_name": "memory", "tools_to_execute": ["read_graph"]}]}]}});
     let app = router(state(manager, keys, None).await);
     let code = "import codemode\n\
-        try:\n    memory.create_entities(entities=[{'name': 'x', 'entityType': 't', 'observations': []}])\n    outcome = 'created'\n\
+        entities = [{'name': 'x', 'entityType': 't', 'observations': []}]\n\
+        try:\n    codemode.call_tool('memory', 'create_entities', entities=entities)\n    outcome = 'created'\n\
         except PermissionError as e:\n    outcome = str(e)\n\
         result = [outcome, codemode.call_tool('memory', 'read_graph')]";
     let (status, run) = send(
@@ -320,6 +321,27 @@ async fn a_forbidden_call_from_a_script_leaves_the_graph_unchanged() {
         "memory.create_entities is not allowed for virtual key reader"
     );
     assert_eq!(run["result"][1], json!({"entities": [], "relations": []}));
+}
+
+#[tokio::test]
+async fn the_manifest_names_no_tool_the_caller_may_not_use() {
+    let app = router(state(counting_manager().await, json!({"governance": {"virtual_keys": [
+        {"name": "one", "value": "one-key", "mcp_configs": [{"mcp_client_name": "a", "tools_to_execute": ["t1"]}]}]}}), None).await);
+    let code = "try:\n    a.t2()\n    result = 'called'\nexcept AttributeError as e:\n    result = [str(e), dir(a)]";
+    let (status, run) = send(
+        &app,
+        "POST",
+        "/v1/code/execute",
+        &[("x-bf-vk", "one-key")],
+        json!({"code": code}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{run}");
+    assert_eq!(
+        run["result"],
+        json!(["server a has no tool 't2'. Its tools: t1", ["t1"]]),
+        "a withheld tool is as unknown as one that does not exist"
+    );
 }
 
 #[tokio::test]
