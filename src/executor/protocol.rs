@@ -16,6 +16,7 @@
 
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 /// The kind of a failure the host reports: the Python exception the script receives, the
 /// `error.type` of a run that ended on the host's account, and the `error_type` of records.
@@ -251,9 +252,9 @@ pub fn encode_ok(value: &Value) -> Vec<u8> {
 pub struct GuestOutcome {
     /// True when the script ran to the end.
     pub ok: bool,
-    /// Its result, as JSON.
+    /// Its result, as JSON text exactly as the guest wrote it (the host measures it).
     #[serde(default)]
-    pub result: Value,
+    pub result: Option<Box<RawValue>>,
     /// Why it failed.
     pub error: Option<GuestError>,
 }

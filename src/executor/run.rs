@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use serde_json::value::RawValue;
 use wasmtime::{Store, Trap, UpdateDeadline};
 use wasmtime_wasi::WasiCtxBuilder;
 
@@ -158,7 +159,7 @@ fn guest_outcome(state: &HostState) -> (Value, Option<RunError>) {
         }
     };
     if outcome.ok {
-        return (outcome.result, None);
+        return result_within(outcome.result.as_deref(), state.limits.max_result_bytes);
     }
     let error = outcome.error.map_or_else(
         || {
@@ -186,6 +187,36 @@ fn guest_outcome(state: &HostState) -> (Value, Option<RunError>) {
         },
     );
     (Value::Null, Some(error))
+}
+
+/// The script's result, when its JSON is within `max_result_bytes`. The guest checks the same
+/// limit, but code the script can reach (a rebound `len`, say) may have lied to it: the host
+/// measures what it received, exactly.
+fn result_within(result: Option<&RawValue>, max_result_bytes: u64) -> (Value, Option<RunError>) {
+    let text = result.map_or("null", RawValue::get);
+    let size = text.len() as u64;
+    if size > max_result_bytes {
+        let message = format!(
+            "the result is {size} bytes of JSON, over the limit of {max_result_bytes}; \
+             return less (a summary, a slice) or print it"
+        );
+        let error = host_error(
+            ErrorKind::LimitExceeded,
+            &message,
+            Some(LimitKind::MaxResultBytes),
+        );
+        return (Value::Null, Some(error));
+    }
+    match serde_json::from_str(text) {
+        Ok(value) => (value, None),
+        Err(e) => {
+            let message = format!("the sandbox reported an unreadable result: {e}");
+            (
+                Value::Null,
+                Some(host_error(ErrorKind::InternalError, &message, None)),
+            )
+        }
+    }
 }
 
 fn fault_error(fault: &Fault, limits: &Limits) -> RunError {

@@ -165,6 +165,30 @@ async fn an_oversized_argument_raises_in_python_and_reaches_no_tool() {
 }
 
 #[tokio::test]
+async fn rebinding_len_does_not_let_a_result_past_max_result_bytes() {
+    // The guest's own check measures with `len`, which the script can rebind; the host measures
+    // the bytes it received.
+    let code = "import builtins\nbuiltins.len = lambda _: 0\nresult = 'y' * 5000";
+    let result = run_with(
+        code,
+        limits(|l| l.max_result_bytes = 1000),
+        Arc::new(NoTools),
+    )
+    .await;
+    assert!(!result.ok, "{:?}", result.result);
+    let error = result.error.expect("an error");
+    assert_eq!(error.kind, "LimitExceeded");
+    assert_eq!(error.limit, Some(LimitKind::MaxResultBytes));
+    assert!(
+        error
+            .message
+            .starts_with("the result is 5002 bytes of JSON"),
+        "{}",
+        error.message
+    );
+}
+
+#[tokio::test]
 async fn an_oversized_tool_result_raises_in_python() {
     let code = "import codemode\ntry:\n    codemode.call_tool('test', 'big', bytes=10000)\nexcept codemode.LimitExceeded as e:\n    result = e.limit";
     let result = run_with(
