@@ -23,7 +23,9 @@ use serde_json::Value;
 use crate::code_mode::answer::model_answer;
 use crate::code_mode::meta::{self, MetaCall};
 use crate::code_mode::{CodeMode, CodeRun, Stubs};
+use crate::config::MAX_CLIENT_NAME_BYTES;
 use crate::executor::{ErrorKind, ExecuteError, LimitOverrides, ToolDispatcher, ToolError};
+use crate::mcp::supervisor::MAX_TOOL_NAME_BYTES;
 use crate::mcp::tools::direct_tools;
 use crate::mcp::{McpManager, ProgressSender, ToolAnswer};
 use crate::observe::audit::{AuditLog, now_ms};
@@ -108,8 +110,9 @@ impl Gateway {
             return Ok(ToolAnswer::Value(Value::String(text)));
         }
         let Some((client, tool)) = self.path.manager.resolve(name).await else {
+            let shown: String = name.chars().take(MAX_TOOL_NAME_BYTES).collect();
             return Err(ToolError::NotFound(format!(
-                "no tool named {name}: tools are named <client>-<tool>"
+                "no tool named {shown}: tools are named <client>-<tool>"
             ))
             .into());
         };
@@ -198,6 +201,14 @@ impl CallPath {
         arguments: Value,
         progress: Option<ProgressSender>,
     ) -> Result<ToolAnswer, ToolError> {
+        // A name longer than any codemode serves names nothing: refused before anything keeps
+        // it (the audit log included), so a caller cannot make the host hold or store it.
+        if client.len() > MAX_CLIENT_NAME_BYTES || tool.len() > MAX_TOOL_NAME_BYTES {
+            return Err(ToolError::NotFound(format!(
+                "no such tool: client names have at most {MAX_CLIENT_NAME_BYTES} bytes and tool \
+                 names at most {MAX_TOOL_NAME_BYTES}"
+            )));
+        }
         let at_ms = now_ms();
         let started = Instant::now();
         // Measured before the call takes the arguments; only when someone records them.

@@ -144,6 +144,9 @@ impl Config {
     }
 }
 
+/// The longest client name: a longer one names no client.
+pub const MAX_CLIENT_NAME_BYTES: usize = 64;
+
 /// Why a name cannot be a client name.
 pub(crate) fn check_name(name: &str) -> Result<(), String> {
     let Some(first) = name.chars().next() else {
@@ -160,8 +163,10 @@ pub(crate) fn check_name(name: &str) -> Result<(), String> {
             "\"{name}\" may only hold ASCII letters, digits, '_' and '-', not {bad:?}"
         ));
     }
-    if name.len() > 64 {
-        return Err(format!("\"{name}\" is longer than 64 characters"));
+    if name.len() > MAX_CLIENT_NAME_BYTES {
+        return Err(format!(
+            "\"{name}\" is longer than {MAX_CLIENT_NAME_BYTES} characters"
+        ));
     }
     Ok(())
 }

@@ -116,7 +116,9 @@ impl Calls {
                 let response = ToolResponse::limit(
                     format!(
                         "the request to {}.{} is {request_bytes} bytes, over the limit of {}; send less per call",
-                        request.client, request.tool, self.limits.max_tool_arg_bytes
+                        bounded(&request.client),
+                        bounded(&request.tool),
+                        self.limits.max_tool_arg_bytes
                     ),
                     LimitKind::MaxToolArgBytes,
                     self.limits.max_tool_arg_bytes,
@@ -162,8 +164,8 @@ impl Calls {
             (answer, started.elapsed())
         });
         Slot {
-            client: request.client,
-            tool: request.tool,
+            client: bounded(&request.client),
+            tool: bounded(&request.tool),
             request_bytes,
             started,
             started_ms: 0.0,
@@ -304,8 +306,8 @@ fn slot_record(slot: &Slot, response: &Encoded, duration: Duration) -> CallRecor
 
 fn refused(client: &str, tool: &str, request_bytes: u64, response: ToolResponse) -> Slot {
     Slot {
-        client: client.into(),
-        tool: tool.into(),
+        client: bounded(client),
+        tool: bounded(tool),
         request_bytes,
         started: Instant::now(),
         started_ms: 0.0,
@@ -355,4 +357,20 @@ fn json_kind(value: &Value) -> &'static str {
         Value::Array(_) => "a list",
         Value::Object(_) => "an object",
     }
+}
+
+/// The longest name a call record keeps: longer than any client or tool codemode serves, so a
+/// real name is never cut, and a forged one cannot make the run's record large.
+const MAX_RECORDED_NAME_BYTES: usize = 256;
+
+/// `name`, cut to [`MAX_RECORDED_NAME_BYTES`] (on a character boundary) with a marker saying so.
+fn bounded(name: &str) -> String {
+    if name.len() <= MAX_RECORDED_NAME_BYTES {
+        return name.to_string();
+    }
+    let mut end = MAX_RECORDED_NAME_BYTES;
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…({} bytes)", &name[..end], name.len())
 }

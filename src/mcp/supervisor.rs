@@ -18,6 +18,10 @@ use super::client::{Connection, Link, ManagedClient};
 use super::transport::{ConnectError, Session, Upstream, connect};
 use crate::config::ToolManagerConfig;
 
+/// The longest tool name codemode serves; a server's longer names are skipped, so a longer
+/// name names no tool.
+pub const MAX_TOOL_NAME_BYTES: usize = 128;
+
 /// How long a health check may take before the connection counts as lost.
 const HEALTH_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -121,7 +125,7 @@ fn valid_tools(client: &str, tools: Vec<Tool>) -> Vec<Tool> {
         .filter(|tool| {
             let name = tool.name.as_ref();
             let valid = !name.is_empty()
-                && name.len() <= 128
+                && name.len() <= MAX_TOOL_NAME_BYTES
                 && name
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));

@@ -923,3 +923,29 @@ async fn an_open_gateway_is_open_only_when_the_config_says_so() {
         "required with no key yet: nobody"
     );
 }
+
+#[tokio::test]
+async fn huge_tool_names_do_not_grow_the_audit_log() {
+    let db = tempfile::tempdir().expect("temp dir");
+    let path = db.path().join("audit.db");
+    let store = Store::open(&path).expect("store");
+    let app = router(state(counting_manager().await, json!({}), Some(store)).await);
+    let huge = format!("a-{}", "x".repeat(200_000));
+    for _ in 0..50 {
+        let (status, body) =
+            send(&app, "POST", "/v1/mcp/tool/execute", &[], tool_call(&huge)).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.len() < 1_000, "the name is not echoed whole");
+    }
+    let (status, _) = send(&app, "POST", "/v1/mcp/tool/execute", &[], tool_call("a-t1")).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, logs) = send(&app, "GET", "/api/logs", &[], Value::Null).await;
+    assert_eq!(logs["total"], 1, "only the real call is recorded");
+    let written: u64 = std::fs::read_dir(db.path())
+        .expect("database files")
+        .filter_map(|entry| entry.ok()?.metadata().ok())
+        .map(|metadata| metadata.len())
+        .sum();
+    assert!(written < 1 << 20, "{written} bytes on disk");
+}

@@ -255,3 +255,19 @@ async fn a_full_queue_answers_busy() {
     let first = first.await.expect("joined").expect("ran");
     assert!(first.ok, "{:?}", first.error);
 }
+
+#[tokio::test]
+async fn huge_names_are_cut_in_the_run_record() {
+    let code = "import codemode\nfor _ in range(20):\n    try:\n        codemode.call_tool('c' * 100000, 't' * 100000)\n    except codemode.ToolError:\n        pass";
+    let result = run_with(code, Limits::DEFAULT, Arc::new(NoTools)).await;
+    assert!(result.ok, "{:?}", result.error);
+    assert_eq!(result.calls.len(), 20);
+    for call in &result.calls {
+        assert!(
+            call.client.len() < 300 && call.tool.len() < 300,
+            "{}",
+            call.client.len()
+        );
+        assert!(call.client.ends_with("(100000 bytes)"), "{}", call.client);
+    }
+}
