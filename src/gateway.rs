@@ -68,11 +68,6 @@ impl Gateway {
         }
     }
 
-    /// The manager behind the gateway, for its registry and state (not its calls).
-    pub fn manager(&self) -> &Arc<McpManager> {
-        &self.path.manager
-    }
-
     /// Code mode: the stubs a caller reads.
     pub fn code_mode(&self) -> &CodeMode {
         &self.code_mode
@@ -116,11 +111,10 @@ impl Gateway {
             ))
             .into());
         };
-        let answer = self
+        Ok(self
             .path
             .call(permit, None, &client, &tool, arguments, progress)
-            .await?;
-        Ok(answer)
+            .await?)
     }
 
     async fn call_meta(&self, permit: &Permit, call: MetaCall) -> Result<String, CallError> {

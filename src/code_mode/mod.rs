@@ -149,20 +149,14 @@ impl CodeMode {
 /// are left out entirely (no stub, no name in the manifest: a caller learns nothing of them),
 /// and so are clients it allows nothing of.
 pub fn server_specs(registry: &[ClientTools], permit: &Permit) -> Vec<ServerSpec> {
-    registry
+    // `view` looks the caller's key up once for the whole registry.
+    permit
+        .view(registry.to_vec())
         .iter()
-        .filter_map(|client| {
-            let tools: Vec<ToolSpec> = client
-                .tools
-                .iter()
-                .filter(|tool| permit.allows(&client.client, &tool.name))
-                .map(tool_spec)
-                .collect();
-            (!tools.is_empty()).then(|| ServerSpec {
-                name: client.client.clone(),
-                listed: client.code_mode,
-                tools,
-            })
+        .map(|client| ServerSpec {
+            name: client.client.clone(),
+            listed: client.code_mode,
+            tools: client.tools.iter().map(tool_spec).collect(),
         })
         .collect()
 }

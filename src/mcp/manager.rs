@@ -167,7 +167,6 @@ impl McpManager {
         }
         let client = ManagedClient::new(config, in_process, Arc::clone(&self.changes));
         self.clients.write().await.insert(name, Arc::clone(&client));
-        self.changes.bump();
         drop(edit);
         client.supervise(&self.settings).await;
         Ok(client.status())

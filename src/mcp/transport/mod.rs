@@ -140,14 +140,15 @@ impl ConnectError {
 
     /// A failed handshake, with the HTTP status the transport saw, if any.
     fn handshake(error: ClientInitializeError) -> ConnectError {
-        match http::status_of(&error) {
-            Some(status) => ConnectError::Status {
-                status,
-                source: Box::new(error),
-            },
-            None => ConnectError::Initialize {
-                source: Box::new(error),
-            },
+        ConnectError::failed(http::status_of(&error), Box::new(error))
+    }
+
+    /// A failure to reach the server: [`ConnectError::Status`] when it answered with an HTTP
+    /// `status`, else [`ConnectError::Initialize`].
+    fn failed(status: Option<u16>, source: BoxError) -> ConnectError {
+        match status {
+            Some(status) => ConnectError::Status { status, source },
+            None => ConnectError::Initialize { source },
         }
     }
 }

@@ -49,15 +49,7 @@ pub async fn connect(config: &ClientConfig, handler: Upstream) -> Result<Session
     let (url, headers) = super::http::target(config)?;
     let transport = open(super::http::client()?, &url, headers.into_iter().collect())
         .await
-        .map_err(|error| match error.status() {
-            Some(status) => ConnectError::Status {
-                status,
-                source: Box::new(error),
-            },
-            None => ConnectError::Initialize {
-                source: Box::new(error),
-            },
-        })?;
+        .map_err(|error| ConnectError::failed(error.status(), Box::new(error)))?;
     handler
         .serve(transport)
         .await
