@@ -211,10 +211,28 @@ fn preinitialise(engine: &wasmtime::Engine, wasm: &[u8]) -> Result<Vec<u8>, Stri
             // Boot runs a warm-up script: its output and outcome are dropped; it calls no tools.
             linker.func_wrap("codemode", "output", |_: i32, _: i32, _: i32| {})?;
             linker.func_wrap("codemode", "result", |_: i32, _: i32| {})?;
+            linker.func_wrap("codemode", "panic", boot_panic)?;
             linker.define_unknown_imports_as_traps(module)?;
             linker.instantiate_async(store, module).await
         }))
         .map_err(|e| format!("pre-initialising the guest failed: {e:#}"))
+}
+
+/// A panic while the guest boots: its message goes to the build's output before the abort.
+fn boot_panic(mut caller: wasmtime::Caller<'_, wasmtime_wasi::p1::WasiP1Ctx>, ptr: i32, len: i32) {
+    let Some(wasmtime::Extern::Memory(memory)) = caller.get_export("memory") else {
+        return;
+    };
+    let mut message = vec![0; len.clamp(0, 4096) as usize];
+    if memory
+        .read(&caller, ptr as u32 as usize, &mut message)
+        .is_ok()
+    {
+        eprintln!(
+            "the guest panicked while booting: {}",
+            String::from_utf8_lossy(&message)
+        );
+    }
 }
 
 fn remove_stale_snapshots(guest_dir: &Path, keep: &Path) {

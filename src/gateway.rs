@@ -239,6 +239,7 @@ impl CallPath {
                 latency_ms: started.elapsed().as_secs_f64() * 1e3,
                 execution_id: new_id(),
                 parent_execution_id: parent.map(str::to_string),
+                repeats: 1,
             });
         }
         answer

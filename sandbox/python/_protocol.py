@@ -3,8 +3,8 @@
 Mirrors ``src/executor/protocol.rs`` (a test there keeps these lists equal to its enums): the
 ``type`` of an error response is one of ``ERROR_KINDS``, spelled as the exception the script
 receives; the ``limit`` of a ``LimitExceeded`` is one of ``LIMITS``, spelled as the limit's field.
-A tool request is ``{"client", "tool", "arguments"}``; a response is ``{"ok": value}`` or
-``{"error": {"type", "message", "limit", "allowed", "observed"}}``.
+A tool request is three buffers (client, tool, arguments as JSON); a response is
+``{"ok": value}`` or ``{"error": {"type", "message", "limit", "allowed", "observed"}}``.
 """
 
 ERROR_KINDS = (
@@ -33,4 +33,4 @@ LIMITS = (
 
 TOOL_ERROR, TOOL_TIMEOUT_ERROR, TOOL_UNAVAILABLE_ERROR, PERMISSION_ERROR, TYPE_ERROR = ERROR_KINDS[:5]
 LIMIT_EXCEEDED = ERROR_KINDS[5]
-MAX_RESULT_BYTES = LIMITS[3]
+MEMORY_ERROR = ERROR_KINDS[7]

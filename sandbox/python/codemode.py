@@ -1,7 +1,8 @@
 """codemode: the runtime every sandboxed script runs in.
 
 Scripts use it as ``import codemode`` (tool calls, fan-out, the exception types); the host uses
-``_boot`` once before the snapshot and the runner it returns once per execution.
+``_boot`` once before the snapshot, and the ``_prepare`` it returns once per execution (the
+native runner, ``sandbox/src/runner.rs``, runs the script and reports its outcome).
 
 Tool calls
     ``call_tool(client, tool, arguments=None, **kwargs)`` calls a tool and returns its value.
@@ -30,13 +31,9 @@ Errors
 """
 
 import sys
-import json
 import builtins
 import _codemode
 import _codemode_protocol as _protocol
-
-# Bound once: a script that replaces json.dumps must not break the runner's own reporting.
-_dumps = json.dumps
 
 __all__ = [
     "call_tool",
@@ -97,6 +94,8 @@ def _error_from(error, client, tool):
         return LimitExceeded(message, error.get("limit"), error.get("allowed"), error.get("observed"))
     if kind == _protocol.TYPE_ERROR:
         return TypeError(message)
+    if kind == _protocol.MEMORY_ERROR:
+        return MemoryError(message)
     return _TOOL_ERRORS.get(kind, ToolError)(message, client, tool)
 
 
@@ -177,8 +176,7 @@ class _Tool:
         self._label = label
         self._client = client
         self._tool = spec[0]
-        # A withheld tool has no parameters listed: its calls go to the host, which refuses them.
-        self._params = spec[1] or []
+        self._params = spec[1]
         names = {}
         for ident, real, _required in self._params:
             names[ident] = real
@@ -204,7 +202,7 @@ class _Tool:
                 if params:
                     allowed = ", ".join(p[0] for p in params)
                     raise TypeError(f"{label}() got an unexpected keyword argument {key!r}; its parameters: {allowed}")
-                real = key
+                raise TypeError(f"{label}() takes no arguments, but got {key!r}")
             if real in arguments:
                 raise TypeError(f"{label}() got multiple values for argument {key!r}")
             arguments[real] = value
@@ -272,7 +270,7 @@ class _Server:
         return f"server {self.__name} has no tool {name!r}.{hint} Its tools: {', '.join(names)}"
 
     def __dir__(self):
-        return sorted(ident for ident, spec in self.__spec().items() if spec[1] is not None)
+        return sorted(self.__spec())
 
     def __repr__(self):
         return f"<server {self.__name}>"
@@ -575,7 +573,8 @@ PRELUDE = (
 
 
 def _boot():
-    """Imports the prelude and locks the sandbox down; returns the runner. Runs before the snapshot."""
+    """Imports the prelude and locks the sandbox down; returns ``_prepare``. Runs before the
+    snapshot."""
     import importlib
 
     for name in PRELUDE:
@@ -588,130 +587,15 @@ def _boot():
     sys.stdout = sys.__stdout__ = _Stream(1, "<stdout>")
     sys.stderr = sys.__stderr__ = _Stream(2, "<stderr>")
     _lock_down()
-    _warm_up()
-    return _run
+    return _prepare
 
 
-# Run once before the snapshot so that what every execution needs (code paths, caches, interned
-# names) is already built in the snapshot's memory instead of being built, and dirtied, per run.
-_WARM_UP = """
-import json
-data = {"n": [1, 2.5, None, True], "s": "x"}
-print(json.dumps(data), len(data), f"{3.14:.1f}")
-try:
-    {}["missing"]
-except KeyError as e:
-    message = str(e)
-result = {"ok": sorted(data), "message": message}
-"""
-
-
-_WARM_UP_BINDINGS = 'demo\tdemo\t{"get_sum": ["get-sum", [["a", "a", true], ["b", "b", false]]]}'
-_WARM_UP_WITH_BINDINGS = """
-from servers import demo
-tool = demo.get_sum
-try:
-    demo.missing
-except AttributeError:
-    pass
-result = [repr(tool), repr(demo.get_sum_async)]
-"""
-
-
-def _warm_up():
-    import gc
-
-    _run(_WARM_UP, 1 << 20)
-    _run("1 / 0", 1 << 20)
-    _run(_WARM_UP_WITH_BINDINGS, 1 << 20, _WARM_UP_BINDINGS)
-    for name in [n for n in sys.modules if n == "servers" or n.startswith("servers.")]:
-        del sys.modules[name]
-    # What boot built is frozen, so no collection ever walks (and dirties) the snapshot's objects.
-    gc.freeze()
-
-
-def _jsonable(value):
-    if isinstance(value, (set, frozenset, tuple)):
-        return list(value)
-    if isinstance(value, (bytes, bytearray)):
-        return value.decode("utf-8", "replace")
-    return repr(value)
-
-
-def _script_line(exc):
-    if isinstance(exc, SyntaxError) and exc.filename == SCRIPT:
-        return exc.lineno
-    line = None
-    tb = exc.__traceback__
-    while tb is not None:
-        if tb.tb_frame.f_code.co_filename == SCRIPT:
-            line = tb.tb_lineno
-        tb = tb.tb_next
-    return line
-
-
-def _traceback(exc):
-    import traceback
-
-    tb = exc.__traceback__
-    while tb is not None and tb.tb_frame.f_code.co_filename != SCRIPT:
-        tb = tb.tb_next
-    try:
-        return "".join(traceback.format_exception(type(exc), exc, tb))
-    except BaseException:  # noqa: B036 - formatting must never hide the original error
-        return f"{type(exc).__name__}: {exc}\n"
-
-
-def _error(exc):
-    try:
-        message = str(exc)
-    except BaseException:  # noqa: B036
-        message = "<unprintable>"
-    error = {"type": type(exc).__name__, "message": message, "line": _script_line(exc)}
-    if isinstance(exc, LimitExceeded):
-        error.update(limit=exc.limit, allowed=exc.allowed, observed=exc.observed)
-    error["traceback"] = _traceback(exc)
-    return {"ok": False, "result": None, "error": error}
-
-
-def _execute(code, bindings):
-    scope = {"__name__": "__main__", "__builtins__": builtins}
-    _bind(bindings, scope)
-    value = eval(_codemode.compile_script(code, SCRIPT), scope)
-    if "result" in scope:
-        value = scope["result"]
-    return value
-
-
-def _run(code, max_result_bytes, bindings=""):
-    """Runs one script with the servers of ``bindings`` bound; returns the outcome as JSON text."""
+def _prepare(code, bindings):
+    """The globals of a script about to run: its servers bound, its source known to tracebacks.
+    Runs before the script; everything after it is native (``sandbox/src/runner.rs``)."""
     import linecache
 
     linecache.cache[SCRIPT] = (len(code), None, code.splitlines(True), SCRIPT)
-    try:
-        value = _execute(code, bindings)
-    except SystemExit as exit:
-        if exit.code in (None, 0):
-            value = None
-        else:
-            return _dumps(_error(exit))
-    except BaseException as exc:  # noqa: B036 - every failure is reported, none escapes
-        return _dumps(_error(exc))
-    try:
-        result = _dumps(value, default=_jsonable, ensure_ascii=False)
-    except BaseException as exc:  # noqa: B036 - e.g. a circular structure
-        return _dumps(_error(exc))
-    size = len(result.encode("utf-8"))
-    if size > max_result_bytes:
-        return _dumps(
-            _error(
-                LimitExceeded(
-                    f"the result is {size} bytes of JSON, over the limit of {max_result_bytes}; "
-                    "return less (a summary, a slice) or print it",
-                    _protocol.MAX_RESULT_BYTES,
-                    max_result_bytes,
-                    size,
-                )
-            )
-        )
-    return '{"ok": true, "result": ' + result + ', "error": null}'
+    scope = {"__name__": "__main__", "__builtins__": builtins}
+    _bind(bindings, scope)
+    return scope

@@ -18,12 +18,11 @@ mod _codemode {
 
     use crate::host;
 
-    /// The JSON request the host's `tool_start` parses.
-    #[derive(serde::Serialize)]
-    struct ToolRequest<'a, A: serde::Serialize> {
-        client: &'a str,
-        tool: &'a str,
-        arguments: &'a A,
+    thread_local! {
+        /// Ids of the calls started and not yet collected: waiting on any other id is a Python
+        /// error, never a breach of the host protocol.
+        static RUNNING: std::cell::RefCell<std::collections::HashSet<i32>> =
+            std::cell::RefCell::new(std::collections::HashSet::new());
     }
 
     /// Appends `text` to stdout (1) or stderr (2).
@@ -159,17 +158,14 @@ mod _codemode {
         vm: &VirtualMachine,
     ) -> PyResult<i32> {
         let (client, tool) = (client.to_string_lossy(), tool.to_string_lossy());
-        let request = ToolRequest {
-            client: &client,
-            tool: &tool,
-            arguments,
-        };
-        let bytes = serde_json::to_vec(&request).map_err(|e| {
+        let arguments = serde_json::to_vec(arguments).map_err(|e| {
             vm.new_type_error(format!(
                 "arguments of {client}.{tool} are not JSON-serialisable: {e}"
             ))
         })?;
-        Ok(host::start_call(&bytes))
+        let id = host::start_call(client.as_bytes(), tool.as_bytes(), &arguments);
+        RUNNING.with(|running| running.borrow_mut().insert(id));
+        Ok(id)
     }
 
     /// Parses JSON `text` into Python objects, natively (the bindings' manifest entries).
@@ -186,7 +182,17 @@ mod _codemode {
     /// `{"error": {...}}`, as Python objects.
     #[pyfunction]
     fn call_wait(id: i32, vm: &VirtualMachine) -> PyResult {
-        let bytes = host::wait_call(id);
+        if !RUNNING.with(|running| running.borrow_mut().remove(&id)) {
+            return Err(vm.new_value_error(format!(
+                "no tool call {id} is waiting to be collected: it was never started, or its \
+                 answer was already read"
+            )));
+        }
+        let bytes = host::wait_call(id).map_err(|len| {
+            vm.new_memory_error(format!(
+                "the answer of tool call {id} is {len} bytes, more than the sandbox's memory has left"
+            ))
+        })?;
         let mut json = serde_json::Deserializer::from_slice(&bytes);
         PyObjectDeserializer::new(vm)
             .deserialize(&mut json)

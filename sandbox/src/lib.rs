@@ -8,14 +8,18 @@
 //! The guest trusts nothing and is trusted by nothing: the host validates every pointer and
 //! length it receives, and the only ways out of the sandbox are the imports of the `codemode`
 //! host module declared in [`host`]. The Python side reaches them through the native `_codemode`
-//! module defined in [`bridge`].
+//! module defined in [`bridge`]. What a run reports is built by native code ([`runner`]) that no
+//! script can rebind.
 
 mod bridge;
 mod host;
+mod runner;
 
 use std::cell::OnceCell;
 
-use rustpython_vm::{Interpreter, PyObjectRef, Settings, builtins::PyStrRef};
+use rustpython_vm::{Interpreter, Settings, builtins::PyType};
+
+use runner::{Runner, describe};
 
 /// Python runtime: output capture, tool calls, fan-out and the script runner.
 const RUNTIME_PY: &str = include_str!("../python/codemode.py");
@@ -23,8 +27,8 @@ const RUNTIME_PY: &str = include_str!("../python/codemode.py");
 /// The boundary's vocabulary as the guest spells it (the host's is `src/executor/protocol.rs`).
 const PROTOCOL_PY: &str = include_str!("../python/_protocol.py");
 
-/// Imports the runtime, then the prelude modules scripts may use for free, and hands back the
-/// runner. Runs once, before the snapshot.
+/// Imports the runtime, then the prelude modules scripts may use for free, and hands back what the
+/// runner needs from Python. Runs once, before the snapshot.
 const BOOT_PY: &str = r#"
 import sys, types
 protocol = types.ModuleType("_codemode_protocol")
@@ -35,13 +39,42 @@ runtime = types.ModuleType("codemode")
 runtime.__file__ = "<codemode>"
 sys.modules["codemode"] = runtime
 exec(compile(RUNTIME_SOURCE, "<codemode>", "exec"), runtime.__dict__)
-runner = runtime._boot()
+prepare = runtime._boot()
+limit_exceeded = runtime.LimitExceeded
 "#;
 
-/// The interpreter and the runner function, created by [`codemode_init`].
+/// Scripts run once before the snapshot, through the real runner, so that what every execution
+/// needs (code paths, caches, interned names) is built in the snapshot's memory instead of being
+/// built, and dirtied, per run.
+const WARM_UP: [(&str, &str); 3] = [
+    (
+        "import json\ndata = {\"n\": [1, 2.5, None, True], \"s\": \"x\"}\n\
+         print(json.dumps(data), len(data), f\"{3.14:.1f}\")\n\
+         try:\n    {}[\"missing\"]\nexcept KeyError as e:\n    message = str(e)\n\
+         result = {\"ok\": sorted(data), \"message\": message}\n",
+        "",
+    ),
+    ("1 / 0", ""),
+    (
+        "from servers import demo\ntool = demo.get_sum\ntry:\n    demo.missing\n\
+         except AttributeError:\n    pass\nresult = [repr(tool), repr(demo.get_sum_async)]\n",
+        "demo\tdemo\t{\"get_sum\": [\"get-sum\", [[\"a\", \"a\", true], [\"b\", \"b\", false]]]}",
+    ),
+];
+
+/// Forgets what the warm-up bound, then freezes what boot built, so that no collection ever
+/// walks (and dirties) the snapshot's objects.
+const SETTLE_PY: &str = r#"
+import sys, gc
+for name in [n for n in sys.modules if n == "servers" or n.startswith("servers.")]:
+    del sys.modules[name]
+gc.freeze()
+"#;
+
+/// The interpreter and the runner, created by [`codemode_init`].
 struct Guest {
     interpreter: Interpreter,
-    runner: PyObjectRef,
+    runner: Runner,
 }
 
 thread_local! {
@@ -77,20 +110,36 @@ fn boot() -> Result<Guest, String> {
         .build();
     let runner = interpreter.enter(|vm| {
         let scope = vm.new_scope_with_builtins();
-        scope
-            .globals
-            .set_item("RUNTIME_SOURCE", vm.ctx.new_str(RUNTIME_PY).into(), vm)
-            .map_err(|e| describe(vm, &e))?;
-        scope
-            .globals
-            .set_item("PROTOCOL_SOURCE", vm.ctx.new_str(PROTOCOL_PY).into(), vm)
-            .map_err(|e| describe(vm, &e))?;
+        let global = |name: &str| {
+            scope
+                .globals
+                .get_item(name, vm)
+                .map_err(|e| describe(vm, &e))
+        };
+        for (name, source) in [
+            ("RUNTIME_SOURCE", RUNTIME_PY),
+            ("PROTOCOL_SOURCE", PROTOCOL_PY),
+        ] {
+            scope
+                .globals
+                .set_item(name, vm.ctx.new_str(source).into(), vm)
+                .map_err(|e| describe(vm, &e))?;
+        }
         vm.run_string(scope.clone(), BOOT_PY, "<codemode-boot>")
             .map_err(|e| describe(vm, &e))?;
-        scope
-            .globals
-            .get_item("runner", vm)
-            .map_err(|e| describe(vm, &e))
+        let limit_exceeded = global("limit_exceeded")?
+            .downcast::<PyType>()
+            .map_err(|_| "codemode.LimitExceeded is not a class".to_string())?;
+        let runner = Runner {
+            prepare: global("prepare")?,
+            limit_exceeded,
+        };
+        for (code, bindings) in WARM_UP {
+            runner.run(vm, code, bindings, 1 << 20);
+        }
+        vm.run_string(vm.new_scope_with_builtins(), SETTLE_PY, "<codemode-settle>")
+            .map_err(|e| describe(vm, &e))?;
+        Ok::<_, String>(runner)
     })?;
     Ok(Guest {
         interpreter,
@@ -98,20 +147,17 @@ fn boot() -> Result<Guest, String> {
     })
 }
 
-fn describe(
-    vm: &rustpython_vm::VirtualMachine,
-    error: &rustpython_vm::builtins::PyBaseExceptionRef,
-) -> String {
-    let mut text = String::new();
-    let _ = vm.write_exception(&mut text, error);
-    text
-}
-
 /// Boots the interpreter; called once by Wizer before the snapshot is taken.
 ///
 /// A failure here is a build failure, so it aborts with the Python traceback on stderr.
 #[unsafe(no_mangle)]
 pub extern "C" fn codemode_init() {
+    // The guest aborts on a panic; the host learns why first (a capacity overflow is the
+    // memory limit, anything else a crash of codemode).
+    std::panic::set_hook(Box::new(|info| {
+        let message = info.payload_as_str().unwrap_or("a panic without a message");
+        host::report_panic(message);
+    }));
     GUEST.with(|cell| match boot() {
         Ok(guest) => {
             let _ = cell.set(guest);
@@ -144,10 +190,13 @@ pub unsafe extern "C" fn codemode_run(
     // SAFETY: forwarded from this function's contract.
     let (code, bindings) = unsafe { (take(code_ptr, code_len), take(bindings_ptr, bindings_len)) };
     let outcome = GUEST.with(|cell| match cell.get() {
-        Some(guest) => run(guest, code, bindings, max_result_bytes),
-        None => internal_error("the interpreter was not initialised"),
+        Some(guest) => guest.interpreter.enter(|vm| {
+            let max_result_bytes = usize::try_from(max_result_bytes).unwrap_or(usize::MAX);
+            guest.runner.run(vm, &code, &bindings, max_result_bytes)
+        }),
+        None => runner::internal_error("the interpreter was not initialised"),
     });
-    host::send_result(outcome.as_bytes());
+    host::send_result(&outcome);
 }
 
 /// Takes ownership of a buffer the host filled.
@@ -163,37 +212,6 @@ unsafe fn take(ptr: *mut u8, len: usize) -> String {
     // exactly this length; ownership passes to us here.
     let bytes = unsafe { Vec::from_raw_parts(ptr, len, len) };
     String::from_utf8_lossy(&bytes).into_owned()
-}
-
-fn run(guest: &Guest, code: String, bindings: String, max_result_bytes: u32) -> String {
-    guest.interpreter.enter(|vm| {
-        let args = (
-            vm.ctx.new_str(code),
-            vm.ctx.new_int(max_result_bytes),
-            vm.ctx.new_str(bindings),
-        );
-        match guest.runner.call(args, vm) {
-            Ok(value) => match value.downcast::<rustpython_vm::builtins::PyStr>() {
-                Ok(text) => {
-                    let text: PyStrRef = text;
-                    text.to_string_lossy().into_owned()
-                }
-                Err(_) => internal_error("the runner returned a non-string"),
-            },
-            Err(error) => internal_error(&describe(vm, &error)),
-        }
-    })
-}
-
-/// An outcome for failures of the runtime itself (not of the user's script).
-fn internal_error(message: &str) -> String {
-    let message = message
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n");
-    format!(
-        r#"{{"ok":false,"error":{{"type":"InternalError","message":"{message}","line":null,"traceback":""}}}}"#
-    )
 }
 
 /// Allocates `len` bytes for the host to write into. Returns null when `len` is 0 or memory is

@@ -1,14 +1,15 @@
 //! The host side of the guest boundary: per-execution state and the `codemode` import module.
 //!
-//! The guest imports five functions (see `sandbox/src/host.rs` for its side):
+//! The guest imports six functions (see `sandbox/src/host.rs` for its side):
 //!
 //! | import | does |
 //! |---|---|
 //! | `output(stream, ptr, len)` | appends to the capped stdout/stderr capture |
 //! | `result(ptr, len)` | hands over the run's outcome (JSON), once |
-//! | `tool_start(ptr, len) -> id` | counts a JSON request and starts it ([`Calls`]) |
+//! | `tool_start(client, client_len, tool, tool_len, args, args_len) -> id` | starts a call ([`Calls`]): names as UTF-8, arguments as JSON, each sized before it is read |
 //! | `tool_wait(id) -> len` | drives calls until `id` has answered; returns its response length |
-//! | `tool_read(id, ptr, len)` | copies that response into guest memory |
+//! | `tool_read(id, ptr, len)` | copies that response into guest memory (a length of 0 drops it: the guest had no room) |
+//! | `panic(ptr, len)` | the interpreter's last words before it aborts (kept, cut to 4 KiB) |
 //!
 //! Pointers and lengths come from hostile code: every access goes through [`guest_slice`], which
 //! checks bounds, and no guest value can make the host panic. Limits that protect the host
@@ -20,20 +21,25 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Instant;
 
-use wasmtime::{Caller, Linker, Memory, ResourceLimiter};
+use wasmtime::{Caller, Linker, Memory};
 use wasmtime_wasi::p1::WasiP1Ctx;
 
-use super::calls::Calls;
+use super::calls::{CallRequest, Calls};
 use super::dispatch::ToolDispatcher;
 use super::limits::Limits;
+use super::memory::RunMemory;
 use super::output::{CapturedOutput, Stream};
 use super::protocol::LimitKind;
 
 /// Name of the host module the guest imports.
 const MODULE: &str = "codemode";
 
-/// Room in the outcome JSON for the error, traceback and framing around the result itself.
-const OUTCOME_OVERHEAD_BYTES: u64 = 1 << 20;
+/// Room in the outcome JSON for the error, traceback and framing around the result itself (the
+/// guest cuts an error's message and traceback to 64 KiB each).
+const OUTCOME_OVERHEAD_BYTES: u64 = 256 << 10;
+
+/// The most of a panic message the host keeps.
+const MAX_PANIC_BYTES: usize = 4 << 10;
 
 /// A limit that ended the run from the host side.
 #[derive(Debug, Clone, PartialEq)]
@@ -49,7 +55,7 @@ pub(crate) enum Fault {
 /// Everything one execution's store holds.
 pub(crate) struct HostState {
     pub(crate) wasi: WasiP1Ctx,
-    pub(crate) limiter: MemoryLimiter,
+    pub(crate) memory_use: RunMemory,
     pub(crate) limits: Limits,
     pub(crate) deadline: Instant,
     pub(crate) memory: Option<Memory>,
@@ -57,6 +63,8 @@ pub(crate) struct HostState {
     pub(crate) outcome: Option<Vec<u8>>,
     pub(crate) fault: Option<Fault>,
     pub(crate) calls: Calls,
+    /// What the interpreter said when it panicked, if it did.
+    pub(crate) panic: Option<String>,
 }
 
 impl HostState {
@@ -68,7 +76,7 @@ impl HostState {
     ) -> Self {
         HostState {
             wasi,
-            limiter: MemoryLimiter::new(limits.memory_bytes()),
+            memory_use: RunMemory::new(limits.memory_bytes()),
             limits,
             deadline,
             memory: None,
@@ -76,6 +84,7 @@ impl HostState {
             outcome: None,
             fault: None,
             calls: Calls::new(dispatcher, limits),
+            panic: None,
         }
     }
 
@@ -95,76 +104,23 @@ impl HostState {
     }
 }
 
-/// Refuses memory growth past the limit (the guest then sees `MemoryError`) and remembers that it
-/// did, and the peak size, for the run's result.
-pub(crate) struct MemoryLimiter {
-    max_bytes: usize,
-    pub(crate) peak_bytes: usize,
-    pub(crate) refused: bool,
-}
-
-impl MemoryLimiter {
-    fn new(max_bytes: usize) -> Self {
-        MemoryLimiter {
-            max_bytes,
-            peak_bytes: 0,
-            refused: false,
-        }
-    }
-}
-
-/// Tables hold function references; RustPython's needs a few thousand entries.
-pub(crate) const MAX_TABLE_ELEMENTS: usize = 1 << 16;
-
-impl ResourceLimiter for MemoryLimiter {
-    fn memory_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        if desired > self.max_bytes {
-            self.refused = true;
-            return Ok(false);
-        }
-        self.peak_bytes = self.peak_bytes.max(desired);
-        Ok(true)
-    }
-
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        Ok(desired <= MAX_TABLE_ELEMENTS)
-    }
-
-    // One module, one instance, one memory, one table: nothing more may ever be created.
-    fn instances(&self) -> usize {
-        1
-    }
-
-    fn tables(&self) -> usize {
-        1
-    }
-
-    fn memories(&self) -> usize {
-        1
-    }
-}
-
 /// Adds the `codemode` host module to `linker`.
 pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     linker.func_wrap(MODULE, "output", output)?;
     linker.func_wrap(MODULE, "result", result)?;
-    linker.func_wrap_async(MODULE, "tool_start", |caller, (ptr, len): (i32, i32)| {
-        Box::new(tool_start(caller, ptr, len))
-    })?;
+    linker.func_wrap_async(
+        MODULE,
+        "tool_start",
+        |caller, (client, client_len, tool, tool_len, args, args_len): (i32, i32, i32, i32, i32, i32)| {
+            let request = [(client, client_len), (tool, tool_len), (args, args_len)];
+            Box::new(tool_start(caller, request))
+        },
+    )?;
     linker.func_wrap_async(MODULE, "tool_wait", |caller, (id,): (i32,)| {
         Box::new(tool_wait(caller, id))
     })?;
     linker.func_wrap(MODULE, "tool_read", tool_read)?;
+    linker.func_wrap(MODULE, "panic", panic)?;
     Ok(())
 }
 
@@ -185,6 +141,34 @@ fn guest_slice<'a>(
         Some(bytes) => Ok((bytes, state)),
         None => Err(state.abi_fault(format!("guest buffer {range:?} is outside its memory"))),
     }
+}
+
+/// The guest buffers `[ptr, ptr + len)` of `buffers`, bounds-checked, with the host state.
+fn guest_slices<'a, const N: usize>(
+    caller: &'a mut Caller<'_, HostState>,
+    buffers: [(i32, i32); N],
+) -> wasmtime::Result<([&'a [u8]; N], &'a mut HostState)> {
+    let Some(memory) = caller.data().memory else {
+        return Err(caller
+            .data_mut()
+            .abi_fault("the guest has no memory".into()));
+    };
+    let (data, state) = memory.data_and_store_mut(caller);
+    let data: &'a [u8] = data;
+    let mut slices = [&data[..0]; N];
+    for (slice, (ptr, len)) in slices.iter_mut().zip(buffers) {
+        let range =
+            (ptr as u32 as usize)..(ptr as u32 as usize).saturating_add(len as u32 as usize);
+        match data.get(range.clone()) {
+            Some(bytes) => *slice = bytes,
+            None => {
+                return Err(
+                    state.abi_fault(format!("guest buffer {range:?} is outside its memory"))
+                );
+            }
+        }
+    }
+    Ok((slices, state))
 }
 
 fn output(
@@ -229,8 +213,7 @@ fn result(mut caller: Caller<'_, HostState>, ptr: i32, len: i32) -> wasmtime::Re
 
 async fn tool_start(
     mut caller: Caller<'_, HostState>,
-    ptr: i32,
-    len: i32,
+    request: [(i32, i32); 3],
 ) -> wasmtime::Result<i32> {
     let limit = caller.data().limits.max_tool_calls;
     if caller.data().calls.started() as u64 >= limit {
@@ -240,12 +223,23 @@ async fn tool_start(
             .data_mut()
             .limit_fault(LimitKind::MaxToolCalls, message));
     }
-    let (request, state) = guest_slice(&mut caller, ptr, len)?;
-    let id = state.calls.start(request);
+    let ([client, tool, arguments], state) = guest_slices(&mut caller, request)?;
+    let request = CallRequest {
+        client,
+        tool,
+        arguments,
+    };
+    let Ok(id) = state.calls.start(request, &mut state.memory_use) else {
+        let message = format!(
+            "the script's tool calls filled its memory limit of {} MiB",
+            state.limits.memory_mb
+        );
+        return Err(state.limit_fault(LimitKind::MemoryMb, message));
+    };
     // Poll the new call once so its request leaves now, not when the script first waits.
-    let calls = &mut caller.data_mut().calls;
+    let state = caller.data_mut();
     std::future::poll_fn(|cx| {
-        calls.poll_one(id, cx);
+        state.calls.poll_one(id, cx, &mut state.memory_use);
         Poll::Ready(())
     })
     .await;
@@ -254,8 +248,13 @@ async fn tool_start(
 
 async fn tool_wait(mut caller: Caller<'_, HostState>, id: i32) -> wasmtime::Result<i32> {
     let id = id as u32 as usize;
-    let calls = &mut caller.data_mut().calls;
-    let answered = std::future::poll_fn(|cx| calls.poll_until_answered(id, cx)).await;
+    let state = caller.data_mut();
+    let answered = std::future::poll_fn(|cx| {
+        state
+            .calls
+            .poll_until_answered(id, cx, &mut state.memory_use)
+    })
+    .await;
     let responded = answered.and_then(|()| caller.data_mut().calls.respond(id));
     match responded {
         Ok(len) => i32::try_from(len).map_err(|_| wasmtime::Error::msg("response too large")),
@@ -270,11 +269,24 @@ fn tool_read(
     len: i32,
 ) -> wasmtime::Result<()> {
     let (buffer, state) = guest_slice(&mut caller, ptr, len)?;
-    match state.calls.take_response(id as u32 as usize, buffer.len()) {
+    let id = id as u32 as usize;
+    match state
+        .calls
+        .take_response(id, buffer.len(), &mut state.memory_use)
+    {
         Ok(response) => {
             buffer.copy_from_slice(&response);
             Ok(())
         }
         Err(error) => Err(state.abi_fault(error.to_string())),
     }
+}
+
+/// Keeps the start of the interpreter's panic message; the abort that follows ends the run.
+fn panic(mut caller: Caller<'_, HostState>, ptr: i32, len: i32) -> wasmtime::Result<()> {
+    let len = len.clamp(0, MAX_PANIC_BYTES as i32);
+    let (bytes, state) = guest_slice(&mut caller, ptr, len)?;
+    let message = String::from_utf8_lossy(bytes).into_owned();
+    state.panic.get_or_insert(message);
+    Ok(())
 }

@@ -18,11 +18,13 @@
 //! and beyond that [`ExecuteError::Busy`] answers at once. Long guest computations yield to the
 //! async runtime at every epoch tick, so one script cannot starve others on the same thread.
 
+mod bounded_json;
 mod calls;
 pub mod dispatch;
 pub mod engine;
 mod host;
 pub mod limits;
+mod memory;
 pub mod outcome;
 mod output;
 pub mod protocol;
@@ -252,7 +254,7 @@ fn runtime_config(config: &ExecutorConfig) -> wasmtime::Config {
         .total_tables(slots)
         .total_stacks(slots)
         .max_memory_size(config.limits.maxima.memory_bytes())
-        .table_elements(host::MAX_TABLE_ELEMENTS)
+        .table_elements(memory::MAX_TABLE_ELEMENTS)
         .linear_memory_keep_resident(KEEP_RESIDENT_BYTES)
         .table_keep_resident(TABLE_KEEP_RESIDENT_BYTES)
         .pagemap_scan(wasmtime::Enabled::Auto);

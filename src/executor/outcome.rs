@@ -63,7 +63,7 @@ pub struct CallRecord {
     pub started_ms: f64,
     /// From the start of the call to its answer, in milliseconds.
     pub duration_ms: f64,
-    /// Bytes of the JSON request.
+    /// Bytes of the JSON of its arguments.
     pub request_bytes: u64,
     /// Bytes of the JSON response given to the script.
     pub response_bytes: u64,
@@ -74,7 +74,8 @@ pub struct CallRecord {
 pub struct RunStats {
     /// Wall-clock time from instantiation to the end of the run, in milliseconds.
     pub wall_ms: f64,
-    /// Largest size the guest's linear memory reached, in bytes.
+    /// The most memory the run held at once, in bytes: the guest's linear memory and what the
+    /// host held for the run.
     pub peak_memory_bytes: u64,
     /// Bytes the script wrote to stdout and stderr, dropped ones included.
     pub output_bytes: u64,

@@ -4,9 +4,10 @@
 //!
 //! | direction | message | shape |
 //! |---|---|---|
-//! | guest → host | a tool request | [`ToolRequest`]: `{"client", "tool", "arguments"}` |
+//! | guest → host | a tool request | three buffers: the client's and the tool's name (UTF-8) and the arguments (a JSON object, or empty for none) |
 //! | host → guest | a tool response | [`ToolResponse`]: `{"ok": value}` or `{"error": {"type", "message", "limit"?, "allowed"?, "observed"?}}` |
-//! | guest → host | the run's outcome | [`GuestOutcome`]: `{"ok", "result", "error": {"type", "message", "line", "traceback", "limit"?}}` |
+//! | guest → host | the run's outcome | [`GuestOutcome`]: `{"ok", "result", "error": {"type", "message", "line", "traceback", "limit"?}, "oversized_result"?}` |
+//! | guest → host | a panic message | UTF-8, just before the guest aborts |
 //! | host → guest | the bindings manifest | one line per server, `<python name>\t<client>\t<tools as JSON>`, written by [`codemode_stubs::Catalog::manifest`] |
 //!
 //! The closed vocabularies are enums: [`ErrorKind`] (the `type` of an error, spelled as the
@@ -157,19 +158,6 @@ impl std::fmt::Display for LimitKind {
     }
 }
 
-/// A tool request, as the guest sends it to `tool_start`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ToolRequest {
-    /// The client (server) to call.
-    pub client: String,
-    /// Its tool.
-    pub tool: String,
-    /// The arguments: an object of parameter names to values (`null`: none).
-    #[serde(default)]
-    pub arguments: Value,
-}
-
 /// A tool response, as the guest reads it from `tool_read`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -246,8 +234,9 @@ pub fn encode_ok(value: &Value) -> Vec<u8> {
     serde_json::to_vec(&Answer { ok: value }).unwrap_or_default()
 }
 
-/// What the guest's runner reports at the end of a run (see `_run` in
-/// `sandbox/python/codemode.py`).
+/// What the guest's runner reports at the end of a run (see `sandbox/src/runner.rs`). It is
+/// written by native code the script cannot reach; still, every fact about limits in it is
+/// checked against what the host saw (see `executor/run.rs`).
 #[derive(Debug, Deserialize)]
 pub struct GuestOutcome {
     /// True when the script ran to the end.
@@ -257,6 +246,10 @@ pub struct GuestOutcome {
     pub result: Option<Box<RawValue>>,
     /// Why it failed.
     pub error: Option<GuestError>,
+    /// Set instead of `result` when the result's JSON passed `max_result_bytes`: the bytes the
+    /// guest wrote before it stopped.
+    #[serde(default)]
+    pub oversized_result: Option<u64>,
 }
 
 /// A failed run, as the guest reports it.

@@ -10,12 +10,12 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use serde_json::value::RawValue;
 use wasmtime::{Store, Trap, UpdateDeadline};
-use wasmtime_wasi::WasiCtxBuilder;
+use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
 
 use super::host::{Fault, HostState};
 use super::outcome::{RunError, RunResult, RunStats};
 use super::output::Stream;
-use super::protocol::{ErrorKind, GuestOutcome, LimitKind};
+use super::protocol::{ErrorKind, GuestError, GuestOutcome, LimitKind};
 use super::{ExecuteError, Inner, Limits, ToolDispatcher};
 
 pub(super) async fn run(
@@ -38,7 +38,7 @@ pub(super) async fn run(
         &inner.engine,
         HostState::new(wasi, *limits, deadline, dispatcher),
     );
-    store.limiter(|state| &mut state.limiter);
+    store.limiter(|state| &mut state.memory_use);
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(|mut context| {
         if Instant::now() >= context.data().deadline {
@@ -116,13 +116,18 @@ fn assemble(
     let (result, error) = if let Some(fault) = &state.fault {
         (Value::Null, Some(fault_error(fault, &state.limits)))
     } else if let Some(trap) = trap {
-        (Value::Null, Some(trap_error(&trap, &state, stack_bytes)))
+        match trap.downcast_ref::<I32Exit>() {
+            // `os._exit(n)`: a process-level exit the runner never saw, read like `sys.exit(n)`.
+            Some(I32Exit(0)) => (Value::Null, None),
+            Some(I32Exit(status)) => (Value::Null, Some(exit_error(*status))),
+            None => (Value::Null, Some(trap_error(&trap, &state, stack_bytes))),
+        }
     } else {
         guest_outcome(&state)
     };
     let stats = RunStats {
         wall_ms: wall.as_secs_f64() * 1e3,
-        peak_memory_bytes: state.limiter.peak_bytes as u64,
+        peak_memory_bytes: state.memory_use.peak_bytes() as u64,
         output_bytes: state.output.total_bytes(),
         output_truncated: state.output.truncated(),
     };
@@ -158,8 +163,15 @@ fn guest_outcome(state: &HostState) -> (Value, Option<RunError>) {
             );
         }
     };
+    let max_result_bytes = state.limits.max_result_bytes;
+    if let Some(written) = outcome.oversized_result {
+        return (
+            Value::Null,
+            Some(result_too_large(written, max_result_bytes)),
+        );
+    }
     if outcome.ok {
-        return result_within(outcome.result.as_deref(), state.limits.max_result_bytes);
+        return result_within(outcome.result.as_deref(), max_result_bytes);
     }
     let error = outcome.error.map_or_else(
         || {
@@ -170,13 +182,7 @@ fn guest_outcome(state: &HostState) -> (Value, Option<RunError>) {
             )
         },
         |e| {
-            // Python raises MemoryError both when growth was refused and when a size cannot
-            // exist in the sandbox's 32-bit memory at all: either way the memory bound fired.
-            let limit = if e.kind == ErrorKind::MemoryError.as_str() {
-                Some(LimitKind::MemoryMb)
-            } else {
-                e.limit
-            };
+            let limit = limit_of_script_error(&e, state);
             RunError {
                 kind: e.kind,
                 message: e.message,
@@ -187,6 +193,32 @@ fn guest_outcome(state: &HostState) -> (Value, Option<RunError>) {
         },
     );
     (Value::Null, Some(error))
+}
+
+/// The limit behind the script's uncaught exception, as the host knows it: a `LimitExceeded`
+/// names a per-call limit only if the host answered a call with it, and a `MemoryError` is the
+/// memory limit only if the host refused memory. A script can raise either exception itself, with
+/// any `limit` it likes; that makes it no limit.
+fn limit_of_script_error(error: &GuestError, state: &HostState) -> Option<LimitKind> {
+    if error.kind == ErrorKind::MemoryError.as_str() && state.memory_use.refused() {
+        return Some(LimitKind::MemoryMb);
+    }
+    if error.kind == ErrorKind::LimitExceeded.as_str() {
+        return error.limit.filter(|limit| state.calls.fired(*limit));
+    }
+    None
+}
+
+fn result_too_large(observed: u64, max_result_bytes: u64) -> RunError {
+    let message = format!(
+        "the result is at least {observed} bytes of JSON, over the limit of \
+         {max_result_bytes}; return less (a summary, a slice) or print it"
+    );
+    host_error(
+        ErrorKind::LimitExceeded,
+        &message,
+        Some(LimitKind::MaxResultBytes),
+    )
 }
 
 /// The script's result, when its JSON is within `max_result_bytes`. The guest checks the same
@@ -229,6 +261,10 @@ fn fault_error(fault: &Fault, limits: &Limits) -> RunError {
             ),
             Some(LimitKind::TimeoutMs),
         ),
+        Fault::Limit {
+            kind: LimitKind::MemoryMb,
+            message,
+        } => host_error(ErrorKind::MemoryError, message, Some(LimitKind::MemoryMb)),
         Fault::Limit { kind, message } => {
             host_error(ErrorKind::LimitExceeded, message, Some(*kind))
         }
@@ -251,7 +287,7 @@ fn trap_error(trap: &wasmtime::Error, state: &HostState, stack_bytes: usize) -> 
             Some(LimitKind::WasmStack),
         ),
         Some(Trap::Interrupt) => fault_error(&Fault::Timeout, &state.limits),
-        _ if state.limiter.refused => host_error(
+        _ if state.memory_use.refused() => host_error(
             ErrorKind::MemoryError,
             &format!(
                 "the script exceeded its memory limit of {} MiB",
@@ -259,11 +295,46 @@ fn trap_error(trap: &wasmtime::Error, state: &HostState, stack_bytes: usize) -> 
             ),
             Some(LimitKind::MemoryMb),
         ),
-        _ => host_error(
-            ErrorKind::InternalError,
-            &format!("the interpreter crashed: {trap:#}"),
-            None,
-        ),
+        // Sizes past the 32-bit address space (a `join` or `re.sub` building more than 2 GiB)
+        // make the interpreter's allocation arithmetic panic before it asks for memory: that is
+        // the memory limit too, which can never exceed 2 GiB.
+        _ if state
+            .panic
+            .as_deref()
+            .is_some_and(|message| message.starts_with("capacity overflow")) =>
+        {
+            host_error(
+                ErrorKind::MemoryError,
+                &format!(
+                    "the script asked for more memory than the sandbox can address, past its \
+                     memory limit of {} MiB",
+                    state.limits.memory_mb
+                ),
+                Some(LimitKind::MemoryMb),
+            )
+        }
+        _ => {
+            let why = match &state.panic {
+                Some(message) => message.clone(),
+                None => format!("{trap:#}"),
+            };
+            host_error(
+                ErrorKind::InternalError,
+                &format!("the interpreter crashed: {why}"),
+                None,
+            )
+        }
+    }
+}
+
+/// A run that ended the whole guest with exit status `status`: reported as `sys.exit(status)`.
+fn exit_error(status: i32) -> RunError {
+    RunError {
+        kind: "SystemExit".to_string(),
+        message: status.to_string(),
+        line: None,
+        traceback: String::new(),
+        limit: None,
     }
 }
 

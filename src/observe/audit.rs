@@ -6,14 +6,21 @@
 //! it goes.
 //! [`AuditLog::flush`] waits until everything queued so far is written: the service calls it at
 //! shutdown, so a clean stop loses nothing.
+//!
+//! What one caller can write is bounded: a call refused by its permit costs the caller nothing,
+//! so past [`DENIED_PER_MINUTE`] records a minute, a caller's denied calls are folded into one
+//! record per write (the first one's details, `repeats` counting them all). Every call is still
+//! counted; a flood of refusals cannot fill the log or push out everyone else's records.
 
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::AuditConfig;
-use crate::store::{AuditRecord, AuditStore};
+use crate::store::{AuditOutcome, AuditRecord, AuditStore};
 
 enum Message {
     Record(Box<AuditRecord>),
@@ -27,6 +34,8 @@ const BATCH_WINDOW: Duration = Duration::from_millis(100);
 const PRUNE_EVERY: usize = 10_000;
 /// Most records taken from the queue for one transaction.
 const BATCH: usize = 1_024;
+/// Denied calls one caller may have recorded one by one per minute; the rest are folded.
+pub const DENIED_PER_MINUTE: u32 = 100;
 
 /// The audit log's queue and writer.
 pub struct AuditLog {
@@ -70,6 +79,7 @@ async fn write(
     mut receiver: mpsc::UnboundedReceiver<Message>,
 ) {
     let mut since_prune = PRUNE_EVERY;
+    let mut denied = DeniedBudget::default();
     let mut messages = Vec::with_capacity(BATCH);
     while receiver.recv_many(&mut messages, BATCH).await > 0 {
         let deadline = tokio::time::Instant::now() + BATCH_WINDOW;
@@ -84,10 +94,11 @@ async fn write(
         let mut waiting = Vec::new();
         for message in messages.drain(..) {
             match message {
-                Message::Record(record) => records.push(*record),
+                Message::Record(record) => records.extend(denied.admit(*record)),
                 Message::Flush(done) => waiting.push(done),
             }
         }
+        records.extend(denied.take_folded());
         since_prune += records.len();
         let prune = since_prune >= PRUNE_EVERY;
         if prune {
@@ -113,6 +124,50 @@ async fn write(
     }
 }
 
+/// Bounds the denied calls each caller (its key, or none) has recorded one by one per minute.
+#[derive(Default)]
+struct DeniedBudget {
+    minute: i64,
+    written: HashMap<Option<String>, u32>,
+    /// Each caller's denied calls past its budget since the last write, as one record.
+    folded: HashMap<Option<String>, AuditRecord>,
+}
+
+impl DeniedBudget {
+    /// `record`, when it is to be written as it is; otherwise it is folded into its caller's
+    /// record.
+    fn admit(&mut self, record: AuditRecord) -> Option<AuditRecord> {
+        if record.outcome != AuditOutcome::Denied {
+            return Some(record);
+        }
+        let minute = record.at_ms.div_euclid(60_000);
+        if minute != self.minute {
+            self.minute = minute;
+            self.written.clear();
+        }
+        let written = self.written.entry(record.vk.clone()).or_default();
+        if *written < DENIED_PER_MINUTE {
+            *written += 1;
+            return Some(record);
+        }
+        match self.folded.entry(record.vk.clone()) {
+            Entry::Occupied(mut fold) => {
+                let fold = fold.get_mut();
+                fold.repeats = fold.repeats.saturating_add(record.repeats);
+            }
+            Entry::Vacant(slot) => {
+                slot.insert(record);
+            }
+        }
+        None
+    }
+
+    /// The folded records, to be written now.
+    fn take_folded(&mut self) -> impl Iterator<Item = AuditRecord> + '_ {
+        self.folded.drain().map(|(_, record)| record)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,6 +186,7 @@ mod tests {
             latency_ms: 1.0,
             execution_id: format!("id-{tool}"),
             parent_execution_id: None,
+            repeats: 1,
         }
     }
 
@@ -168,5 +224,41 @@ mod tests {
         assert_eq!(total, 5);
         let tools: Vec<&str> = kept.iter().map(|r| r.tool.as_str()).collect();
         assert_eq!(tools, ["t9", "t8", "t7", "t6", "t5"], "newest first");
+    }
+
+    #[tokio::test]
+    async fn a_callers_denied_calls_past_its_budget_are_folded_and_counted() {
+        let (_dir, store) = store();
+        let log = AuditLog::start(Arc::clone(&store), AuditConfig::default());
+        let at = now_ms();
+        let denied = |vk: &str, i: u32| AuditRecord {
+            vk: Some(vk.to_string()),
+            outcome: AuditOutcome::Denied,
+            ..record(at, &format!("t{i}"))
+        };
+        for i in 0..1_000 {
+            log.record(denied("flood", i));
+        }
+        for i in 0..5 {
+            log.record(denied("other", i));
+            log.record(record(at, &format!("ok{i}")));
+        }
+        log.flush().await;
+        let query = |vk: &str| LogQuery {
+            vk: Some(vk.to_string()),
+            limit: Some(1_000),
+            ..LogQuery::default()
+        };
+        let (flood, rows) = store.query_audit(query("flood")).await.expect("query");
+        let calls: u64 = flood.iter().map(|r| u64::from(r.repeats)).sum();
+        assert_eq!(calls, 1_000, "every call is counted");
+        assert!(
+            rows <= u64::from(DENIED_PER_MINUTE) + 5,
+            "{rows} rows for one caller's 1,000 refusals"
+        );
+        let (other, _) = store.query_audit(query("other")).await.expect("query");
+        assert_eq!(other.len(), 5, "another caller's records are its own");
+        let (_, total) = store.query_audit(LogQuery::default()).await.expect("query");
+        assert_eq!(total, rows + 10);
     }
 }

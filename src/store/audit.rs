@@ -60,6 +60,14 @@ pub struct AuditRecord {
     pub execution_id: String,
     /// The script execution that made the call, for calls from code.
     pub parent_execution_id: Option<String>,
+    /// How many calls this record stands for: 1, or more when a caller's denied calls past its
+    /// budget were folded into one record (the first one's details, the count of all).
+    #[serde(default = "one")]
+    pub repeats: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 /// Which records to read: every field narrows; `limit` and `offset` page through the rest,

@@ -16,6 +16,7 @@ mod sandbox_cases;
 mod sandbox_isolation;
 mod sandbox_limits;
 mod sandbox_results;
+mod sandbox_security;
 mod sandbox_tools;
 mod serve_process;
 mod support;

@@ -949,3 +949,43 @@ async fn huge_tool_names_do_not_grow_the_audit_log() {
         .sum();
     assert!(written < 1 << 20, "{written} bytes on disk");
 }
+
+#[tokio::test]
+async fn a_read_only_keys_denied_calls_cannot_flood_the_audit_log() {
+    let db = tempfile::tempdir().expect("temp dir");
+    let store = Store::open(&db.path().join("audit.db")).expect("store");
+    let keys = json!({"governance": {"virtual_keys": [{"name": "reader", "value": "r",
+        "mcp_configs": [{"mcp_client_name": "a", "tools_to_execute": ["t1"]}]}]}});
+    let app = router(state(counting_manager().await, keys, Some(store)).await);
+    // One script makes 500 calls the key may not make: each is refused, and counted.
+    let code = "import codemode\nfor _ in range(500):\n    try:\n        \
+                codemode.call_tool('b', 't2')\n    except PermissionError:\n        pass";
+    let (status, run) = send(
+        &app,
+        "POST",
+        "/v1/code/execute",
+        &[("x-bf-vk", "r")],
+        json!({"code": code}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{run}");
+    let calls = run["calls"].as_array().expect("call records");
+    assert_eq!(calls.len(), 500);
+    assert!(calls.iter().all(|c| c["error_type"] == "PermissionError"));
+    let (_, logs) = send(
+        &app,
+        "GET",
+        "/api/logs?vk=reader&limit=1000",
+        &[],
+        Value::Null,
+    )
+    .await;
+    let records = logs["logs"].as_array().expect("records");
+    let calls: u64 = records.iter().filter_map(|r| r["repeats"].as_u64()).sum();
+    assert_eq!(calls, 500, "every refusal is counted: {logs}");
+    assert!(
+        records.len() <= codemode::observe::audit::DENIED_PER_MINUTE as usize + 5,
+        "{} records for one caller's 500 refusals",
+        records.len()
+    );
+}

@@ -90,15 +90,18 @@ async fn clocks_are_readable() {
 }
 
 #[tokio::test]
-async fn a_script_that_abuses_the_host_bridge_only_ends_its_own_run() {
+async fn waiting_on_a_call_never_started_is_a_value_error_not_an_internal_one() {
     let result = run("import _codemode\n_codemode.call_wait(12345)").await;
     let error = result.error.expect("an error");
-    assert_eq!(error.kind, "InternalError");
+    assert_eq!(error.kind, "ValueError");
     assert!(
-        error.message.contains("unknown tool call id 12345"),
+        error.message.contains("no tool call 12345"),
         "{}",
         error.message
     );
+    let twice = "import _codemode\nid = _codemode.call_start('a', 'b', {})\n_codemode.call_wait(id)\n\
+                 _codemode.call_wait(id)";
+    assert_eq!(run(twice).await.error.expect("an error").kind, "ValueError");
     let bad_stream = run("import _codemode\n_codemode.write(7, 'x')").await;
     assert_eq!(bad_stream.error.expect("an error").kind, "ValueError");
     assert_eq!(run_ok("result = 'fine'").await.result, "fine");

@@ -8,13 +8,7 @@ use codemode::executor::{
     ErrorKind, ExecuteError, Executor, ExecutorConfig, LimitKind, Limits, NoTools, ToolDispatcher,
 };
 
-use crate::support::{TestTools, run, run_ok, run_with};
-
-fn limits(change: impl FnOnce(&mut Limits)) -> Limits {
-    let mut limits = Limits::DEFAULT;
-    change(&mut limits);
-    limits
-}
+use crate::support::{TestTools, limits, run, run_ok, run_with};
 
 #[tokio::test]
 async fn an_endless_loop_is_stopped_at_the_deadline() {
@@ -64,10 +58,17 @@ async fn a_hanging_tool_call_ends_at_the_deadline() {
 
 #[tokio::test]
 async fn a_huge_allocation_is_a_memory_error_and_the_next_run_is_fine() {
-    let result = run("x = [0] * 10**9").await;
+    // 400 MB: the host refuses the growth, so the memory limit fired.
+    let result = run("x = [0] * 10**8").await;
     let error = result.error.expect("a memory error");
     assert_eq!(error.kind, "MemoryError");
     assert_eq!(error.limit.map(LimitKind::as_str), Some("memory_mb"));
+    // 4 GB: past what the 32-bit sandbox can address, the interpreter refuses the size itself
+    // and asks the host for nothing; the host reports no limit it did not see fire.
+    let result = run("x = [0] * 10**9").await;
+    let error = result.error.expect("a memory error");
+    assert_eq!(error.kind, "MemoryError");
+    assert_eq!(error.limit, None);
     assert_eq!(run_ok("result = sum([1] * 1000)").await.result, 1000);
 }
 
@@ -166,8 +167,8 @@ async fn an_oversized_argument_raises_in_python_and_reaches_no_tool() {
 
 #[tokio::test]
 async fn rebinding_len_does_not_let_a_result_past_max_result_bytes() {
-    // The guest's own check measures with `len`, which the script can rebind; the host measures
-    // the bytes it received.
+    // The result is measured by native code as it is encoded (and again by the host), never
+    // with a Python name the script can rebind.
     let code = "import builtins\nbuiltins.len = lambda _: 0\nresult = 'y' * 5000";
     let result = run_with(
         code,
@@ -182,7 +183,7 @@ async fn rebinding_len_does_not_let_a_result_past_max_result_bytes() {
     assert!(
         error
             .message
-            .starts_with("the result is 5002 bytes of JSON"),
+            .starts_with("the result is at least 5001 bytes of JSON, over the limit of 1000"),
         "{}",
         error.message
     );

@@ -18,8 +18,8 @@ impl Database {
             {
                 let mut insert = transaction.prepare_cached(
                     "INSERT INTO audit_log (at_ms, vk, client, tool, arg_bytes, arg_hash, outcome,
-                         error_type, latency_ms, execution_id, parent_execution_id)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                         error_type, latency_ms, execution_id, parent_execution_id, repeats)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                 )?;
                 for r in records {
                     insert.execute(params![
@@ -33,7 +33,8 @@ impl Database {
                         r.error_type.map(ErrorKind::as_str),
                         r.latency_ms,
                         r.execution_id,
-                        r.parent_execution_id
+                        r.parent_execution_id,
+                        r.repeats
                     ])?;
                 }
             }
@@ -88,7 +89,7 @@ impl Database {
             )?;
             let mut statement = c.prepare(&format!(
                 "SELECT at_ms, vk, client, tool, arg_bytes, arg_hash, outcome, error_type,
-                     latency_ms, execution_id, parent_execution_id
+                     latency_ms, execution_id, parent_execution_id, repeats
                  FROM audit_log {filter} ORDER BY at_ms DESC, id DESC LIMIT {limit} OFFSET {offset}"
             ))?;
             let rows = statement.query_map(params.as_slice(), |row| {
@@ -114,6 +115,7 @@ impl Database {
                     latency_ms: row.get(8)?,
                     execution_id: row.get(9)?,
                     parent_execution_id: row.get(10)?,
+                    repeats: row.get(11)?,
                 })
             })?;
             let records = rows.collect::<rusqlite::Result<Vec<_>>>()?;

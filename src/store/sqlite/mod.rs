@@ -25,7 +25,10 @@ use super::{
 use crate::config::{ClientConfig, VirtualKeyConfig};
 
 /// The schema's migrations: version, then the SQL that reaches it from the one before.
-pub const MIGRATIONS: &[(u32, &str)] = &[(1, include_str!("migrations/0001_initial.sql"))];
+pub const MIGRATIONS: &[(u32, &str)] = &[
+    (1, include_str!("migrations/0001_initial.sql")),
+    (2, include_str!("migrations/0002_audit_repeats.sql")),
+];
 
 /// The open database, used synchronously.
 pub struct Database {

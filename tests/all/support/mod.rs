@@ -12,5 +12,5 @@ pub mod servers;
 
 pub use gateway::{Managed, open_calls};
 pub use http::{app_state, call, send};
-pub use sandbox::{EXECUTOR, TestTools, run, run_ok, run_with};
+pub use sandbox::{EXECUTOR, TestTools, limits, run, run_ok, run_with};
 pub use servers::{HttpServer, manager, python_client, stdio_client};

@@ -32,6 +32,13 @@ pub async fn run_with(code: &str, limits: Limits, tools: Arc<dyn ToolDispatcher>
         .expect("the execution starts")
 }
 
+/// The default limits with `change` applied.
+pub fn limits(change: impl FnOnce(&mut Limits)) -> Limits {
+    let mut limits = Limits::DEFAULT;
+    change(&mut limits);
+    limits
+}
+
 /// Runs `code` and asserts that it succeeded, showing the error otherwise.
 pub async fn run_ok(code: &str) -> RunResult {
     let result = run(code).await;
