@@ -15,6 +15,7 @@ use crate::code_mode::CodeMode;
 use crate::config::{Config, McpServerConfig, MissingVariable, resolve_env};
 use crate::executor::{ExecuteError, Executor, ExecutorConfig, LimitError};
 use crate::gateway::Gateway;
+use crate::llm::Providers;
 use crate::mcp::McpManager;
 use crate::observe::audit::AuditLog;
 use crate::policy::KeyRing;
@@ -64,6 +65,10 @@ pub struct App {
     pub admin_token: Option<KeyHash>,
     /// Who may reach `/mcp` by name.
     pub mcp_server: McpServerConfig,
+    /// The LLM providers of `/v1/chat/completions`.
+    pub providers: Arc<Providers>,
+    /// Whether chat requests get no MCP tools added (`tool_manager_config`).
+    pub disable_auto_tool_inject: bool,
 }
 
 impl App {
@@ -132,6 +137,8 @@ impl App {
             store,
             admin_token,
             mcp_server: config.mcp_server.clone(),
+            providers: Arc::new(Providers::new(&config.providers)),
+            disable_auto_tool_inject: config.mcp.tool_manager_config.disable_auto_tool_inject,
         })
     }
 

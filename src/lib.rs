@@ -13,6 +13,7 @@
 //! - [`code_mode`]: code mode: stubs of the registry, the meta-tools, runs with servers bound.
 //! - [`config`]: the configuration file (Bifrost's shapes), `env.NAME` references, validation.
 //! - [`executor`]: the sandbox: engine, limits, the host-call boundary, run results.
+//! - [`llm`]: LLM providers behind the chat endpoint: routing, keys, wire protocols.
 //! - [`mcp`]: upstream MCP servers: connections, tools, and the dispatch of calls.
 //! - [`observe`]: observers of calls: the audit log.
 //! - [`policy`]: virtual keys, request filters, the permit checked on every call.
@@ -24,6 +25,7 @@ pub mod code_mode;
 pub mod config;
 pub mod executor;
 pub mod gateway;
+pub mod llm;
 pub mod mcp;
 pub mod observe;
 pub mod policy;

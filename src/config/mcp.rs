@@ -36,6 +36,8 @@ pub struct ToolManagerConfig {
     pub connect_retry: RetryPolicy,
     /// codemode extension: milliseconds between health checks of a connected client.
     pub health_check_interval_ms: u64,
+    /// Leave the caller's tools alone in chat requests: no MCP tool is added to them.
+    pub disable_auto_tool_inject: bool,
 }
 
 impl Default for ToolManagerConfig {
@@ -46,6 +48,7 @@ impl Default for ToolManagerConfig {
             code_mode_binding_level: BindingLevel::Server,
             connect_retry: RetryPolicy::default(),
             health_check_interval_ms: 10_000,
+            disable_auto_tool_inject: false,
         }
     }
 }

@@ -1,7 +1,8 @@
 //! The configuration file: Bifrost's shapes, `env.NAME` references, validation with JSON paths.
 //!
 //! One file per section: [`mcp`] (clients and the tool manager), [`governance`] (virtual keys,
-//! the admin token), [`service`] (`audit`, `mcp_server`); the `sandbox` section is the
+//! the admin token), [`providers`] (LLM providers for the chat endpoint), [`service`] (`audit`,
+//! `mcp_server`); the `sandbox` section is the
 //! executor's [`LimitOverrides`]. [`env`](mod@env) reads `env.NAME` references, only when a value is
 //! used.
 //!
@@ -13,6 +14,7 @@
 pub mod env;
 pub mod governance;
 pub mod mcp;
+pub mod providers;
 pub mod service;
 
 use std::collections::HashSet;
@@ -27,6 +29,7 @@ pub use mcp::{
     ClientConfig, ConnectionType, IN_PROCESS_NOT_CONFIGURABLE, McpConfig, RetryPolicy, StdioConfig,
     ToolManagerConfig,
 };
+pub use providers::{NetworkConfig, Protocol, ProviderConfig, ProviderKey, ProvidersConfig};
 pub use service::{AuditConfig, McpServerConfig};
 
 use crate::executor::LimitOverrides;
@@ -41,9 +44,9 @@ pub struct Config {
     /// Virtual keys and the admin token.
     #[serde(default)]
     pub governance: GovernanceConfig,
-    /// LLM providers (kept as written until the chat layer reads them).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub providers: Option<Value>,
+    /// LLM providers of `/v1/chat/completions`.
+    #[serde(default, skip_serializing_if = "ProvidersConfig::is_empty")]
+    pub providers: ProvidersConfig,
     /// Default limits of sandbox executions.
     #[serde(default)]
     pub sandbox: LimitOverrides,
@@ -110,6 +113,7 @@ impl Config {
             Ok(rest) => {
                 rest.mcp.check_settings(&mut problems);
                 rest.governance.check(&mut problems);
+                providers::check(&rest.providers, &mut problems);
                 Some(rest)
             }
             Err(error) => {

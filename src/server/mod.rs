@@ -12,12 +12,15 @@
 //! - [`execute`]: tool execution, `POST /v1/mcp/tool/execute`, and the tool list,
 //!   `GET /v1/mcp/tools`.
 //! - [`code`]: `POST /v1/code/execute`, scripts for pipelines.
+//! - [`chat`]: `POST /v1/chat/completions` (LLM providers with the caller's MCP tools added)
+//!   and `GET /v1/models`.
 //! - [`mcp`]: codemode as an MCP server, `/mcp` (and the stdio mode's handler).
 //! - [`caller`]: who is calling (virtual key, request filters) and the admin guard of `/api`.
 //! - [`body`]: request bodies as text, with API errors for oversized ones.
 
 pub mod body;
 pub mod caller;
+pub mod chat;
 pub mod code;
 pub mod error;
 pub mod execute;
@@ -83,6 +86,8 @@ pub fn router(state: Arc<App>) -> Router {
         .route("/v1/mcp/tool/execute", post(execute::execute))
         .route("/v1/mcp/tools", get(execute::tools))
         .route("/v1/code/execute", post(code::execute))
+        .route("/v1/chat/completions", post(chat::complete))
+        .route("/v1/models", get(chat::models))
         .layer(DefaultBodyLimit::max(body::MAX_BODY_BYTES))
         .with_state(state)
 }

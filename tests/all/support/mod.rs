@@ -4,9 +4,11 @@
 //! - [`servers`]: the real MCP servers (npm, PyPI) as client configurations and processes.
 //! - [`gateway`]: a manager with the gateway in front of it.
 //! - [`http`]: the service's router and requests through it.
+//! - [`llm`]: an LLM provider double speaking OpenAI's protocol.
 
 pub mod gateway;
 pub mod http;
+pub mod llm;
 pub mod sandbox;
 pub mod servers;
 

@@ -1,0 +1,180 @@
+//! An LLM provider test double: an HTTP server on loopback speaking OpenAI's chat-completions
+//! protocol (complete answers and event streams) and `GET /v1/models`, answering from a script
+//! each test writes, and recording every request it received.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use futures::StreamExt;
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+
+/// One scripted answer.
+pub enum Reply {
+    /// A status and a JSON body.
+    Json(u16, Value),
+    /// A 200 event stream of these `chat.completion.chunk` events, then `[DONE]`.
+    Stream(Vec<Value>),
+    /// A 200 event stream of these events that then stays open until the caller leaves.
+    StreamHeld(Vec<Value>),
+}
+
+/// A request the double received.
+#[derive(Debug, Clone)]
+pub struct Received {
+    /// `Authorization`, when sent.
+    pub authorization: Option<String>,
+    /// The JSON body.
+    pub body: Value,
+}
+
+#[derive(Default)]
+struct Script {
+    replies: Mutex<VecDeque<Reply>>,
+    received: Mutex<Vec<Received>>,
+    /// Notified when a held stream's caller went away.
+    left: Notify,
+}
+
+/// A running double.
+pub struct ProviderDouble {
+    /// Its base URL, `http://127.0.0.1:<port>/v1`.
+    pub base_url: String,
+    script: Arc<Script>,
+}
+
+impl ProviderDouble {
+    /// Starts a double on a free loopback port. With nothing scripted it answers every request
+    /// with a completion saying `hello from <model>`.
+    pub async fn start() -> ProviderDouble {
+        let script = Arc::new(Script::default());
+        let app = Router::new()
+            .route("/v1/chat/completions", post(chat))
+            .route("/v1/models", get(models))
+            .with_state(Arc::clone(&script));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a loopback port");
+        let address = listener.local_addr().expect("an address");
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        ProviderDouble {
+            base_url: format!("http://{address}/v1"),
+            script,
+        }
+    }
+
+    /// Queues `reply` for the next request.
+    pub fn reply(&self, reply: Reply) -> &Self {
+        self.script.replies.lock().expect("script").push_back(reply);
+        self
+    }
+
+    /// Every request received so far.
+    pub fn received(&self) -> Vec<Received> {
+        self.script.received.lock().expect("script").clone()
+    }
+
+    /// Waits until the caller of a held stream has gone away.
+    pub async fn caller_left(&self) {
+        self.script.left.notified().await;
+    }
+
+    /// This double as a provider of the configuration: OpenAI protocol, key `sk-test`, the
+    /// given retries, backoff of a millisecond.
+    pub fn provider_config(&self, max_retries: u32) -> Value {
+        json!({
+            "custom_provider_config": {"base_provider_type": "openai"},
+            "network_config": {"base_url": self.base_url, "max_retries": max_retries,
+                "retry_backoff_initial": 1, "retry_backoff_max": 2,
+                "default_request_timeout_in_seconds": 10},
+            "keys": [{"name": "test", "value": "sk-test", "models": ["*"]}]
+        })
+    }
+}
+
+/// A complete answer for `model`.
+pub fn completion(model: &str, content: &str) -> Value {
+    json!({
+        "id": "chatcmpl-double", "object": "chat.completion", "created": 1, "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
+                     "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
+    })
+}
+
+/// A stream chunk carrying `content`.
+pub fn chunk(content: &str) -> Value {
+    json!({"id": "chatcmpl-double", "object": "chat.completion.chunk", "created": 1,
+           "model": "m", "choices": [{"index": 0, "delta": {"content": content},
+           "finish_reason": null}]})
+}
+
+async fn chat(State(script): State<Arc<Script>>, headers: HeaderMap, body: Bytes) -> Response {
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    script.received.lock().expect("script").push(Received {
+        authorization: headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+        body: body.clone(),
+    });
+    let reply = script.replies.lock().expect("script").pop_front();
+    let model = body["model"].as_str().unwrap_or_default().to_string();
+    match reply {
+        None => axum::Json(completion(&model, &format!("hello from {model}"))).into_response(),
+        Some(Reply::Json(status, body)) => (
+            StatusCode::from_u16(status).expect("a status"),
+            axum::Json(body),
+        )
+            .into_response(),
+        Some(Reply::Stream(chunks)) => {
+            let mut events: Vec<Bytes> = chunks.iter().map(event).collect();
+            events.push(Bytes::from_static(b"data: [DONE]\n\n"));
+            sse(Body::from_stream(futures::stream::iter(
+                events.into_iter().map(Ok::<_, std::convert::Infallible>),
+            )))
+        }
+        Some(Reply::StreamHeld(chunks)) => {
+            let guard = LeftGuard(Arc::clone(&script));
+            let events = futures::stream::iter(chunks.iter().map(event).collect::<Vec<_>>())
+                .chain(futures::stream::pending())
+                .map(move |bytes| {
+                    let _held = &guard;
+                    Ok::<_, std::convert::Infallible>(bytes)
+                });
+            sse(Body::from_stream(events))
+        }
+    }
+}
+
+async fn models() -> axum::Json<Value> {
+    axum::Json(json!({"object": "list", "data": [
+        {"id": "double-small", "object": "model", "created": 0, "owned_by": "double"},
+        {"id": "double-large", "object": "model", "created": 0, "owned_by": "double"}
+    ]}))
+}
+
+fn event(chunk: &Value) -> Bytes {
+    Bytes::from(format!("data: {chunk}\n\n"))
+}
+
+fn sse(body: Body) -> Response {
+    ([("content-type", "text/event-stream")], body).into_response()
+}
+
+/// Dropped with a held stream's body: the caller went away.
+struct LeftGuard(Arc<Script>);
+
+impl Drop for LeftGuard {
+    fn drop(&mut self) {
+        self.0.left.notify_one();
+    }
+}
