@@ -6,15 +6,19 @@
 //! - [`route`]: a request's targets (`model`, then `fallbacks`), retries with backoff inside a
 //!   provider, fallbacks across providers, and what the answer says about how it was served.
 //! - [`openai`]: the OpenAI chat-completions wire protocol (OpenAI and every compatible server).
+//! - [`anthropic`]: the Anthropic Messages protocol, translated to and from OpenAI's shapes.
+//! - [`upstream`]: one HTTP attempt, whatever the protocol: timeouts, error answers.
 //! - [`keys`]: choosing a provider key by model and weight.
 //!
 //! The chat endpoint (`server/chat.rs`) owns the request's gateway fields (`model`,
 //! `fallbacks`, the MCP filters) and the tools it injects; everything else in the body reaches
 //! an OpenAI-protocol provider untouched.
 
+pub mod anthropic;
 pub mod keys;
 pub mod openai;
 pub mod route;
+pub mod upstream;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

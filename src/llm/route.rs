@@ -1,8 +1,8 @@
 //! Where a chat request goes: its targets (`model`, then each of `fallbacks`), retries with
 //! backoff inside a provider, fallbacks across providers, and how the answer was served.
 //!
-//! Every target is checked before anything is sent (the provider exists, speaks a protocol
-//! codemode implements, has a key for the model), so a request that cannot succeed fails at
+//! Every target is checked before anything is sent (the provider exists and has a key for the
+//! model), so a request that cannot succeed fails at
 //! once with a 400. Then each target in turn: up to `1 + max_retries` attempts while the
 //! provider fails in a way worth retrying (429, 5xx, connection, timeout), waiting the
 //! provider's backoff between them; such a failure moves on to the next target. Any other
@@ -16,8 +16,8 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use super::keys::{self, SecretKey};
-use super::openai::{self, AttemptError, Reply};
-use super::{LlmError, ModelRef, Provider, Providers};
+use super::upstream::{AttemptError, EventStream, Reply};
+use super::{LlmError, ModelRef, Provider, Providers, anthropic, openai};
 use crate::config::Protocol;
 
 /// A chat request as the router sees it.
@@ -62,8 +62,8 @@ pub struct Attempt {
 pub enum Answer {
     /// A complete `chat.completion`, `extra_fields` added.
     Complete(Value),
-    /// An open event stream and how it was served.
-    Stream(reqwest::Response, Served),
+    /// An event stream in OpenAI's chunk format, and how it was served.
+    Stream(EventStream, Served),
 }
 
 /// A target checked and ready: its provider and the key to call it with.
@@ -117,7 +117,7 @@ pub async fn route(
                         answer["extra_fields"] = json!(served);
                         Answer::Complete(answer)
                     }
-                    Reply::Stream(response) => Answer::Stream(response, served),
+                    Reply::Stream(events) => Answer::Stream(events, served),
                 });
             }
             Err(failure) => {
@@ -143,8 +143,7 @@ pub async fn route(
     Err((error, served))
 }
 
-/// Every target, checked: its provider exists and speaks a protocol codemode implements, and
-/// it has a key for the model.
+/// Every target, checked: its provider exists and has a key for the model.
 fn check_targets<'a>(
     providers: &'a Providers,
     targets: &'a [ModelRef],
@@ -164,17 +163,6 @@ fn check_targets<'a>(
                     }
                 )));
             };
-            if provider.protocol == Protocol::Anthropic {
-                return Err(LlmError::new(
-                    reqwest::StatusCode::NOT_IMPLEMENTED,
-                    "invalid_request_error",
-                    format!(
-                        "provider {} speaks the Anthropic Messages protocol, which codemode \
-                         does not translate yet",
-                        provider.name
-                    ),
-                ));
-            }
             let key = keys::choose(provider, &model.model)?;
             Ok(Target {
                 model,
@@ -196,14 +184,11 @@ async fn attempt_with_retries(
     let network = &target.provider.network;
     let mut retry = 0;
     loop {
-        let sent = openai::send(
-            providers.http(),
-            target.provider,
-            target.key.as_ref(),
-            body,
-            stream,
-        )
-        .await;
+        let (http, provider, key) = (providers.http(), target.provider, target.key.as_ref());
+        let sent = match provider.protocol {
+            Protocol::OpenAi => openai::send(http, provider, key, body, stream).await,
+            Protocol::Anthropic => anthropic::send(http, provider, key, body, stream).await,
+        };
         match sent {
             Err(failure) if failure.retryable() && retry < network.max_retries => {
                 tokio::time::sleep(network.backoff(retry)).await;

@@ -25,6 +25,7 @@ use super::body::Body;
 use super::caller::{BodyFilters, Caller};
 use crate::app::App;
 use crate::llm::route::{self, Answer, ChatRequest, Served};
+use crate::llm::upstream::EventStream;
 use crate::llm::{LlmError, ModelRef};
 use crate::mcp::tools::openai_function;
 use crate::policy::Permit;
@@ -172,19 +173,22 @@ async fn inject_tools(
     Ok(())
 }
 
-/// The provider's event stream, forwarded chunk by chunk as it arrives. A broken stream ends
+/// The answer's event stream, forwarded chunk by chunk as it arrives. A broken stream ends
 /// with an error event. Dropping the response (the caller went away) drops the upstream
 /// request with it.
-fn stream_response(upstream: reqwest::Response, served: &Served) -> Response {
-    let events = upstream.bytes_stream().map(|chunk| {
-        Ok::<Bytes, Infallible>(match chunk {
-            Ok(bytes) => bytes,
-            Err(error) => {
+fn stream_response(events: EventStream, served: &Served) -> Response {
+    let events = events.scan(false, |broken, chunk| {
+        let next = match chunk {
+            _ if *broken => None,
+            Ok(bytes) => Some(bytes),
+            Err(why) => {
+                *broken = true;
                 let error = json!({"error": {"type": "api_error",
-                    "message": format!("the provider's stream broke: {error}")}});
-                Bytes::from(format!("data: {error}\n\n"))
+                        "message": format!("the provider's stream broke: {why}")}});
+                Some(Bytes::from(format!("data: {error}\n\n")))
             }
-        })
+        };
+        futures::future::ready(next.map(Ok::<Bytes, Infallible>))
     });
     let mut response = axum::body::Body::from_stream(events).into_response();
     let headers = response.headers_mut();

@@ -530,3 +530,227 @@ print(json.dumps({"plain": plain.choices[0].message.content, "usage": plain.usag
     // The SDK's requests carried the caller's permitted tool.
     assert_eq!(injected_names(&double.received()[0].body), ["a-t1"]);
 }
+
+// -- Anthropic Messages ------------------------------------------------------------------------
+
+#[tokio::test]
+async fn an_anthropic_provider_is_spoken_to_in_its_own_protocol() {
+    let double = ProviderDouble::start().await;
+    double.reply(Reply::Json(
+        200,
+        json!({
+            "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-x",
+            "content": [
+                {"type": "text", "text": "Let me look."},
+                {"type": "tool_use", "id": "toolu_1", "name": "lookup", "input": {"q": "rust"}}
+            ],
+            "stop_reason": "tool_use",
+            "usage": {"input_tokens": 10, "cache_read_input_tokens": 2, "output_tokens": 7}
+        }),
+    ));
+    let app = app(
+        json!({"claude": double.provider_config_speaking("anthropic", 0)}),
+        json!({"mcp": {"tool_manager_config": {"disable_auto_tool_inject": true}}}),
+    )
+    .await;
+    let body = json!({
+        "model": "claude/claude-x",
+        "messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": [
+                {"type": "text", "text": "What is this?"},
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+            ]},
+            {"role": "assistant", "content": null, "tool_calls": [
+                {"id": "call_0", "type": "function", "function": {"name": "lookup", "arguments": "{\"q\":\"png\"}"}}
+            ]},
+            {"role": "tool", "tool_call_id": "call_0", "content": "an image format"},
+            {"role": "user", "content": "And rust?"}
+        ],
+        "tools": [{"type": "function", "function": {"name": "lookup", "description": "Looks up",
+                   "parameters": {"type": "object", "properties": {"q": {"type": "string"}}}}}],
+        "tool_choice": "required",
+        "parallel_tool_calls": false,
+        "stop": "END",
+        "temperature": 0.5,
+        "reasoning_effort": "low"
+    });
+    let (status, answer) = send(&app, "POST", "/v1/chat/completions", &[], body).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+
+    let received = &double.received()[0];
+    assert_eq!(received.path, "/v1/messages");
+    assert_eq!(received.anthropic.0.as_deref(), Some("sk-test"));
+    assert_eq!(received.anthropic.1.as_deref(), Some("2023-06-01"));
+    assert_eq!(received.authorization, None);
+    assert_eq!(
+        received.body,
+        json!({
+            "model": "claude-x",
+            "system": "Be brief.",
+            "max_tokens": 4096,
+            "temperature": 0.5,
+            "stop_sequences": ["END"],
+            "messages": [
+                {"role": "user", "content": [
+                    {"type": "text", "text": "What is this?"},
+                    {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}}
+                ]},
+                {"role": "assistant", "content": [
+                    {"type": "tool_use", "id": "call_0", "name": "lookup", "input": {"q": "png"}}
+                ]},
+                {"role": "user", "content": [
+                    {"type": "tool_result", "tool_use_id": "call_0", "content": "an image format"},
+                    {"type": "text", "text": "And rust?"}
+                ]}
+            ],
+            "tools": [{"name": "lookup", "description": "Looks up",
+                       "input_schema": {"type": "object", "properties": {"q": {"type": "string"}}}}],
+            "tool_choice": {"type": "any", "disable_parallel_tool_use": true}
+        })
+    );
+
+    let choice = &answer["choices"][0];
+    assert_eq!(answer["object"], "chat.completion");
+    assert_eq!(choice["message"]["content"], "Let me look.");
+    assert_eq!(choice["finish_reason"], "tool_calls");
+    let call = &choice["message"]["tool_calls"][0];
+    assert_eq!(call["id"], "toolu_1");
+    assert_eq!(call["function"]["name"], "lookup");
+    let arguments: Value =
+        serde_json::from_str(call["function"]["arguments"].as_str().expect("a string"))
+            .expect("JSON");
+    assert_eq!(arguments, json!({"q": "rust"}));
+    assert_eq!(
+        answer["usage"],
+        json!({"prompt_tokens": 12, "completion_tokens": 7, "total_tokens": 19})
+    );
+    assert_eq!(answer["extra_fields"]["provider"], "claude");
+}
+
+#[tokio::test]
+async fn an_anthropic_stream_becomes_openai_chunks_as_it_arrives() {
+    let double = ProviderDouble::start().await;
+    double.reply(Reply::Events(vec![
+        json!({"type": "message_start", "message": {"id": "msg_2", "model": "claude-x",
+               "usage": {"input_tokens": 5, "output_tokens": 1}}}),
+        json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+        json!({"type": "ping"}),
+        json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hel"}}),
+        json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "lo"}}),
+        json!({"type": "content_block_stop", "index": 0}),
+        json!({"type": "content_block_start", "index": 1,
+               "content_block": {"type": "tool_use", "id": "toolu_9", "name": "lookup", "input": {}}}),
+        json!({"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": "{\"q\":"}}),
+        json!({"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": "\"x\"}"}}),
+        json!({"type": "content_block_stop", "index": 1}),
+        json!({"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 9}}),
+        json!({"type": "message_stop"}),
+    ]));
+    let app = app(
+        json!({"claude": double.provider_config_speaking("anthropic", 0)}),
+        json!({}),
+    )
+    .await;
+    let mut body = chat("claude/claude-x");
+    body["stream"] = json!(true);
+    body["stream_options"] = json!({"include_usage": true});
+    let response = app
+        .oneshot(
+            Request::post("/v1/chat/completions")
+                .header("content-type", "application/json")
+                .body(Body::from(body.to_string()))
+                .expect("request"),
+        )
+        .await
+        .expect("response");
+    assert_eq!(response.status(), StatusCode::OK);
+    let text = String::from_utf8(
+        response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes()
+            .to_vec(),
+    )
+    .expect("UTF-8");
+    let data: Vec<&str> = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("data: "))
+        .collect();
+    assert_eq!(data.last(), Some(&"[DONE]"), "{text}");
+    let chunks: Vec<Value> = data[..data.len() - 1]
+        .iter()
+        .map(|d| serde_json::from_str(d).expect("a chunk"))
+        .collect();
+    assert!(
+        chunks
+            .iter()
+            .all(|c| c["object"] == "chat.completion.chunk" && c["id"] == "msg_2")
+    );
+    let deltas: Vec<&Value> = chunks
+        .iter()
+        .filter_map(|c| c["choices"].get(0))
+        .map(|c| &c["delta"])
+        .collect();
+    assert_eq!(deltas[0], &json!({"role": "assistant", "content": ""}));
+    let content: String = deltas
+        .iter()
+        .filter_map(|d| d["content"].as_str())
+        .collect();
+    assert_eq!(content, "Hello");
+    let calls: Vec<&Value> = deltas
+        .iter()
+        .filter_map(|d| d["tool_calls"].get(0))
+        .collect();
+    assert_eq!(calls[0]["id"], "toolu_9");
+    assert_eq!(calls[0]["function"]["name"], "lookup");
+    let arguments: String = calls
+        .iter()
+        .filter_map(|c| c["function"]["arguments"].as_str())
+        .collect();
+    assert_eq!(arguments, "{\"q\":\"x\"}");
+    let finish: Vec<&Value> = chunks
+        .iter()
+        .filter_map(|c| c["choices"].get(0))
+        .map(|c| &c["finish_reason"])
+        .filter(|f| !f.is_null())
+        .collect();
+    assert_eq!(finish, [&json!("tool_calls")]);
+    let usage = &chunks.last().expect("a usage chunk")["usage"];
+    assert_eq!(
+        usage,
+        &json!({"prompt_tokens": 5, "completion_tokens": 9, "total_tokens": 14})
+    );
+}
+
+#[tokio::test]
+async fn an_anthropic_error_keeps_its_status_and_type() {
+    let double = ProviderDouble::start().await;
+    double.reply(Reply::Json(
+        429,
+        json!({"type": "error", "error": {"type": "rate_limit_error", "message": "slow down"}}),
+    ));
+    let app = app(
+        json!({"claude": double.provider_config_speaking("anthropic", 0)}),
+        json!({}),
+    )
+    .await;
+    let (status, answer) = send(
+        &app,
+        "POST",
+        "/v1/chat/completions",
+        &[],
+        chat("claude/claude-x"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{answer}");
+    assert_eq!(answer["error"]["type"], "rate_limit_error");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("slow down")
+    );
+}

@@ -1,6 +1,7 @@
 //! An LLM provider test double: an HTTP server on loopback speaking OpenAI's chat-completions
-//! protocol (complete answers and event streams) and `GET /v1/models`, answering from a script
-//! each test writes, and recording every request it received.
+//! protocol and Anthropic's Messages protocol (complete answers and event streams) and
+//! `GET /v1/models`, answering from a script each test writes, and recording every request it
+//! received.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -23,13 +24,19 @@ pub enum Reply {
     Stream(Vec<Value>),
     /// A 200 event stream of these events that then stays open until the caller leaves.
     StreamHeld(Vec<Value>),
+    /// A 200 event stream of Anthropic events, each named by its `type`.
+    Events(Vec<Value>),
 }
 
 /// A request the double received.
 #[derive(Debug, Clone)]
 pub struct Received {
+    /// The path called.
+    pub path: String,
     /// `Authorization`, when sent.
     pub authorization: Option<String>,
+    /// `x-api-key` and `anthropic-version`, when sent.
+    pub anthropic: (Option<String>, Option<String>),
     /// The JSON body.
     pub body: Value,
 }
@@ -56,6 +63,7 @@ impl ProviderDouble {
         let script = Arc::new(Script::default());
         let app = Router::new()
             .route("/v1/chat/completions", post(chat))
+            .route("/v1/messages", post(chat))
             .route("/v1/models", get(models))
             .with_state(Arc::clone(&script));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -90,8 +98,13 @@ impl ProviderDouble {
     /// This double as a provider of the configuration: OpenAI protocol, key `sk-test`, the
     /// given retries, backoff of a millisecond.
     pub fn provider_config(&self, max_retries: u32) -> Value {
+        self.provider_config_speaking("openai", max_retries)
+    }
+
+    /// [`provider_config`](Self::provider_config) for `protocol` (`openai` or `anthropic`).
+    pub fn provider_config_speaking(&self, protocol: &str, max_retries: u32) -> Value {
         json!({
-            "custom_provider_config": {"base_provider_type": "openai"},
+            "custom_provider_config": {"base_provider_type": protocol},
             "network_config": {"base_url": self.base_url, "max_retries": max_retries,
                 "retry_backoff_initial": 1, "retry_backoff_max": 2,
                 "default_request_timeout_in_seconds": 10},
@@ -117,13 +130,23 @@ pub fn chunk(content: &str) -> Value {
            "finish_reason": null}]})
 }
 
-async fn chat(State(script): State<Arc<Script>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn chat(
+    State(script): State<Arc<Script>>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    script.received.lock().expect("script").push(Received {
-        authorization: headers
-            .get("authorization")
+    let header = |name: &str| {
+        headers
+            .get(name)
             .and_then(|v| v.to_str().ok())
-            .map(str::to_string),
+            .map(str::to_string)
+    };
+    script.received.lock().expect("script").push(Received {
+        path: uri.path().to_string(),
+        authorization: header("authorization"),
+        anthropic: (header("x-api-key"), header("anthropic-version")),
         body: body.clone(),
     });
     let reply = script.replies.lock().expect("script").pop_front();
@@ -138,6 +161,20 @@ async fn chat(State(script): State<Arc<Script>>, headers: HeaderMap, body: Bytes
         Some(Reply::Stream(chunks)) => {
             let mut events: Vec<Bytes> = chunks.iter().map(event).collect();
             events.push(Bytes::from_static(b"data: [DONE]\n\n"));
+            sse(Body::from_stream(futures::stream::iter(
+                events.into_iter().map(Ok::<_, std::convert::Infallible>),
+            )))
+        }
+        Some(Reply::Events(events)) => {
+            let events: Vec<Bytes> = events
+                .iter()
+                .map(|e| {
+                    Bytes::from(format!(
+                        "event: {}\ndata: {e}\n\n",
+                        e["type"].as_str().unwrap_or("message")
+                    ))
+                })
+                .collect();
             sse(Body::from_stream(futures::stream::iter(
                 events.into_iter().map(Ok::<_, std::convert::Infallible>),
             )))
