@@ -48,6 +48,7 @@ async fn rules() -> Permit {
         description: None,
         is_active: true,
         mcp_configs: clients,
+        provider_configs: Vec::new(),
     };
     let governance = GovernanceConfig {
         virtual_keys: vec![key],

@@ -59,10 +59,42 @@ pub struct VirtualKeyConfig {
     /// The clients it may use and, for each, which tools. A client not listed is not allowed.
     #[serde(default)]
     pub mcp_configs: Vec<VirtualKeyClient>,
+    /// The LLM providers and models it may use in chat requests; none listed: every one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub provider_configs: Vec<VirtualKeyProvider>,
 }
 
 fn enabled() -> bool {
     true
+}
+
+/// One LLM provider a virtual key may use (`provider_configs[]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VirtualKeyProvider {
+    /// The provider.
+    pub provider: String,
+    /// Its models the key may use: names or `*` patterns; none listed: every one.
+    #[serde(default)]
+    pub allowed_models: Vec<String>,
+    /// Bifrost's share of traffic among the key's providers; kept, not used (a request names
+    /// its provider).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<f64>,
+    /// Bifrost settings codemode does not implement (budgets, rate limits, key ids).
+    #[serde(flatten)]
+    pub ignored: BTreeMap<String, Value>,
+}
+
+impl VirtualKeyProvider {
+    /// True when this entry lets the key use `provider`'s `model`.
+    pub fn allows(&self, provider: &str, model: &str) -> bool {
+        self.provider == provider
+            && (self.allowed_models.is_empty()
+                || self
+                    .allowed_models
+                    .iter()
+                    .any(|pattern| super::providers::matches_pattern(pattern, model)))
+    }
 }
 
 /// One client a virtual key may use.

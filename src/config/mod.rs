@@ -24,7 +24,9 @@ use serde_json::Value;
 
 pub use codemode_stubs::BindingLevel;
 pub use env::{MissingVariable, resolve_env};
-pub use governance::{AuthMode, GovernanceConfig, VirtualKeyClient, VirtualKeyConfig};
+pub use governance::{
+    AuthMode, GovernanceConfig, VirtualKeyClient, VirtualKeyConfig, VirtualKeyProvider,
+};
 pub use mcp::{
     ClientConfig, ConnectionType, IN_PROCESS_NOT_CONFIGURABLE, McpConfig, RetryPolicy, StdioConfig,
     ToolManagerConfig,

@@ -18,7 +18,9 @@ use sha2::{Digest, Sha256};
 
 use super::Permit;
 use super::rules::{ToolRule, key_rules};
-use crate::config::{AuthMode, GovernanceConfig, VirtualKeyConfig, resolve_env};
+use crate::config::{
+    AuthMode, GovernanceConfig, VirtualKeyConfig, VirtualKeyProvider, resolve_env,
+};
 use crate::store::{KeyChange, KeyStore, StoreError};
 
 /// A key's hash, hex-encoded.
@@ -45,6 +47,7 @@ struct VirtualKey {
     /// Its hash; `None` when its `env.NAME` value is not set (it can match no caller).
     hash: Option<KeyHash>,
     rules: Arc<HashMap<String, ToolRule>>,
+    providers: Arc<Vec<VirtualKeyProvider>>,
     version: u64,
 }
 
@@ -52,6 +55,7 @@ struct VirtualKey {
 #[derive(Debug, Clone)]
 pub struct KeyRules {
     rules: Arc<HashMap<String, ToolRule>>,
+    providers: Arc<Vec<VirtualKeyProvider>>,
     /// Changes whenever the key is saved again.
     pub version: u64,
 }
@@ -60,6 +64,12 @@ impl KeyRules {
     /// Whether these rules allow `client`'s `tool` (a client not listed is not allowed).
     pub fn allows(&self, client: &str, tool: &str) -> bool {
         self.rules.get(client).is_some_and(|rule| rule.allows(tool))
+    }
+
+    /// Whether these rules allow `provider`'s `model` in chat requests (no provider listed:
+    /// every one).
+    pub fn allows_model(&self, provider: &str, model: &str) -> bool {
+        self.providers.is_empty() || self.providers.iter().any(|p| p.allows(provider, model))
     }
 }
 
@@ -92,6 +102,7 @@ impl KeyGrant {
         let key = keys.by_name.get(&self.name)?;
         (key.config.is_active && key.hash.as_ref() == Some(&self.hash)).then(|| KeyRules {
             rules: Arc::clone(&key.rules),
+            providers: Arc::clone(&key.providers),
             version: key.version,
         })
     }
@@ -163,6 +174,7 @@ impl Keys {
         self.next_version += 1;
         let key = Arc::new(VirtualKey {
             rules: Arc::new(key_rules(&config.mcp_configs)),
+            providers: Arc::new(config.provider_configs.clone()),
             config: redact(config),
             hash: hash.clone(),
             version: self.next_version,

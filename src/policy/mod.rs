@@ -73,6 +73,15 @@ impl Permit {
         key_allows && self.filters.iter().all(|f| f.allows(client, tool))
     }
 
+    /// Whether the caller's key lets it use `provider`'s `model` in chat requests.
+    pub fn allows_model(&self, provider: &str, model: &str) -> bool {
+        match self.key.as_ref().map(KeyGrant::current) {
+            None => true,
+            Some(None) => false,
+            Some(Some(rules)) => rules.allows_model(provider, model),
+        }
+    }
+
     /// `registry` with only what this permit allows; clients left with no tools are dropped.
     pub fn view(&self, registry: Vec<ClientTools>) -> Vec<ClientTools> {
         // One look at the key for the whole registry.

@@ -123,6 +123,17 @@ async fn read_request(
     } || headers
         .get(NO_INJECT_HEADER)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true"));
+    if let Some(model) = targets
+        .iter()
+        .find(|m| !permit.allows_model(&m.provider, &m.model))
+    {
+        let key = permit.key().unwrap_or_default();
+        return Err(LlmError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            "permission_error",
+            format!("model {model} is not allowed for virtual key {key}"),
+        ));
+    }
     if !(state.disable_auto_tool_inject || opted_out) {
         let permit = filters.narrow(permit);
         inject_tools(state, &permit, &mut body).await?;

@@ -754,3 +754,49 @@ async fn an_anthropic_error_keeps_its_status_and_type() {
             .contains("slow down")
     );
 }
+
+#[tokio::test]
+async fn a_keys_provider_and_model_restriction_holds_before_any_upstream_call() {
+    let double = ProviderDouble::start().await;
+    let other = ProviderDouble::start().await;
+    let keys = json!({"governance": {"virtual_keys": [
+        {"name": "limited", "value": "vk-l", "provider_configs": [
+            {"provider": "double", "allowed_models": ["small-*"], "weight": 1.0}]},
+        {"name": "any", "value": "vk-any"}
+    ]}});
+    let providers = json!({"double": double.provider_config(0), "other": other.provider_config(0)});
+    let app = app(providers, keys).await;
+    let limited = [("x-bf-vk", "vk-l")];
+    let (status, answer) = send(
+        &app,
+        "POST",
+        "/v1/chat/completions",
+        &limited,
+        chat("double/small-1"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let mut with_fallback = chat("double/small-1");
+    with_fallback["fallbacks"] = json!(["other/x"]);
+    for body in [chat("double/large"), chat("other/small-1"), with_fallback] {
+        let (status, answer) = send(&app, "POST", "/v1/chat/completions", &limited, body).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
+        assert_eq!(answer["error"]["type"], "permission_error");
+        let message = answer["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.ends_with("is not allowed for virtual key limited"),
+            "{message}"
+        );
+    }
+    let (status, _) = send(
+        &app,
+        "POST",
+        "/v1/chat/completions",
+        &[("x-bf-vk", "vk-any")],
+        chat("other/x"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(double.received().len(), 1);
+    assert_eq!(other.received().len(), 1);
+}
