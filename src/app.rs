@@ -118,6 +118,8 @@ impl App {
             .map(|store| Arc::new(AuditLog::start(Arc::clone(&store.audit), config.audit)));
         let key_store = store.as_ref().map(|store| Arc::clone(&store.keys));
         let keys = KeyRing::load(&config.governance, key_store).await?;
+        let provider_store = store.as_ref().map(|store| Arc::clone(&store.providers));
+        let providers = Providers::load(&config.providers, provider_store).await?;
         let admin_token = match &config.governance.admin_token {
             Some(token) => Some(hash_key(&resolve_env(token)?)),
             None => None,
@@ -137,7 +139,7 @@ impl App {
             store,
             admin_token,
             mcp_server: config.mcp_server.clone(),
-            providers: Arc::new(Providers::new(&config.providers)),
+            providers: Arc::new(providers),
             disable_auto_tool_inject: config.mcp.tool_manager_config.disable_auto_tool_inject,
         })
     }

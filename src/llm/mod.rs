@@ -21,12 +21,16 @@ pub mod route;
 pub mod upstream;
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::config::{NetworkConfig, Protocol, ProviderKey, ProvidersConfig};
+use crate::config::{
+    ConfigError, NetworkConfig, Protocol, ProviderConfig, ProviderKey, ProvidersConfig,
+};
+use crate::store::{ProviderChange, ProviderStore, StoreError};
 
 pub use route::{Answer, ChatRequest, Served};
 
@@ -45,53 +49,208 @@ pub struct Provider {
     pub keys: Vec<ProviderKey>,
 }
 
-/// The configured providers and the HTTP client they share.
+/// The providers: the file's, with the changes made through the API (which are kept in the
+/// store, as written, and win at the next start), and the HTTP client they share.
 pub struct Providers {
-    providers: BTreeMap<String, Provider>,
+    state: RwLock<Ready>,
+    /// Serialises changes across the store's write.
+    edits: tokio::sync::Mutex<()>,
+    store: Option<Arc<dyn ProviderStore>>,
     http: reqwest::Client,
 }
 
+/// Every provider as written and as ready to call, always in agreement.
+#[derive(Default)]
+struct Ready {
+    configs: ProvidersConfig,
+    providers: BTreeMap<String, Arc<Provider>>,
+}
+
+impl Ready {
+    fn insert(&mut self, name: &str, config: ProviderConfig) {
+        match config.endpoint(name) {
+            Ok((protocol, base_url)) => {
+                let provider = Provider {
+                    name: name.to_string(),
+                    protocol,
+                    base_url,
+                    network: config.network_config.clone(),
+                    keys: config.keys.clone(),
+                };
+                self.providers.insert(name.to_string(), Arc::new(provider));
+            }
+            // Validation refuses such a provider; one read from an old store is left out.
+            Err(why) => {
+                tracing::error!(provider = name, %why, "provider unusable");
+                self.providers.remove(name);
+            }
+        }
+        self.configs.insert(name.to_string(), config);
+    }
+
+    fn remove(&mut self, name: &str) {
+        self.configs.remove(name);
+        self.providers.remove(name);
+    }
+}
+
+/// A change to the providers that cannot be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    /// No provider has this name.
+    #[error("there is no provider named {0}")]
+    NotFound(String),
+    /// The name is taken.
+    #[error("a provider named {0} exists already")]
+    Duplicate(String),
+    /// The configuration cannot be used.
+    #[error(transparent)]
+    Invalid(#[from] ConfigError),
+    /// The store failed (the change was not made).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
 impl Providers {
-    /// The providers of a validated `providers` section (a provider whose endpoint cannot be
-    /// known was refused by validation and is skipped here).
+    /// The providers of a validated `providers` section, changes through the API kept nowhere.
     pub fn new(config: &ProvidersConfig) -> Providers {
-        let providers = config
-            .iter()
-            .filter_map(|(name, provider)| {
-                let (protocol, base_url) = provider.endpoint(name).ok()?;
-                Some((
-                    name.clone(),
-                    Provider {
-                        name: name.clone(),
-                        protocol,
-                        base_url,
-                        network: provider.network_config.clone(),
-                        keys: provider.keys.clone(),
-                    },
-                ))
-            })
-            .collect();
+        let mut ready = Ready::default();
+        for (name, provider) in config {
+            ready.insert(name, provider.clone());
+        }
         // Timeouts are per attempt (see `route`); the pool keeps connections to providers warm.
         let http = reqwest::Client::builder()
             .pool_idle_timeout(Duration::from_secs(90))
             .build()
             .unwrap_or_default();
-        Providers { providers, http }
+        Providers {
+            state: RwLock::new(ready),
+            edits: tokio::sync::Mutex::new(()),
+            store: None,
+            http,
+        }
+    }
+
+    /// The file's providers with the store's recorded changes applied (they win); later
+    /// changes are recorded in `store`.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the recorded changes cannot be read.
+    pub async fn load(
+        config: &ProvidersConfig,
+        store: Option<Arc<dyn ProviderStore>>,
+    ) -> Result<Providers, StoreError> {
+        let mut providers = Providers::new(config);
+        if let Some(store) = &store {
+            let changes = store.provider_changes().await?;
+            let mut ready = providers.write();
+            for change in changes {
+                match change {
+                    ProviderChange::Saved(name, config) => ready.insert(&name, *config),
+                    ProviderChange::Removed(name) => ready.remove(&name),
+                }
+            }
+        }
+        providers.store = store;
+        Ok(providers)
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Ready> {
+        // Every write leaves `Ready` consistent before it can panic.
+        self.state.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Ready> {
+        self.state.write().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Provider `name`.
-    pub fn get(&self, name: &str) -> Option<&Provider> {
-        self.providers.get(name)
+    pub fn get(&self, name: &str) -> Option<Arc<Provider>> {
+        self.read().providers.get(name).cloned()
     }
 
     /// Every provider, by name.
-    pub fn iter(&self) -> impl Iterator<Item = &Provider> {
-        self.providers.values()
+    pub fn all(&self) -> Vec<Arc<Provider>> {
+        self.read().providers.values().cloned().collect()
     }
 
-    /// True when none is configured.
-    pub fn is_empty(&self) -> bool {
-        self.providers.is_empty()
+    /// Every provider's configuration as written, key values that are not `env.NAME`
+    /// references replaced by `<redacted>`.
+    pub fn list(&self) -> Vec<Value> {
+        self.read()
+            .configs
+            .iter()
+            .map(|(name, config)| {
+                let mut config = config.clone();
+                for key in &mut config.keys {
+                    if !key.value.starts_with("env.") {
+                        key.value = "<redacted>".into();
+                    }
+                }
+                let mut listed = json!({"name": name});
+                if let (Some(listed), Ok(Value::Object(fields))) =
+                    (listed.as_object_mut(), serde_json::to_value(config))
+                {
+                    listed.extend(fields);
+                }
+                listed
+            })
+            .collect()
+    }
+
+    /// Adds provider `name` (`create`) or replaces it: validated, recorded in the store, then
+    /// used. Through the API a key's value must be an `env.NAME` reference, so no provider
+    /// secret is ever stored.
+    ///
+    /// # Errors
+    /// [`ProviderError`]: an invalid configuration, a name taken (or missing, to replace), a
+    /// store failure.
+    pub async fn save(
+        &self,
+        name: &str,
+        config: ProviderConfig,
+        create: bool,
+    ) -> Result<(), ProviderError> {
+        crate::config::first_problem(|problems| {
+            config.check(name, "provider", problems);
+            for (index, key) in config.keys.iter().enumerate() {
+                if !key.value.starts_with("env.") {
+                    problems.push(ConfigError::at(
+                        format!("keys[{index}].value"),
+                        "must be an env.NAME reference: codemode does not store provider secrets",
+                    ));
+                }
+            }
+        })?;
+        let _edit = self.edits.lock().await;
+        let exists = self.read().configs.contains_key(name);
+        if create && exists {
+            return Err(ProviderError::Duplicate(name.to_string()));
+        }
+        if !create && !exists {
+            return Err(ProviderError::NotFound(name.to_string()));
+        }
+        if let Some(store) = &self.store {
+            store.save_provider(name, &config).await?;
+        }
+        self.write().insert(name, config);
+        Ok(())
+    }
+
+    /// Removes provider `name`: recorded in the store, then gone.
+    ///
+    /// # Errors
+    /// [`ProviderError::NotFound`], or a store failure.
+    pub async fn remove(&self, name: &str) -> Result<(), ProviderError> {
+        let _edit = self.edits.lock().await;
+        if !self.read().configs.contains_key(name) {
+            return Err(ProviderError::NotFound(name.to_string()));
+        }
+        if let Some(store) = &self.store {
+            store.forget_provider(name).await?;
+        }
+        self.write().remove(name);
+        Ok(())
     }
 
     pub(crate) fn http(&self) -> &reqwest::Client {
@@ -102,7 +261,8 @@ impl Providers {
     /// provider lists, asked in parallel; for a provider that cannot be asked, the models its
     /// keys name (patterns with `*` name none).
     pub async fn models(&self) -> Vec<(String, String)> {
-        let listings = self.providers.values().map(|provider| async move {
+        let providers = self.all();
+        let listings = providers.iter().map(|provider| async move {
             // Any key will do for a listing: one for the first model the first key names.
             let key = provider
                 .keys

@@ -10,6 +10,7 @@
 //! would refuse it too. When every target failed, the caller gets the primary's error (as
 //! Bifrost does), and `extra_fields.fallback_attempts` lists every failure.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use serde::Serialize;
@@ -69,7 +70,7 @@ pub enum Answer {
 /// A target checked and ready: its provider and the key to call it with.
 struct Target<'a> {
     model: &'a ModelRef,
-    provider: &'a Provider,
+    provider: Arc<Provider>,
     key: Option<SecretKey>,
 }
 
@@ -145,14 +146,15 @@ pub async fn route(
 
 /// Every target, checked: its provider exists and has a key for the model.
 fn check_targets<'a>(
-    providers: &'a Providers,
+    providers: &Providers,
     targets: &'a [ModelRef],
 ) -> Result<Vec<Target<'a>>, LlmError> {
     targets
         .iter()
         .map(|model| {
             let Some(provider) = providers.get(&model.provider) else {
-                let known: Vec<&str> = providers.iter().map(|p| p.name.as_str()).collect();
+                let all = providers.all();
+                let known: Vec<&str> = all.iter().map(|p| p.name.as_str()).collect();
                 return Err(LlmError::invalid(format!(
                     "unknown provider {} in {model}; configured: {}",
                     model.provider,
@@ -163,7 +165,7 @@ fn check_targets<'a>(
                     }
                 )));
             };
-            let key = keys::choose(provider, &model.model)?;
+            let key = keys::choose(&provider, &model.model)?;
             Ok(Target {
                 model,
                 provider,
@@ -184,7 +186,7 @@ async fn attempt_with_retries(
     let network = &target.provider.network;
     let mut retry = 0;
     loop {
-        let (http, provider, key) = (providers.http(), target.provider, target.key.as_ref());
+        let (http, provider, key) = (providers.http(), &*target.provider, target.key.as_ref());
         let sent = match provider.protocol {
             Protocol::OpenAi => openai::send(http, provider, key, body, stream).await,
             Protocol::Anthropic => anthropic::send(http, provider, key, body, stream).await,

@@ -9,6 +9,7 @@
 //! - [`management`]: the client management API, `/api/mcp/*`.
 //! - [`governance`]: the virtual keys API, `/api/governance/virtual-keys`.
 //! - [`logs`]: the audit log, `GET /api/logs`.
+//! - [`providers`]: the LLM providers API, `/api/providers`.
 //! - [`execute`]: tool execution, `POST /v1/mcp/tool/execute`, and the tool list,
 //!   `GET /v1/mcp/tools`.
 //! - [`code`]: `POST /v1/code/execute`, scripts for pipelines.
@@ -28,6 +29,7 @@ pub mod governance;
 pub mod logs;
 pub mod management;
 pub mod mcp;
+pub mod providers;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -64,6 +66,11 @@ pub fn router(state: Arc<App>) -> Router {
             put(governance::edit).delete(governance::remove),
         )
         .route("/api/logs", get(logs::list))
+        .route("/api/providers", get(providers::list).post(providers::add))
+        .route(
+            "/api/providers/{name}",
+            put(providers::edit).delete(providers::remove),
+        )
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(&state),
             caller::require_admin,

@@ -29,7 +29,7 @@ use async_trait::async_trait;
 
 pub use audit::{AuditOutcome, AuditRecord, LogQuery};
 
-use crate::config::{ClientConfig, VirtualKeyConfig};
+use crate::config::{ClientConfig, ProviderConfig, VirtualKeyConfig};
 
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +99,26 @@ pub trait ClientStore: Send + Sync {
     async fn client_changes(&self) -> Result<Vec<ClientChange>, StoreError>;
 }
 
+/// A provider saved or removed through the API.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ProviderChange {
+    /// Added or edited: its name and configuration.
+    Saved(String, Box<ProviderConfig>),
+    /// Removed.
+    Removed(String),
+}
+
+/// Where LLM providers changed through the API are kept.
+#[async_trait]
+pub trait ProviderStore: Send + Sync {
+    /// Records provider `name` added or edited.
+    async fn save_provider(&self, name: &str, config: &ProviderConfig) -> Result<(), StoreError>;
+    /// Records that provider `name` was removed.
+    async fn forget_provider(&self, name: &str) -> Result<(), StoreError>;
+    /// Every recorded change, oldest first.
+    async fn provider_changes(&self) -> Result<Vec<ProviderChange>, StoreError>;
+}
+
 /// Virtual keys changed at run time (their hashes, never their values).
 #[async_trait]
 pub trait KeyStore: Send + Sync {
@@ -129,6 +149,8 @@ pub struct Store {
     pub clients: Arc<dyn ClientStore>,
     /// Runtime key changes.
     pub keys: Arc<dyn KeyStore>,
+    /// Runtime LLM provider changes.
+    pub providers: Arc<dyn ProviderStore>,
     /// The audit log.
     pub audit: Arc<dyn AuditStore>,
 }
@@ -145,6 +167,7 @@ impl Store {
         Ok(Store {
             clients: Arc::clone(&sqlite) as Arc<dyn ClientStore>,
             keys: Arc::clone(&sqlite) as Arc<dyn KeyStore>,
+            providers: Arc::clone(&sqlite) as Arc<dyn ProviderStore>,
             audit: sqlite,
         })
     }

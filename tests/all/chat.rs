@@ -800,3 +800,87 @@ async fn a_keys_provider_and_model_restriction_holds_before_any_upstream_call() 
     assert_eq!(double.received().len(), 1);
     assert_eq!(other.received().len(), 1);
 }
+
+#[tokio::test]
+async fn providers_are_managed_through_the_api_redacted_and_persisted() {
+    let double = ProviderDouble::start().await;
+    let db = tempfile::tempdir().expect("temp dir");
+    let path = db.path().join("codemode.db");
+    let file = json!({"providers": {"file": {
+        "custom_provider_config": {"base_provider_type": "openai"},
+        "network_config": {"base_url": double.base_url},
+        "keys": [{"value": "sk-literal-secret", "models": ["*"]}]}}});
+    let start = || async {
+        let config = Config::parse(&file.to_string()).expect("config");
+        let store = codemode::store::Store::open(&path).expect("store");
+        let app = App::assemble(&config, tools().await, EXECUTOR.clone(), Some(store))
+            .await
+            .expect("app");
+        router(Arc::new(app))
+    };
+    let app = start().await;
+    let (status, listing) = send(&app, "GET", "/api/providers", &[], Value::Null).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(listing["providers"][0]["name"], "file");
+    assert_eq!(listing["providers"][0]["keys"][0]["value"], "<redacted>");
+    assert!(!listing.to_string().contains("sk-literal-secret"));
+
+    let mut added = double.provider_config(0);
+    added["name"] = json!("added");
+    added["keys"] = json!([{"value": "env.CODEMODE_TEST_UNSET_KEY", "models": ["*"]}]);
+    let (status, answer) = send(&app, "POST", "/api/providers", &[], added.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let (status, _) = send(&app, "POST", "/api/providers", &[], added.clone()).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+
+    // A literal secret is refused through the API, and a provider it cannot reach too.
+    let mut literal = added.clone();
+    literal["name"] = json!("literal");
+    literal["keys"] = json!([{"value": "sk-plain"}]);
+    let (status, answer) = send(&app, "POST", "/api/providers", &[], literal).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let message = answer["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with("keys[0].value: must be an env.NAME reference"),
+        "{message}"
+    );
+    let (status, _) = send(
+        &app,
+        "POST",
+        "/api/providers",
+        &[],
+        json!({"name": "nowhere"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // The added provider's key names an unset variable: a clear 503, nothing sent.
+    let (status, answer) = send(&app, "POST", "/v1/chat/completions", &[], chat("added/m")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{answer}");
+    assert!(double.received().is_empty());
+    // Edited to need no key, it answers.
+    let mut keyless = double.provider_config(0);
+    keyless["keys"] = json!([]);
+    let (status, _) = send(&app, "PUT", "/api/providers/added", &[], keyless).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = send(&app, "POST", "/v1/chat/completions", &[], chat("added/m")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(double.received()[0].authorization, None);
+    let (status, _) = send(&app, "DELETE", "/api/providers/file", &[], Value::Null).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = send(&app, "DELETE", "/api/providers/file", &[], Value::Null).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    drop(app);
+
+    // After a restart over the same file and database, the API's changes win.
+    let app = start().await;
+    let (_, listing) = send(&app, "GET", "/api/providers", &[], Value::Null).await;
+    let names: Vec<&str> = listing["providers"]
+        .as_array()
+        .expect("providers")
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    assert_eq!(names, ["added"]);
+    assert_eq!(listing["providers"][0]["keys"], json!([]));
+}

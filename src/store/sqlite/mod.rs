@@ -12,6 +12,7 @@
 mod audit;
 mod clients;
 mod keys;
+mod providers;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -20,14 +21,16 @@ use async_trait::async_trait;
 use rusqlite::Connection;
 
 use super::{
-    AuditRecord, AuditStore, ClientChange, ClientStore, KeyChange, KeyStore, LogQuery, StoreError,
+    AuditRecord, AuditStore, ClientChange, ClientStore, KeyChange, KeyStore, LogQuery,
+    ProviderChange, ProviderStore, StoreError,
 };
-use crate::config::{ClientConfig, VirtualKeyConfig};
+use crate::config::{ClientConfig, ProviderConfig, VirtualKeyConfig};
 
 /// The schema's migrations: version, then the SQL that reaches it from the one before.
 pub const MIGRATIONS: &[(u32, &str)] = &[
     (1, include_str!("migrations/0001_initial.sql")),
     (2, include_str!("migrations/0002_audit_repeats.sql")),
+    (3, include_str!("migrations/0003_llm_providers.sql")),
 ];
 
 /// The open database, used synchronously.
@@ -148,6 +151,24 @@ impl ClientStore for SqliteStore {
 
     async fn client_changes(&self) -> Result<Vec<ClientChange>, StoreError> {
         self.blocking(|db| db.client_changes()).await
+    }
+}
+
+#[async_trait]
+impl ProviderStore for SqliteStore {
+    async fn save_provider(&self, name: &str, config: &ProviderConfig) -> Result<(), StoreError> {
+        let (name, config) = (name.to_string(), config.clone());
+        self.blocking(move |db| db.save_provider(&name, &config))
+            .await
+    }
+
+    async fn forget_provider(&self, name: &str) -> Result<(), StoreError> {
+        let name = name.to_string();
+        self.blocking(move |db| db.forget_provider(&name)).await
+    }
+
+    async fn provider_changes(&self) -> Result<Vec<ProviderChange>, StoreError> {
+        self.blocking(|db| db.provider_changes()).await
     }
 }
 
