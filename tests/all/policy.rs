@@ -30,12 +30,14 @@ async fn state(manager: Arc<McpManager>, config: Value, store: Option<Store>) ->
 }
 
 const CLIENTS: [&str; 3] = ["a", "b", "c"];
+/// The property test's clients: its own, so no other test's calls move its counters.
+const PROP_CLIENTS: [&str; 3] = ["pa", "pb", "pc"];
 const TOOLS: [&str; 3] = ["t1", "t2", "t3"];
 
 /// Counts the calls each in-process tool actually received.
 static RECEIVED: LazyLock<HashMap<String, AtomicUsize>> = LazyLock::new(|| {
     let mut counters = HashMap::new();
-    for client in CLIENTS {
+    for client in CLIENTS.into_iter().chain(PROP_CLIENTS) {
         for tool in TOOLS {
             counters.insert(format!("{client}.{tool}"), AtomicUsize::new(0));
         }
@@ -48,8 +50,13 @@ fn received(client: &str, tool: &str) -> usize {
 }
 
 async fn counting_manager() -> Arc<McpManager> {
+    counting_manager_of(&CLIENTS).await
+}
+
+/// A manager whose `clients` each have the counted tools `t1`, `t2`, `t3`.
+async fn counting_manager_of(clients: &[&'static str]) -> Arc<McpManager> {
     let manager = Arc::new(McpManager::new(Default::default()));
-    for client in CLIENTS {
+    for &client in clients {
         let tools = TOOLS
             .iter()
             .map(|tool| {
@@ -93,9 +100,9 @@ fn case() -> impl Strategy<Value = Case> {
     (
         prop::collection::vec(prop::option::of(tool_list()), 3),
         prop::collection::vec(key_entry, 3),
-        prop::option::of(prop::sample::subsequence(CLIENTS.to_vec(), 0..=3)),
+        prop::option::of(prop::sample::subsequence(PROP_CLIENTS.to_vec(), 0..=3)),
         prop::sample::subsequence(
-            CLIENTS
+            PROP_CLIENTS
                 .iter()
                 .flat_map(|c| TOOLS.iter().map(move |t| format!("{c}-{t}")))
                 .collect::<Vec<_>>(),
@@ -115,7 +122,7 @@ fn case() -> impl Strategy<Value = Case> {
 impl Case {
     /// The model: allowed = client config ∩ key ∩ filters.
     fn allowed(&self, index: usize, tool: &str) -> bool {
-        let client = CLIENTS[index];
+        let client = PROP_CLIENTS[index];
         let by_client = self.client_tools[index]
             .as_ref()
             .is_none_or(|t| t.contains(&tool));
@@ -131,7 +138,7 @@ impl Case {
     }
 
     fn config(&self) -> Value {
-        let mcp_configs: Vec<Value> = CLIENTS
+        let mcp_configs: Vec<Value> = PROP_CLIENTS
             .iter()
             .zip(&self.key_clients)
             .filter_map(|(client, tools)| {
@@ -145,8 +152,8 @@ impl Case {
 }
 
 async fn check(case: Case) {
-    let manager = counting_manager().await;
-    for (client, tools) in CLIENTS.iter().zip(&case.client_tools) {
+    let manager = counting_manager_of(&PROP_CLIENTS).await;
+    for (client, tools) in PROP_CLIENTS.iter().zip(&case.client_tools) {
         let mut config = ClientConfig::in_process(client).expect("name");
         config.tools_to_execute = tools
             .as_ref()
@@ -160,7 +167,7 @@ async fn check(case: Case) {
         headers.push(("x-bf-mcp-include-clients", include.as_str()));
     }
     let mut script = String::from("import codemode\nran = []\n");
-    for (index, client) in CLIENTS.iter().enumerate() {
+    for (index, client) in PROP_CLIENTS.iter().enumerate() {
         for tool in TOOLS {
             let before = received(client, tool);
             let mut body = tool_call(&format!("{client}-{tool}"));
@@ -183,7 +190,7 @@ async fn check(case: Case) {
         }
     }
     script.push_str("result = ran\n");
-    let before: usize = CLIENTS
+    let before: usize = PROP_CLIENTS
         .iter()
         .flat_map(|c| TOOLS.map(|t| received(c, t)))
         .sum();
@@ -191,13 +198,13 @@ async fn check(case: Case) {
     let (status, run) = send(&app, "POST", "/v1/code/execute", &headers, body).await;
     assert_eq!(status, StatusCode::OK, "{run}");
     let mut expected = Vec::new();
-    for (index, client) in CLIENTS.iter().enumerate() {
+    for (index, client) in PROP_CLIENTS.iter().enumerate() {
         for tool in TOOLS.iter().filter(|t| case.allowed(index, t)) {
             expected.push(format!("{client}-{tool}"));
         }
     }
     assert_eq!(run["result"], json!(expected), "from a script in {case:?}");
-    let after: usize = CLIENTS
+    let after: usize = PROP_CLIENTS
         .iter()
         .flat_map(|c| TOOLS.map(|t| received(c, t)))
         .sum();
