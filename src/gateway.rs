@@ -99,6 +99,22 @@ impl Gateway {
         arguments: Value,
         progress: Option<ProgressSender>,
     ) -> Result<ToolAnswer, CallError> {
+        self.call_from(permit, name, arguments, progress, None)
+            .await
+    }
+
+    /// [`call`](Self::call) recorded with `parent`, the LLM request whose answer asked for it.
+    ///
+    /// # Errors
+    /// As [`call`](Self::call).
+    pub async fn call_from(
+        &self,
+        permit: &Permit,
+        name: &str,
+        arguments: Value,
+        progress: Option<ProgressSender>,
+        parent: Option<&str>,
+    ) -> Result<ToolAnswer, CallError> {
         if meta::is_meta_tool(name) {
             let call = MetaCall::parse(name, arguments)?;
             let text = self.call_meta(permit, call).await?;
@@ -113,7 +129,7 @@ impl Gateway {
         };
         Ok(self
             .path
-            .call(permit, None, &client, &tool, arguments, progress)
+            .call(permit, parent, &client, &tool, arguments, progress)
             .await?)
     }
 

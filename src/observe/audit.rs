@@ -20,12 +20,16 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::AuditConfig;
-use crate::store::{AuditOutcome, AuditRecord, AuditStore};
+use crate::store::{AuditOutcome, AuditRecord, AuditStore, LlmRecord};
 
 enum Message {
     Record(Box<AuditRecord>),
+    Llm(Box<LlmRecord>),
     Flush(oneshot::Sender<()>),
 }
+
+/// Tool call ids remembered to link an execution to the LLM request that asked for it.
+const MAX_LINKS: usize = 10_000;
 
 /// How long the writer gathers records before writing them: under load one transaction per
 /// window instead of one per call (a flush writes at once).
@@ -40,6 +44,14 @@ pub const DENIED_PER_MINUTE: u32 = 100;
 /// The audit log's queue and writer.
 pub struct AuditLog {
     queue: mpsc::UnboundedSender<Message>,
+    links: std::sync::Mutex<Links>,
+}
+
+/// The most recent tool call ids of LLM answers, and the request each came from.
+#[derive(Default)]
+struct Links {
+    by_call: HashMap<String, String>,
+    order: std::collections::VecDeque<String>,
 }
 
 impl AuditLog {
@@ -47,7 +59,41 @@ impl AuditLog {
     pub fn start(store: Arc<dyn AuditStore>, retention: AuditConfig) -> AuditLog {
         let (queue, receiver) = mpsc::unbounded_channel();
         tokio::spawn(write(store, retention, receiver));
-        AuditLog { queue }
+        AuditLog {
+            queue,
+            links: std::sync::Mutex::new(Links::default()),
+        }
+    }
+
+    /// Queues an LLM request's record, and remembers its tool call ids (the most recent
+    /// 10,000), so the executions that follow can name it as their parent.
+    pub fn record_llm(&self, record: LlmRecord) {
+        {
+            let mut links = self.links.lock().unwrap_or_else(|p| p.into_inner());
+            for id in &record.tool_call_ids {
+                if links
+                    .by_call
+                    .insert(id.clone(), record.request_id.clone())
+                    .is_none()
+                {
+                    links.order.push_back(id.clone());
+                }
+            }
+            while links.order.len() > MAX_LINKS {
+                if let Some(oldest) = links.order.pop_front() {
+                    links.by_call.remove(&oldest);
+                }
+            }
+        }
+        if self.queue.send(Message::Llm(Box::new(record))).is_err() {
+            tracing::error!("the audit writer has stopped; a record is lost");
+        }
+    }
+
+    /// The LLM request whose answer asked for tool call `id`, if it is remembered.
+    pub fn llm_request_for(&self, id: &str) -> Option<String> {
+        let links = self.links.lock().unwrap_or_else(|p| p.into_inner());
+        links.by_call.get(id).cloned()
     }
 
     /// Queues `record`; returns at once.
@@ -91,12 +137,20 @@ async fn write(
             }
         }
         let mut records = Vec::with_capacity(messages.len());
+        let mut llm = Vec::new();
         let mut waiting = Vec::new();
         for message in messages.drain(..) {
             match message {
                 Message::Record(record) => records.extend(denied.admit(*record)),
+                Message::Llm(record) => llm.push(*record),
                 Message::Flush(done) => waiting.push(done),
             }
+        }
+        let llm_count = llm.len();
+        if llm_count > 0
+            && let Err(error) = store.insert_llm(llm).await
+        {
+            tracing::error!(%error, lost = llm_count, "LLM records not written");
         }
         records.extend(denied.take_folded());
         since_prune += records.len();

@@ -24,11 +24,14 @@ use serde_json::{Map, Value, json};
 use super::body::Body;
 use super::caller::{BodyFilters, Caller};
 use crate::app::App;
+use crate::gateway::new_id;
 use crate::llm::route::{self, Answer, ChatRequest, Served};
 use crate::llm::upstream::EventStream;
 use crate::llm::{LlmError, ModelRef};
 use crate::mcp::tools::openai_function;
+use crate::observe::audit::now_ms;
 use crate::policy::Permit;
+use crate::store::LlmRecord;
 
 /// The body fields the gateway owns: read here, never forwarded.
 const FILTER_FIELDS: [&str; 4] = [
@@ -49,15 +52,81 @@ pub async fn complete(
     headers: HeaderMap,
     Body(body): Body,
 ) -> Response {
+    let at_ms = now_ms();
+    let vk = permit.key().map(str::to_string);
     let request = match read_request(&state, permit, &headers, &body).await {
         Ok(request) => request,
         Err(error) => return error_response(&error, None),
     };
-    match route::route(&state.providers, request).await {
-        Ok(Answer::Complete(answer)) => Json(answer).into_response(),
-        Ok(Answer::Stream(upstream, served)) => stream_response(upstream, &served),
-        Err((error, served)) => error_response(&error, Some(&served)),
+    let stream = request.stream;
+    let mut record = LlmRecord {
+        at_ms,
+        vk,
+        provider: String::new(),
+        model_requested: String::new(),
+        model_used: None,
+        status: 200,
+        prompt_tokens: None,
+        completion_tokens: None,
+        latency_ms: 0.0,
+        stream,
+        request_id: new_id(),
+        tool_call_ids: Vec::new(),
+    };
+    let routed = route::route(&state.providers, request).await;
+    let served = match &routed {
+        Ok(Answer::Complete(answer)) => {
+            note_answer(&mut record, answer);
+            answer.get("extra_fields").cloned()
+        }
+        Ok(Answer::Stream(_, served)) | Err((_, served)) => serde_json::to_value(served).ok(),
+    };
+    if let Some(served) = served {
+        record.provider = served["provider"].as_str().unwrap_or_default().to_string();
+        record.model_requested = served["model_requested"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        record.model_used = served["model_used"]
+            .as_str()
+            .filter(|m| !m.is_empty())
+            .map(str::to_string);
+        record.latency_ms = served["latency_ms"].as_f64().unwrap_or_default();
     }
+    let request_id = record.request_id.clone();
+    let response = match routed {
+        Ok(Answer::Complete(mut answer)) => {
+            answer["extra_fields"]["request_id"] = json!(request_id);
+            Json(answer).into_response()
+        }
+        Ok(Answer::Stream(events, served)) => stream_response(events, &served),
+        Err((error, served)) => {
+            record.status = error.status.as_u16();
+            error_response(&error, Some(&served))
+        }
+    };
+    if let Some(audit) = &state.audit {
+        audit.record_llm(record);
+    }
+    response
+}
+
+/// What the record keeps of a complete answer: its usage and the tool calls it asked for.
+fn note_answer(record: &mut LlmRecord, answer: &Value) {
+    record.prompt_tokens = answer["usage"]["prompt_tokens"].as_u64();
+    record.completion_tokens = answer["usage"]["completion_tokens"].as_u64();
+    record.tool_call_ids = answer["choices"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|choice| {
+            choice["message"]["tool_calls"]
+                .as_array()
+                .into_iter()
+                .flatten()
+        })
+        .filter_map(|call| call["id"].as_str().map(str::to_string))
+        .collect();
 }
 
 /// `GET /v1/models`: `{"object": "list", "data": [{"id": "<provider>/<model>", ...}]}`.

@@ -76,11 +76,17 @@ pub async fn execute(
         "chat" => {
             let call: ChatToolCall = parse(&body)?;
             let permit = call.filters.narrow(permit);
+            // The LLM request whose answer asked for this call, when codemode served it.
+            let parent = state
+                .audit
+                .as_ref()
+                .and_then(|audit| audit.llm_request_for(&call.id));
             let output = run(
                 &state,
                 &permit,
                 &call.function.name,
                 call.function.arguments,
+                parent.as_deref(),
             )
             .await?;
             Ok(Json(
@@ -90,7 +96,18 @@ pub async fn execute(
         "responses" => {
             let call: ResponsesToolCall = parse(&body)?;
             let permit = call.filters.narrow(permit);
-            let output = run(&state, &permit, &call.name, call.arguments).await?;
+            let parent = state
+                .audit
+                .as_ref()
+                .and_then(|audit| audit.llm_request_for(&call.call_id));
+            let output = run(
+                &state,
+                &permit,
+                &call.name,
+                call.arguments,
+                parent.as_deref(),
+            )
+            .await?;
             Ok(Json(
                 json!({"type": "function_call_output", "call_id": call.call_id, "output": output}),
             ))
@@ -114,13 +131,15 @@ pub(super) fn parse<T: serde::de::DeserializeOwned>(body: &str) -> Result<T, Api
     })
 }
 
-/// Runs `<client>-<tool>` with OpenAI-style arguments (a JSON string, or an object); returns the
-/// tool's output as text: strings as they are, anything else as JSON.
+/// Runs `<client>-<tool>` with OpenAI-style arguments (a JSON string, or an object), recorded
+/// with `parent` (the LLM request that asked for it); returns the tool's output as text:
+/// strings as they are, anything else as JSON.
 async fn run(
     state: &App,
     permit: &Permit,
     name: &str,
     arguments: Value,
+    parent: Option<&str>,
 ) -> Result<String, ApiError> {
     let arguments = match arguments {
         Value::Null => json!({}),
@@ -135,7 +154,10 @@ async fn run(
             "arguments of {name} must be a JSON object"
         )));
     }
-    let answer = state.gateway.call(permit, name, arguments, None).await?;
+    let answer = state
+        .gateway
+        .call_from(permit, name, arguments, None, parent)
+        .await?;
     let value = answer.into_value()?;
     Ok(match value {
         Value::String(text) => text,

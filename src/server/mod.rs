@@ -66,6 +66,7 @@ pub fn router(state: Arc<App>) -> Router {
             put(governance::edit).delete(governance::remove),
         )
         .route("/api/logs", get(logs::list))
+        .route("/api/logs/llm", get(logs::list_llm))
         .route("/api/providers", get(providers::list).post(providers::add))
         .route(
             "/api/providers/{name}",

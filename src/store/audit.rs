@@ -94,3 +94,51 @@ pub struct LogQuery {
     /// Records to skip.
     pub offset: Option<u32>,
 }
+
+/// One LLM request through `/v1/chat/completions`, as recorded: never its content.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LlmRecord {
+    /// When it arrived, in milliseconds since the Unix epoch.
+    pub at_ms: i64,
+    /// The caller's virtual key, when it presented one.
+    pub vk: Option<String>,
+    /// The provider that answered, or whose error it is.
+    pub provider: String,
+    /// The `model` asked for.
+    pub model_requested: String,
+    /// The `<provider>/<model>` that answered, when one did.
+    pub model_used: Option<String>,
+    /// The HTTP status the caller got.
+    pub status: u16,
+    /// Input tokens, when the provider reported them (not for streams).
+    pub prompt_tokens: Option<u64>,
+    /// Output tokens, likewise.
+    pub completion_tokens: Option<u64>,
+    /// From arrival to the answer (its first byte, for a stream), in milliseconds.
+    pub latency_ms: f64,
+    /// Whether the answer was streamed.
+    pub stream: bool,
+    /// This request's id; tool executions of the tool calls it answered with name it as their
+    /// `parent_execution_id`.
+    pub request_id: String,
+    /// The ids of the tool calls the answer asked for.
+    pub tool_call_ids: Vec<String>,
+}
+
+/// Which LLM records to read, newest first.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LlmQuery {
+    /// Only this virtual key's requests.
+    pub vk: Option<String>,
+    /// Only requests answered by (or failed at) this provider.
+    pub provider: Option<String>,
+    /// From this time (milliseconds since the epoch), inclusive.
+    pub since: Option<i64>,
+    /// Before this time, exclusive.
+    pub until: Option<i64>,
+    /// Page size (default 100, at most 1,000).
+    pub limit: Option<u32>,
+    /// Records to skip.
+    pub offset: Option<u32>,
+}

@@ -27,7 +27,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-pub use audit::{AuditOutcome, AuditRecord, LogQuery};
+pub use audit::{AuditOutcome, AuditRecord, LlmQuery, LlmRecord, LogQuery};
 
 use crate::config::{ClientConfig, ProviderConfig, VirtualKeyConfig};
 
@@ -140,6 +140,10 @@ pub trait AuditStore: Send + Sync {
     /// Deletes records older than `oldest_ms` and all but the newest `max_records`; answers
     /// how many went.
     async fn prune_audit(&self, oldest_ms: i64, max_records: u64) -> Result<usize, StoreError>;
+    /// Appends LLM request records in one transaction.
+    async fn insert_llm(&self, records: Vec<LlmRecord>) -> Result<(), StoreError>;
+    /// One page of the LLM records `query` selects, newest first, and how many it selects.
+    async fn query_llm(&self, query: LlmQuery) -> Result<(Vec<LlmRecord>, u64), StoreError>;
 }
 
 /// One store of each aggregate.

@@ -884,3 +884,60 @@ async fn providers_are_managed_through_the_api_redacted_and_persisted() {
     assert_eq!(names, ["added"]);
     assert_eq!(listing["providers"][0]["keys"], json!([]));
 }
+
+#[tokio::test]
+async fn llm_requests_are_audited_and_the_tool_calls_they_ask_for_are_linked() {
+    let double = ProviderDouble::start().await;
+    let mut answer = completion("m", "");
+    answer["choices"][0]["message"]["tool_calls"] = json!([{"id": "call_7", "type": "function",
+        "function": {"name": "a-t1", "arguments": "{}"}}]);
+    answer["choices"][0]["finish_reason"] = json!("tool_calls");
+    double.reply(Reply::Json(200, answer));
+    double.reply(Reply::Json(500, json!({"error": {"message": "down"}})));
+    let db = tempfile::tempdir().expect("temp dir");
+    let store = codemode::store::Store::open(&db.path().join("audit.db")).expect("store");
+    let keys = json!({"governance": {"virtual_keys": [{"name": "agent", "value": "vk-agent",
+        "mcp_configs": [{"mcp_client_name": "a", "tools_to_execute": ["*"]}]}]}});
+    let mut config = keys;
+    config["providers"] = json!({"double": double.provider_config(0)});
+    let config = Config::parse(&config.to_string()).expect("config");
+    let app = router(Arc::new(
+        App::assemble(&config, tools().await, EXECUTOR.clone(), Some(store))
+            .await
+            .expect("app"),
+    ));
+    let key = [("x-bf-vk", "vk-agent")];
+    let (status, answer) = send(&app, "POST", "/v1/chat/completions", &key, chat("double/m")).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let request_id = answer["extra_fields"]["request_id"]
+        .as_str()
+        .expect("an id")
+        .to_string();
+    let call = answer["choices"][0]["message"]["tool_calls"][0].clone();
+    let (status, _) = send(&app, "POST", "/v1/mcp/tool/execute", &key, call).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = send(&app, "POST", "/v1/chat/completions", &key, chat("double/m")).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+
+    let (_, llm) = send(&app, "GET", "/api/logs/llm?vk=agent", &[], Value::Null).await;
+    assert_eq!(llm["total"], 2, "{llm}");
+    let (failed, served) = (&llm["logs"][0], &llm["logs"][1]);
+    assert_eq!(served["request_id"], request_id.as_str());
+    assert_eq!(served["provider"], "double");
+    assert_eq!(served["model_requested"], "double/m");
+    assert_eq!(served["model_used"], "double/m");
+    assert_eq!(served["status"], 200);
+    assert_eq!(served["prompt_tokens"], 3);
+    assert_eq!(served["completion_tokens"], 2);
+    assert_eq!(served["tool_call_ids"], json!(["call_7"]));
+    assert_eq!(failed["status"], 500);
+    assert_eq!(failed["model_used"], Value::Null);
+    assert!(
+        !llm.to_string().contains("hi"),
+        "no content is recorded: {llm}"
+    );
+
+    let (_, tools) = send(&app, "GET", "/api/logs?vk=agent", &[], Value::Null).await;
+    assert_eq!(tools["logs"][0]["tool"], "t1");
+    assert_eq!(tools["logs"][0]["parent_execution_id"], request_id.as_str());
+}

@@ -123,7 +123,8 @@ impl Database {
         })
     }
 
-    /// Deletes records older than `oldest_ms` and all but the newest `max_records`.
+    /// Deletes records older than `oldest_ms` and all but the newest `max_records`, in the
+    /// tool log and the LLM log alike.
     ///
     /// # Errors
     /// [`StoreError::Sqlite`].
@@ -139,7 +140,14 @@ impl Database {
                      LIMIT 1 OFFSET ?1)",
                 params![max_records as i64],
             )?;
-            Ok(old + extra)
+            // The LLM request log keeps the same retention.
+            let old_llm = c.execute("DELETE FROM llm_log WHERE at_ms < ?1", params![oldest_ms])?;
+            let extra_llm = c.execute(
+                "DELETE FROM llm_log WHERE id <= (SELECT id FROM llm_log ORDER BY id DESC
+                     LIMIT 1 OFFSET ?1)",
+                params![max_records as i64],
+            )?;
+            Ok(old + extra + old_llm + extra_llm)
         })
     }
 }

@@ -12,6 +12,7 @@
 mod audit;
 mod clients;
 mod keys;
+mod llm;
 mod providers;
 
 use std::path::Path;
@@ -21,8 +22,8 @@ use async_trait::async_trait;
 use rusqlite::Connection;
 
 use super::{
-    AuditRecord, AuditStore, ClientChange, ClientStore, KeyChange, KeyStore, LogQuery,
-    ProviderChange, ProviderStore, StoreError,
+    AuditRecord, AuditStore, ClientChange, ClientStore, KeyChange, KeyStore, LlmQuery, LlmRecord,
+    LogQuery, ProviderChange, ProviderStore, StoreError,
 };
 use crate::config::{ClientConfig, ProviderConfig, VirtualKeyConfig};
 
@@ -31,6 +32,7 @@ pub const MIGRATIONS: &[(u32, &str)] = &[
     (1, include_str!("migrations/0001_initial.sql")),
     (2, include_str!("migrations/0002_audit_repeats.sql")),
     (3, include_str!("migrations/0003_llm_providers.sql")),
+    (4, include_str!("migrations/0004_llm_log.sql")),
 ];
 
 /// The open database, used synchronously.
@@ -202,6 +204,14 @@ impl AuditStore for SqliteStore {
     async fn prune_audit(&self, oldest_ms: i64, max_records: u64) -> Result<usize, StoreError> {
         self.blocking(move |db| db.prune_audit(oldest_ms, max_records))
             .await
+    }
+
+    async fn insert_llm(&self, records: Vec<LlmRecord>) -> Result<(), StoreError> {
+        self.blocking(move |db| db.insert_llm(&records)).await
+    }
+
+    async fn query_llm(&self, query: LlmQuery) -> Result<(Vec<LlmRecord>, u64), StoreError> {
+        self.blocking(move |db| db.query_llm(&query)).await
     }
 }
 
