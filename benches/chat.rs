@@ -1,7 +1,7 @@
 //! Chat overhead (issue 12): one non-streaming `POST /v1/chat/completions` sent straight to a
-//! local OpenAI-protocol double, and the same request through codemode (loopback HTTP, routing,
-//! key choice, the forward, `extra_fields`) to that double. The difference is what codemode
-//! adds.
+//! local OpenAI-protocol double, through a plain proxy that only forwards the bytes (the cost of
+//! any extra HTTP hop), and through codemode (routing, key choice, tool injection, the forward,
+//! `extra_fields`). Codemode's own work is the difference between the last two.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
@@ -38,14 +38,41 @@ async fn double() -> String {
     base
 }
 
+/// A proxy that forwards the body to `upstream` and answers the bytes it got: an extra hop and
+/// nothing else.
+async fn plain_proxy(upstream: String) -> String {
+    let client = reqwest::Client::new();
+    let app = axum::Router::new().route(
+        "/v1/chat/completions",
+        post(move |body: axum::body::Bytes| {
+            let (client, upstream) = (client.clone(), upstream.clone());
+            async move {
+                let answer = client
+                    .post(format!("{upstream}/chat/completions"))
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await
+                    .expect("forwarded");
+                answer.bytes().await.expect("answer")
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}/v1", listener.local_addr().expect("address"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    base
+}
+
 fn chat(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("runtime");
-    let (double, codemode) = runtime.block_on(async {
+    let (double, proxy, codemode) = runtime.block_on(async {
         let double = double().await;
+        let proxy = plain_proxy(double.clone()).await;
         let config = json!({"providers": {"double": {
             "custom_provider_config": {"base_provider_type": "openai"},
             "network_config": {"base_url": double},
@@ -61,7 +88,7 @@ fn chat(c: &mut Criterion) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let codemode = format!("http://{}/v1", listener.local_addr().expect("address"));
         tokio::spawn(serve(listener, state, std::future::pending()));
-        (double, codemode)
+        (double, proxy, codemode)
     });
     let client = reqwest::Client::new();
     let messages = json!([{"role": "user", "content": "hi"}]);
@@ -81,6 +108,9 @@ fn chat(c: &mut Criterion) {
     let mut group = c.benchmark_group("chat");
     group.bench_function("direct", |b| {
         b.to_async(&runtime).iter(|| send(double.clone(), "m"));
+    });
+    group.bench_function("through_plain_proxy", |b| {
+        b.to_async(&runtime).iter(|| send(proxy.clone(), "m"));
     });
     group.bench_function("through_codemode", |b| {
         b.to_async(&runtime).iter(|| send(codemode.clone(), "double/m"));
