@@ -32,7 +32,9 @@ async fn double() -> String {
             async move { Json(answer) }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let base = format!("http://{}/v1", listener.local_addr().expect("address"));
     tokio::spawn(async move { axum::serve(listener, app).await });
     base
@@ -58,7 +60,9 @@ async fn plain_proxy(upstream: String) -> String {
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let base = format!("http://{}/v1", listener.local_addr().expect("address"));
     tokio::spawn(async move { axum::serve(listener, app).await });
     base
@@ -85,7 +89,9 @@ fn chat(c: &mut Criterion) {
                 .await
                 .expect("state"),
         );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let codemode = format!("http://{}/v1", listener.local_addr().expect("address"));
         tokio::spawn(serve(listener, state, std::future::pending()));
         (double, proxy, codemode)
@@ -113,7 +119,8 @@ fn chat(c: &mut Criterion) {
         b.to_async(&runtime).iter(|| send(proxy.clone(), "m"));
     });
     group.bench_function("through_codemode", |b| {
-        b.to_async(&runtime).iter(|| send(codemode.clone(), "double/m"));
+        b.to_async(&runtime)
+            .iter(|| send(codemode.clone(), "double/m"));
     });
     group.finish();
 }

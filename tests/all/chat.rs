@@ -941,3 +941,64 @@ async fn llm_requests_are_audited_and_the_tool_calls_they_ask_for_are_linked() {
     assert_eq!(tools["logs"][0]["tool"], "t1");
     assert_eq!(tools["logs"][0]["parent_execution_id"], request_id.as_str());
 }
+
+#[tokio::test]
+async fn a_stream_that_breaks_ends_with_an_error_event() {
+    let double = ProviderDouble::start().await;
+    double.reply(Reply::StreamBroken(vec![chunk("partial")]));
+    let app = app(json!({"double": double.provider_config(0)}), json!({})).await;
+    let mut body = chat("double/m");
+    body["stream"] = json!(true);
+    let response = app
+        .oneshot(
+            Request::post("/v1/chat/completions")
+                .header("content-type", "application/json")
+                .body(Body::from(body.to_string()))
+                .expect("request"),
+        )
+        .await
+        .expect("response");
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut body = response.into_body();
+    let frame = body.frame().await.expect("a frame").expect("bytes");
+    let first = String::from_utf8_lossy(frame.data_ref().expect("data")).into_owned();
+    assert!(first.contains("partial"), "{first}");
+    double.break_stream();
+    let rest = body.collect().await.expect("the rest").to_bytes();
+    let text = format!("{first}{}", String::from_utf8_lossy(&rest));
+    let data: Vec<&str> = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("data: "))
+        .collect();
+    let last: Value = serde_json::from_str(data.last().expect("an event")).expect("JSON");
+    assert_eq!(last["error"]["type"], "api_error", "{text}");
+    assert!(!text.contains("[DONE]"));
+}
+
+#[tokio::test]
+async fn the_key_is_chosen_among_those_that_serve_the_model() {
+    let double = ProviderDouble::start().await;
+    let mut config = double.provider_config(0);
+    config["keys"] = json!([
+        {"name": "small", "value": "sk-small", "models": ["small-*"], "weight": 1.0},
+        {"name": "large", "value": "sk-large", "models": ["large-*", "huge"], "weight": 3.0}
+    ]);
+    let app = app(json!({"double": config}), json!({})).await;
+    for (model, key) in [
+        ("small-1", "sk-small"),
+        ("large-2", "sk-large"),
+        ("huge", "sk-large"),
+    ] {
+        let (status, _) = send(
+            &app,
+            "POST",
+            "/v1/chat/completions",
+            &[],
+            chat(&format!("double/{model}")),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        let sent = double.received().pop().expect("a request");
+        assert_eq!(sent.authorization, Some(format!("Bearer {key}")), "{model}");
+    }
+}

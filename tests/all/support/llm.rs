@@ -26,6 +26,9 @@ pub enum Reply {
     StreamHeld(Vec<Value>),
     /// A 200 event stream of Anthropic events, each named by its `type`.
     Events(Vec<Value>),
+    /// A 200 event stream of these chunks whose connection breaks when the test says so
+    /// ([`ProviderDouble::break_stream`]).
+    StreamBroken(Vec<Value>),
 }
 
 /// A request the double received.
@@ -47,6 +50,8 @@ struct Script {
     received: Mutex<Vec<Received>>,
     /// Notified when a held stream's caller went away.
     left: Notify,
+    /// Notified by the test to break a stream.
+    breaks: Notify,
 }
 
 /// A running double.
@@ -88,6 +93,11 @@ impl ProviderDouble {
     /// Every request received so far.
     pub fn received(&self) -> Vec<Received> {
         self.script.received.lock().expect("script").clone()
+    }
+
+    /// Breaks the connection of a [`Reply::StreamBroken`] stream.
+    pub fn break_stream(&self) {
+        self.script.breaks.notify_one();
     }
 
     /// Waits until the caller of a held stream has gone away.
@@ -178,6 +188,18 @@ async fn chat(
             sse(Body::from_stream(futures::stream::iter(
                 events.into_iter().map(Ok::<_, std::convert::Infallible>),
             )))
+        }
+        Some(Reply::StreamBroken(chunks)) => {
+            let script = Arc::clone(&script);
+            let first: Vec<Result<Bytes, std::io::Error>> =
+                chunks.iter().map(|chunk| Ok(event(chunk))).collect();
+            let broken = futures::stream::once(async move {
+                script.breaks.notified().await;
+                Err(std::io::Error::other("the double broke the stream"))
+            });
+            sse(Body::from_stream(
+                futures::stream::iter(first).chain(broken),
+            ))
         }
         Some(Reply::StreamHeld(chunks)) => {
             let guard = LeftGuard(Arc::clone(&script));
