@@ -61,8 +61,8 @@ pub struct Attempt {
 
 /// What a routed request got.
 pub enum Answer {
-    /// A complete `chat.completion`, `extra_fields` added.
-    Complete(Value),
+    /// A complete `chat.completion` (`extra_fields` added), and how it was served.
+    Complete(Value, Served),
     /// An event stream in OpenAI's chunk format, and how it was served.
     Stream(EventStream, Served),
 }
@@ -116,7 +116,7 @@ pub async fn route(
                 return Ok(match reply {
                     Reply::Complete(mut answer) => {
                         answer["extra_fields"] = json!(served);
-                        Answer::Complete(answer)
+                        Answer::Complete(answer, served)
                     }
                     Reply::Stream(events) => Answer::Stream(events, served),
                 });

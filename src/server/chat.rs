@@ -75,27 +75,19 @@ pub async fn complete(
     };
     let routed = route::route(&state.providers, request).await;
     let served = match &routed {
-        Ok(Answer::Complete(answer)) => {
+        Ok(Answer::Complete(answer, served)) => {
             note_answer(&mut record, answer);
-            answer.get("extra_fields").cloned()
+            served
         }
-        Ok(Answer::Stream(_, served)) | Err((_, served)) => serde_json::to_value(served).ok(),
+        Ok(Answer::Stream(_, served)) | Err((_, served)) => served,
     };
-    if let Some(served) = served {
-        record.provider = served["provider"].as_str().unwrap_or_default().to_string();
-        record.model_requested = served["model_requested"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        record.model_used = served["model_used"]
-            .as_str()
-            .filter(|m| !m.is_empty())
-            .map(str::to_string);
-        record.latency_ms = served["latency_ms"].as_f64().unwrap_or_default();
-    }
+    record.provider = served.provider.clone();
+    record.model_requested = served.model_requested.clone();
+    record.model_used = Some(served.model_used.clone()).filter(|m| !m.is_empty());
+    record.latency_ms = served.latency_ms;
     let request_id = record.request_id.clone();
     let response = match routed {
-        Ok(Answer::Complete(mut answer)) => {
+        Ok(Answer::Complete(mut answer, _)) => {
             answer["extra_fields"]["request_id"] = json!(request_id);
             Json(answer).into_response()
         }

@@ -46,6 +46,29 @@ async fn app(providers: Value, mut config: Value) -> axum::Router {
     router(Arc::new(app))
 }
 
+/// A chat request straight through the router, its response unread (for streams).
+async fn stream_request(app: axum::Router, body: &Value) -> axum::response::Response {
+    app.oneshot(
+        Request::post("/v1/chat/completions")
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .expect("request"),
+    )
+    .await
+    .expect("response")
+}
+
+/// The whole body of `response` as text.
+async fn body_text(response: axum::response::Response) -> String {
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    String::from_utf8(bytes.to_vec()).expect("UTF-8")
+}
+
 fn chat(model: &str) -> Value {
     json!({"model": model, "messages": [{"role": "user", "content": "hi"}]})
 }
@@ -376,28 +399,11 @@ async fn a_stream_is_forwarded_chunk_by_chunk_to_done() {
     let mut body = chat("double/m");
     body["stream"] = json!(true);
     body["stream_options"] = json!({"include_usage": true});
-    let response = app
-        .oneshot(
-            Request::post("/v1/chat/completions")
-                .header("content-type", "application/json")
-                .body(Body::from(body.to_string()))
-                .expect("request"),
-        )
-        .await
-        .expect("response");
+    let response = stream_request(app, &body).await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers()["content-type"], "text/event-stream");
     assert_eq!(response.headers()["x-codemode-provider"], "double");
-    let text = String::from_utf8(
-        response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes()
-            .to_vec(),
-    )
-    .expect("UTF-8");
+    let text = body_text(response).await;
     let data: Vec<&str> = text
         .lines()
         .filter_map(|line| line.strip_prefix("data: "))
@@ -418,15 +424,7 @@ async fn a_caller_that_leaves_a_stream_cancels_the_upstream_request() {
     let app = app(json!({"double": double.provider_config(0)}), json!({})).await;
     let mut body = chat("double/m");
     body["stream"] = json!(true);
-    let response = app
-        .oneshot(
-            Request::post("/v1/chat/completions")
-                .header("content-type", "application/json")
-                .body(Body::from(body.to_string()))
-                .expect("request"),
-        )
-        .await
-        .expect("response");
+    let response = stream_request(app, &body).await;
     let mut body = response.into_body();
     let frame = body.frame().await.expect("a frame").expect("bytes");
     let first = String::from_utf8_lossy(frame.data_ref().expect("data")).into_owned();
@@ -655,26 +653,9 @@ async fn an_anthropic_stream_becomes_openai_chunks_as_it_arrives() {
     let mut body = chat("claude/claude-x");
     body["stream"] = json!(true);
     body["stream_options"] = json!({"include_usage": true});
-    let response = app
-        .oneshot(
-            Request::post("/v1/chat/completions")
-                .header("content-type", "application/json")
-                .body(Body::from(body.to_string()))
-                .expect("request"),
-        )
-        .await
-        .expect("response");
+    let response = stream_request(app, &body).await;
     assert_eq!(response.status(), StatusCode::OK);
-    let text = String::from_utf8(
-        response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes()
-            .to_vec(),
-    )
-    .expect("UTF-8");
+    let text = body_text(response).await;
     let data: Vec<&str> = text
         .lines()
         .filter_map(|line| line.strip_prefix("data: "))
@@ -949,15 +930,7 @@ async fn a_stream_that_breaks_ends_with_an_error_event() {
     let app = app(json!({"double": double.provider_config(0)}), json!({})).await;
     let mut body = chat("double/m");
     body["stream"] = json!(true);
-    let response = app
-        .oneshot(
-            Request::post("/v1/chat/completions")
-                .header("content-type", "application/json")
-                .body(Body::from(body.to_string()))
-                .expect("request"),
-        )
-        .await
-        .expect("response");
+    let response = stream_request(app, &body).await;
     assert_eq!(response.status(), StatusCode::OK);
     let mut body = response.into_body();
     let frame = body.frame().await.expect("a frame").expect("bytes");

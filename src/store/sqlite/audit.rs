@@ -1,8 +1,8 @@
 //! The audit log's table: batched inserts, filtered pages, retention.
 
-use rusqlite::{ToSql, params};
+use rusqlite::params;
 
-use super::Database;
+use super::{Database, Filter, page};
 use crate::executor::ErrorKind;
 use crate::store::StoreError;
 use crate::store::audit::{AuditOutcome, AuditRecord, LogQuery};
@@ -50,47 +50,30 @@ impl Database {
         &self,
         query: &LogQuery,
     ) -> Result<(Vec<AuditRecord>, u64), StoreError> {
-        let mut conditions = Vec::new();
-        let mut values: Vec<Box<dyn ToSql>> = Vec::new();
-        let text_filters = [
-            ("vk", &query.vk),
-            ("client", &query.client),
-            ("tool", &query.tool),
-            ("outcome", &query.outcome),
-            ("parent_execution_id", &query.parent_execution_id),
-        ];
-        for (column, value) in text_filters {
-            if let Some(value) = value {
-                values.push(Box::new(value.clone()));
-                conditions.push(format!("{column} = ?{}", values.len()));
-            }
-        }
-        if let Some(since) = query.since {
-            values.push(Box::new(since));
-            conditions.push(format!("at_ms >= ?{}", values.len()));
-        }
-        if let Some(until) = query.until {
-            values.push(Box::new(until));
-            conditions.push(format!("at_ms < ?{}", values.len()));
-        }
-        let filter = if conditions.is_empty() {
-            String::new()
-        } else {
-            format!("WHERE {}", conditions.join(" AND "))
-        };
-        let limit = query.limit.unwrap_or(100).min(1_000);
-        let offset = query.offset.unwrap_or(0);
-        let params: Vec<&dyn ToSql> = values.iter().map(|v| v.as_ref()).collect();
+        let filter = Filter::new(
+            &[
+                ("vk", &query.vk),
+                ("client", &query.client),
+                ("tool", &query.tool),
+                ("outcome", &query.outcome),
+                ("parent_execution_id", &query.parent_execution_id),
+            ],
+            query.since,
+            query.until,
+        );
+        let (limit, offset) = page(query.limit, query.offset);
+        let params = filter.params();
         self.with(|c| {
             let total: i64 = c.query_row(
-                &format!("SELECT COUNT(*) FROM audit_log {filter}"),
+                &format!("SELECT COUNT(*) FROM audit_log {}", filter.clause),
                 params.as_slice(),
                 |row| row.get(0),
             )?;
             let mut statement = c.prepare(&format!(
                 "SELECT at_ms, vk, client, tool, arg_bytes, arg_hash, outcome, error_type,
                      latency_ms, execution_id, parent_execution_id, repeats
-                 FROM audit_log {filter} ORDER BY at_ms DESC, id DESC LIMIT {limit} OFFSET {offset}"
+                 FROM audit_log {} ORDER BY at_ms DESC, id DESC LIMIT {limit} OFFSET {offset}",
+                filter.clause
             ))?;
             let rows = statement.query_map(params.as_slice(), |row| {
                 Ok(AuditRecord {

@@ -1,8 +1,8 @@
 //! The LLM request log's table: batched inserts, filtered pages. Pruned with the audit log.
 
-use rusqlite::{ToSql, params};
+use rusqlite::params;
 
-use super::Database;
+use super::{Database, Filter, page};
 use crate::store::StoreError;
 use crate::store::audit::{LlmQuery, LlmRecord};
 
@@ -48,40 +48,24 @@ impl Database {
     /// # Errors
     /// [`StoreError::Sqlite`].
     pub(super) fn query_llm(&self, query: &LlmQuery) -> Result<(Vec<LlmRecord>, u64), StoreError> {
-        let mut conditions = Vec::new();
-        let mut values: Vec<Box<dyn ToSql>> = Vec::new();
-        for (column, value) in [("vk", &query.vk), ("provider", &query.provider)] {
-            if let Some(value) = value {
-                values.push(Box::new(value.clone()));
-                conditions.push(format!("{column} = ?{}", values.len()));
-            }
-        }
-        if let Some(since) = query.since {
-            values.push(Box::new(since));
-            conditions.push(format!("at_ms >= ?{}", values.len()));
-        }
-        if let Some(until) = query.until {
-            values.push(Box::new(until));
-            conditions.push(format!("at_ms < ?{}", values.len()));
-        }
-        let filter = if conditions.is_empty() {
-            String::new()
-        } else {
-            format!("WHERE {}", conditions.join(" AND "))
-        };
-        let limit = query.limit.unwrap_or(100).min(1_000);
-        let offset = query.offset.unwrap_or(0);
-        let params: Vec<&dyn ToSql> = values.iter().map(|v| v.as_ref()).collect();
+        let filter = Filter::new(
+            &[("vk", &query.vk), ("provider", &query.provider)],
+            query.since,
+            query.until,
+        );
+        let (limit, offset) = page(query.limit, query.offset);
+        let params = filter.params();
         self.with(|c| {
             let total: i64 = c.query_row(
-                &format!("SELECT COUNT(*) FROM llm_log {filter}"),
+                &format!("SELECT COUNT(*) FROM llm_log {}", filter.clause),
                 params.as_slice(),
                 |row| row.get(0),
             )?;
             let mut statement = c.prepare(&format!(
                 "SELECT at_ms, vk, provider, model_requested, model_used, status, prompt_tokens,
                      completion_tokens, latency_ms, stream, request_id, tool_call_ids
-                 FROM llm_log {filter} ORDER BY at_ms DESC, id DESC LIMIT {limit} OFFSET {offset}"
+                 FROM llm_log {} ORDER BY at_ms DESC, id DESC LIMIT {limit} OFFSET {offset}",
+                filter.clause
             ))?;
             let rows = statement.query_map(params.as_slice(), |row| {
                 let ids: String = row.get(11)?;

@@ -111,6 +111,54 @@ impl Database {
     }
 }
 
+/// A `WHERE` clause of equality filters and an `at_ms` range, with its parameters: what the
+/// audit log's and the LLM log's queries filter by.
+pub(super) struct Filter {
+    /// `WHERE ...`, or empty.
+    pub(super) clause: String,
+    values: Vec<Box<dyn rusqlite::ToSql>>,
+}
+
+impl Filter {
+    /// `column = value` for each given value, and `since <= at_ms < until`.
+    pub(super) fn new(
+        equal: &[(&str, &Option<String>)],
+        since: Option<i64>,
+        until: Option<i64>,
+    ) -> Filter {
+        let mut conditions = Vec::new();
+        let mut values: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
+        for (column, value) in equal {
+            if let Some(value) = value {
+                values.push(Box::new(value.clone()));
+                conditions.push(format!("{column} = ?{}", values.len()));
+            }
+        }
+        for (bound, condition) in [(since, "at_ms >="), (until, "at_ms <")] {
+            if let Some(bound) = bound {
+                values.push(Box::new(bound));
+                conditions.push(format!("{condition} ?{}", values.len()));
+            }
+        }
+        let clause = if conditions.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", conditions.join(" AND "))
+        };
+        Filter { clause, values }
+    }
+
+    /// The parameters, in the clause's order.
+    pub(super) fn params(&self) -> Vec<&dyn rusqlite::ToSql> {
+        self.values.iter().map(|v| v.as_ref()).collect()
+    }
+}
+
+/// A page's `LIMIT` (default 100, at most 1,000) and `OFFSET`.
+pub(super) fn page(limit: Option<u32>, offset: Option<u32>) -> (u32, u32) {
+    (limit.unwrap_or(100).min(1_000), offset.unwrap_or(0))
+}
+
 /// The SQLite store: the [`Database`], queried on the blocking pool.
 pub struct SqliteStore {
     database: Arc<Database>,
