@@ -2,6 +2,11 @@
 //! local OpenAI-protocol double, through a plain proxy that only forwards the bytes (the cost of
 //! any extra HTTP hop), and through codemode (routing, key choice, tool injection, the forward,
 //! `extra_fields`). Codemode's own work is the difference between the last two.
+//!
+//! Agent mode (issue 13): `agent/one_round` is a request in which the model asks for an
+//! auto-executable in-process tool, codemode runs it and asks again (two model calls);
+//! `agent/one_model_call` is the same service answering in one model call. The loop's own
+//! cost is `one_round - 2 * one_model_call` (the in-process tool costs microseconds).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
@@ -12,7 +17,7 @@ use axum::routing::post;
 use codemode::app::App;
 use codemode::config::Config;
 use codemode::executor::{Executor, ExecutorConfig};
-use codemode::mcp::McpManager;
+use codemode::mcp::{InProcessTool, McpManager};
 use codemode::server::serve;
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::{Value, json};
@@ -125,5 +130,96 @@ fn chat(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, chat);
+/// A provider that asks for `a-t1` unless the conversation ends with a tool result.
+async fn agent_double() -> String {
+    let app = axum::Router::new().route(
+        "/v1/chat/completions",
+        post(|Json(body): Json<Value>| async move {
+            let last = body["messages"].as_array().and_then(|m| m.last()).cloned();
+            let message = if last.is_some_and(|m| m["role"] == "tool") {
+                json!({"role": "assistant", "content": "ok"})
+            } else {
+                json!({"role": "assistant", "content": null, "tool_calls": [{"id": "c1",
+                    "type": "function", "function": {"name": "a-t1", "arguments": "{}"}}]})
+            };
+            Json(json!({
+                "id": "chatcmpl-bench", "object": "chat.completion", "created": 1, "model": "m",
+                "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}
+            }))
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}/v1", listener.local_addr().expect("address"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    base
+}
+
+fn agent(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let codemode = runtime.block_on(async {
+        let double = agent_double().await;
+        let config = json!({"providers": {"double": {
+            "custom_provider_config": {"base_provider_type": "openai"},
+            "network_config": {"base_url": double},
+            "keys": [{"value": "sk-bench", "models": ["*"]}]}}});
+        let config = Config::parse(&config.to_string()).expect("config");
+        let executor = Executor::new(ExecutorConfig::default()).expect("sandbox");
+        let manager = Arc::new(McpManager::new(Default::default()));
+        let tool = InProcessTool::new("t1", "a tool", json!({"type": "object"}), |_| async {
+            Ok(json!("done"))
+        });
+        manager.add_in_process("a", vec![tool]).await.expect("a");
+        let mut client = manager.config("a").await.expect("config");
+        client.tools_to_auto_execute = vec!["*".into()];
+        manager.replace("a", client).await.expect("auto");
+        let state = Arc::new(
+            App::assemble(&config, manager, executor, None)
+                .await
+                .expect("state"),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let codemode = format!("http://{}/v1", listener.local_addr().expect("address"));
+        tokio::spawn(serve(listener, state, std::future::pending()));
+        codemode
+    });
+    let client = reqwest::Client::new();
+    let asks = json!([{"role": "user", "content": "hi"}]);
+    let answered = json!([{"role": "user", "content": "hi"},
+        {"role": "assistant", "content": null, "tool_calls": [{"id": "c0", "type": "function",
+            "function": {"name": "a-t1", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "c0", "content": "done"}]);
+    let send = |messages: Value| {
+        let (client, url) = (client.clone(), codemode.clone());
+        async move {
+            let response = client
+                .post(format!("{url}/chat/completions"))
+                .json(&json!({"model": "double/m", "messages": messages}))
+                .send()
+                .await
+                .expect("sent");
+            assert!(response.status().is_success());
+            let answer: Value = response.json().await.expect("body");
+            assert_eq!(answer["choices"][0]["message"]["content"], "ok", "{answer}");
+        }
+    };
+    let mut group = c.benchmark_group("agent");
+    group.bench_function("one_model_call", |b| {
+        b.to_async(&runtime).iter(|| send(answered.clone()));
+    });
+    group.bench_function("one_round", |b| {
+        b.to_async(&runtime).iter(|| send(asks.clone()));
+    });
+    group.finish();
+}
+
+criterion_group!(benches, chat, agent);
 criterion_main!(benches);

@@ -4,6 +4,8 @@
 //! - `fresh_execution/print`: a whole execution of `print(1+1)` in a fresh instance.
 //! - `tool_calls/1000_calls` vs `tool_calls/1000_iterations`: the same loop with and without a
 //!   tool call per iteration; (calls - iterations) / 1000 is the cost of one call.
+//! - `analysis/50_lines` (issue 13): the guest's analysis of a 50-line script (which tools it
+//!   can reach), beside `fresh_execution/print` as the baseline of one fresh instance.
 //! - `sum_loop/sandbox` vs `sum_loop/cpython`: `for i in range(1, 1000001): s += i`; CPython is
 //!   timed inside one `python3` process so its start-up is not counted.
 
@@ -54,6 +56,42 @@ fn fresh_execution(c: &mut Criterion) {
     c.bench_function("fresh_execution/print", |b| {
         b.to_async(&runtime)
             .iter(|| execute(&executor, "print(1+1)", Arc::new(NoTools)));
+    });
+}
+
+/// Fifty lines of a typical orchestration script over two servers.
+fn fifty_lines() -> String {
+    let mut code = String::from("import json\nfrom servers import memory as m\nfs = filesystem\n");
+    for i in 0..47 {
+        code.push_str(&match i % 4 {
+            0 => format!("r{i} = fs.read_text_file(path='f{i}.txt')\n"),
+            1 => format!("g{i} = m.search_nodes(query='q{i}')\n"),
+            2 => format!(
+                "print(json.dumps({{'n': {i}, 'ok': len(str(r{}))}}))\n",
+                i - 2
+            ),
+            _ => format!("items{i} = [x for x in range({i}) if x % 3 == 0]\n"),
+        });
+    }
+    code
+}
+
+const MANIFEST: &str = "filesystem\tfilesystem\t{\"read_text_file\": [\"read_text_file\", [[\"path\", \"path\", true]]], \"write_file\": [\"write_file\", []]}\nmemory\tmemory\t{\"search_nodes\": [\"search_nodes\", [[\"query\", \"query\", true]]]}";
+
+fn analysis(c: &mut Criterion) {
+    let runtime = runtime();
+    let executor = executor();
+    let code = fifty_lines();
+    assert_eq!(code.lines().count(), 50);
+    c.bench_function("analysis/50_lines", |b| {
+        b.to_async(&runtime).iter(|| async {
+            let run = executor.analyze(&code, MANIFEST).await.expect("analysed");
+            assert!(
+                run.ok && run.result["unknown"].is_null(),
+                "{:?}",
+                run.result
+            );
+        });
     });
 }
 
@@ -118,5 +156,5 @@ fn cpython_sum_loop(iterations: u64) -> Duration {
     Duration::from_secs_f64(seconds)
 }
 
-criterion_group!(benches, fresh_execution, tool_calls, sum_loop);
+criterion_group!(benches, fresh_execution, analysis, tool_calls, sum_loop);
 criterion_main!(benches);

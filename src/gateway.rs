@@ -13,6 +13,7 @@
 //! their parent. An observer of "a call finished" (the audit log today, metrics next) belongs in
 //! `CallPath::call`, where every call passes exactly once.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -20,6 +21,7 @@ use async_trait::async_trait;
 use rmcp::model::Tool;
 use serde_json::Value;
 
+use crate::code_mode::analysis::ScriptAnalysis;
 use crate::code_mode::answer::model_answer;
 use crate::code_mode::meta::{self, MetaCall};
 use crate::code_mode::{CodeMode, CodeRun, Stubs};
@@ -46,6 +48,20 @@ pub enum CallError {
     /// `executeToolCode` could not start its script.
     #[error(transparent)]
     Execute(#[from] ExecuteError),
+}
+
+/// Where a call comes from, for the audit log and for agent mode.
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    /// The request that asked for the call: the LLM request whose answer named it, or the chat
+    /// request agent mode serves.
+    pub parent: Option<String>,
+    /// Agent mode: the model turn that asked for the call, from 1.
+    pub iteration: Option<u32>,
+    /// Agent mode running `executeToolCode` on its own: the only tools the script may reach.
+    /// The script is still bound with every server the caller reaches, so a call to another
+    /// tool is refused on the host (`PermissionError`) and audited as denied.
+    pub script_tools: Option<HashSet<(String, String)>>,
 }
 
 /// Tools, calls and code runs for callers, each under the caller's permit.
@@ -99,11 +115,12 @@ impl Gateway {
         arguments: Value,
         progress: Option<ProgressSender>,
     ) -> Result<ToolAnswer, CallError> {
-        self.call_from(permit, name, arguments, progress, None)
+        self.call_from(permit, name, arguments, progress, Origin::default())
             .await
     }
 
-    /// [`call`](Self::call) recorded with `parent`, the LLM request whose answer asked for it.
+    /// [`call`](Self::call) made on behalf of `origin` (recorded with it; a script agent mode
+    /// runs is narrowed by it).
     ///
     /// # Errors
     /// As [`call`](Self::call).
@@ -113,11 +130,11 @@ impl Gateway {
         name: &str,
         arguments: Value,
         progress: Option<ProgressSender>,
-        parent: Option<&str>,
+        origin: Origin,
     ) -> Result<ToolAnswer, CallError> {
         if meta::is_meta_tool(name) {
             let call = MetaCall::parse(name, arguments)?;
-            let text = self.call_meta(permit, call).await?;
+            let text = self.call_meta(permit, call, origin).await?;
             return Ok(ToolAnswer::Value(Value::String(text)));
         }
         let Some((client, tool)) = self.path.manager.resolve(name).await else {
@@ -129,18 +146,52 @@ impl Gateway {
         };
         Ok(self
             .path
-            .call(permit, parent, &client, &tool, arguments, progress)
+            .call(permit, &origin, &client, &tool, arguments, progress)
             .await?)
     }
 
-    async fn call_meta(&self, permit: &Permit, call: MetaCall) -> Result<String, CallError> {
+    async fn call_meta(
+        &self,
+        permit: &Permit,
+        call: MetaCall,
+        origin: Origin,
+    ) -> Result<String, CallError> {
         match call {
             MetaCall::ExecuteToolCode { code } => {
-                let (run, stubs) = self.run(permit, &code, &LimitOverrides::default()).await?;
+                let requested = LimitOverrides::default();
+                let (run, stubs) = self.run(permit, &code, &requested, origin).await?;
                 Ok(model_answer(&run.result, &stubs.catalog))
             }
             MetaCall::Stubs(query) => Ok(self.code_mode.answer(permit, query).await),
         }
+    }
+
+    /// Splits a model's tool name `<client>-<tool>` into its client and tool.
+    pub async fn resolve(&self, name: &str) -> Option<(String, String)> {
+        self.path.manager.resolve(name).await
+    }
+
+    /// Whether agent mode may run `client`'s `tool` for `permit` without asking: the client
+    /// lists it in `tools_to_auto_execute` and the permit allows it.
+    pub async fn auto_executes(&self, permit: &Permit, client: &str, tool: &str) -> bool {
+        permit.allows(client, tool) && self.path.manager.auto_executes(client, tool).await
+    }
+
+    /// The most model turns of one agent-mode request.
+    pub fn max_agent_depth(&self) -> u32 {
+        self.path.manager.max_agent_depth()
+    }
+
+    /// The tools `code` can call with the servers `permit` reaches bound, known before it runs.
+    ///
+    /// # Errors
+    /// [`ExecuteError`] when the analysis cannot start: code too large, the sandbox busy.
+    pub async fn analyze(
+        &self,
+        permit: &Permit,
+        code: &str,
+    ) -> Result<ScriptAnalysis, ExecuteError> {
+        self.code_mode.analyze(permit, code).await
     }
 
     /// Runs `code` with every server `permit` reaches bound, under the limits `requested` asks
@@ -156,20 +207,32 @@ impl Gateway {
         code: &str,
         requested: &LimitOverrides,
     ) -> Result<CodeRun, ExecuteError> {
-        Ok(self.run(permit, code, requested).await?.0)
+        let origin = Origin::default();
+        Ok(self.run(permit, code, requested, origin).await?.0)
     }
 
+    /// Runs `code` for `origin`: its calls are recorded with the script's execution as their
+    /// parent, or with agent mode's request and turn, and narrowed to `origin.script_tools`.
     async fn run(
         &self,
         permit: &Permit,
         code: &str,
         requested: &LimitOverrides,
+        origin: Origin,
     ) -> Result<(CodeRun, Arc<Stubs>), ExecuteError> {
         let execution_id = new_id();
+        let call_permit = match origin.script_tools {
+            Some(tools) => permit.clone().only(tools),
+            None => permit.clone(),
+        };
         let calls = Arc::new(PermittedCalls {
             path: self.path.clone(),
-            permit: permit.clone(),
-            parent: Some(execution_id.clone()),
+            permit: call_permit,
+            origin: Origin {
+                parent: origin.parent.or_else(|| Some(execution_id.clone())),
+                iteration: origin.iteration,
+                script_tools: None,
+            },
         });
         let (result, stubs) = self.code_mode.run(code, requested, permit, calls).await?;
         let run = CodeRun {
@@ -186,7 +249,7 @@ impl Gateway {
         Arc::new(PermittedCalls {
             path: self.path.clone(),
             permit,
-            parent: None,
+            origin: Origin::default(),
         })
     }
 }
@@ -200,12 +263,12 @@ struct CallPath {
 }
 
 impl CallPath {
-    /// Calls `client`'s `tool` if `permit` allows it, and records the call (with `parent`, the
-    /// script execution making it); the answer is passed back as the tool gave it.
+    /// Calls `client`'s `tool` if `permit` allows it, and records the call (with `origin`'s
+    /// parent and turn); the answer is passed back as the tool gave it.
     async fn call(
         &self,
         permit: &Permit,
-        parent: Option<&str>,
+        origin: &Origin,
         client: &str,
         tool: &str,
         arguments: Value,
@@ -254,8 +317,9 @@ impl CallPath {
                 },
                 latency_ms: started.elapsed().as_secs_f64() * 1e3,
                 execution_id: new_id(),
-                parent_execution_id: parent.map(str::to_string),
+                parent_execution_id: origin.parent.clone(),
                 repeats: 1,
+                iteration: origin.iteration,
             });
         }
         answer
@@ -273,22 +337,15 @@ fn denied(permit: &Permit, client: &str, tool: &str) -> ToolError {
 struct PermittedCalls {
     path: CallPath,
     permit: Permit,
-    /// The script execution these calls come from, if any.
-    parent: Option<String>,
+    /// Where these calls come from: the script's execution, or agent mode's request.
+    origin: Origin,
 }
 
 #[async_trait]
 impl ToolDispatcher for PermittedCalls {
     async fn call(&self, client: &str, tool: &str, arguments: Value) -> Result<Value, ToolError> {
         self.path
-            .call(
-                &self.permit,
-                self.parent.as_deref(),
-                client,
-                tool,
-                arguments,
-                None,
-            )
+            .call(&self.permit, &self.origin, client, tool, arguments, None)
             .await?
             .into_value()
     }

@@ -8,6 +8,7 @@
 //! The architecture (data flow, layout, the host/guest boundary) is described in
 //! `docs/architecture.md`.
 //!
+//! - [`agent`]: agent mode: chat requests in which the gateway runs the tools it may on its own.
 //! - [`app`]: the one composition root: every subcommand builds its [`app::App`] here.
 //! - [`gateway`]: the one path by which a caller lists tools, calls one, or runs code.
 //! - [`code_mode`]: code mode: stubs of the registry, the meta-tools, runs with servers bound.
@@ -20,6 +21,7 @@
 //! - [`server`]: the HTTP service: management API and tool execution.
 //! - [`store`]: SQLite persistence of runtime changes.
 
+pub mod agent;
 pub mod app;
 pub mod code_mode;
 pub mod config;

@@ -41,6 +41,14 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Print which tools a script can call, found by parsing it in the sandbox (nothing runs).
+    Analyze {
+        /// The script, or `-` to read it from stdin.
+        script: PathBuf,
+        /// A configuration file whose MCP clients the script would call.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Run the HTTP service: management API and tool execution.
     Serve {
         /// A configuration file; without one the service starts with no clients.
@@ -152,6 +160,9 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
                 ..LimitOverrides::default()
             };
             cli::run::run_script(&script, requested, config.as_deref()).await
+        }
+        Command::Analyze { script, config } => {
+            cli::analyze::analyze_script(&script, config.as_deref()).await
         }
         Command::Check { config } => cli::check::check_config(&config),
         Command::Mcp { config, vk, db } => {

@@ -11,6 +11,7 @@
 //! module defined in [`bridge`]. What a run reports is built by native code ([`runner`]) that no
 //! script can rebind.
 
+mod analysis;
 mod bridge;
 mod host;
 mod runner;
@@ -196,6 +197,31 @@ pub unsafe extern "C" fn codemode_run(
         }),
         None => runner::internal_error("the interpreter was not initialised"),
     });
+    host::send_result(&outcome);
+}
+
+/// Reports which tools `code` can call with the servers of `bindings` bound, without running it
+/// (see [`analysis`]); the arguments are those of [`codemode_run`]. The answer reaches the host
+/// as the `result` of an outcome.
+///
+/// # Safety
+/// As [`codemode_run`].
+#[allow(clippy::missing_safety_doc)]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn codemode_analyze(
+    code_ptr: *mut u8,
+    code_len: usize,
+    bindings_ptr: *mut u8,
+    bindings_len: usize,
+    _max_result_bytes: u32,
+) {
+    // SAFETY: forwarded from this function's contract.
+    let (code, bindings) = unsafe { (take(code_ptr, code_len), take(bindings_ptr, bindings_len)) };
+    let analysis = analysis::analyze(&code, &bindings);
+    let outcome = match serde_json::to_vec(&analysis) {
+        Ok(json) => runner::ok_outcome(&json),
+        Err(e) => runner::internal_error(&format!("unencodable analysis: {e}")),
+    };
     host::send_result(&outcome);
 }
 

@@ -326,7 +326,7 @@ fn error_report(vm: &VirtualMachine, error: &PyBaseExceptionRef) -> Vec<u8> {
         .unwrap_or_else(|e| internal_error(&format!("unencodable error report: {e}")))
 }
 
-fn ok_outcome(result: &[u8]) -> Vec<u8> {
+pub(crate) fn ok_outcome(result: &[u8]) -> Vec<u8> {
     let mut outcome = Vec::with_capacity(result.len() + 32);
     outcome.extend_from_slice(br#"{"ok":true,"result":"#);
     outcome.extend_from_slice(result);

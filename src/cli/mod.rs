@@ -5,6 +5,7 @@
 //! A command ends with `Ok(())` or a [`Failure`], which `main` turns into the documented exit
 //! code and exactly one line on stderr.
 
+pub mod analyze;
 pub mod check;
 pub mod mcp;
 pub mod run;

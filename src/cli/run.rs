@@ -60,7 +60,7 @@ pub async fn run_script(
     }
 }
 
-fn read_script(script: &Path) -> Result<String, Failure> {
+pub fn read_script(script: &Path) -> Result<String, Failure> {
     if script.as_os_str() == "-" {
         let mut code = String::new();
         std::io::stdin()

@@ -15,6 +15,7 @@
 //! caller may use is bound in the sandbox, so pipelines calling `/v1/code/execute` reach all of
 //! them without opting in.
 
+pub mod analysis;
 pub mod answer;
 pub mod meta;
 pub mod tokens;
@@ -30,6 +31,7 @@ use crate::config::BindingLevel;
 use crate::executor::{ExecuteError, Executor, LimitOverrides, RunResult, ToolDispatcher};
 use crate::mcp::{ClientTools, McpManager};
 use crate::policy::Permit;
+use analysis::ScriptAnalysis;
 
 /// A caller's stubs: the catalog the model reads and the manifest its scripts are bound from,
 /// built together once per registry change (the manifest is not rebuilt per run).
@@ -142,6 +144,21 @@ impl CodeMode {
             .execute_bound(code, &stubs.manifest, &limits, calls)
             .await?;
         Ok((result, stubs))
+    }
+
+    /// The tools `code` can call with the servers `permit` reaches bound, found by the guest's
+    /// parser without running anything.
+    ///
+    /// # Errors
+    /// [`ExecuteError`] when the analysis cannot start: code too large, the sandbox busy.
+    pub async fn analyze(
+        &self,
+        permit: &Permit,
+        code: &str,
+    ) -> Result<ScriptAnalysis, ExecuteError> {
+        let stubs = self.stubs(permit).await;
+        let run = self.executor.analyze(code, &stubs.manifest).await?;
+        Ok(ScriptAnalysis::from_run(&run))
     }
 }
 

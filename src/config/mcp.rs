@@ -40,6 +40,9 @@ pub struct ToolManagerConfig {
     pub disable_auto_tool_inject: bool,
 }
 
+/// The model turns one agent-mode request may take (`max_agent_depth`).
+pub const AGENT_DEPTHS: std::ops::RangeInclusive<u32> = 1..=50;
+
 impl Default for ToolManagerConfig {
     fn default() -> Self {
         ToolManagerConfig {
@@ -236,6 +239,16 @@ impl ClientConfig {
         listed && !self.tools_to_skip.iter().any(|n| n == tool)
     }
 
+    /// Whether agent mode may run `tool` without asking: it must be allowed at all, and
+    /// `tools_to_auto_execute` must hold `"*"` or its name (absent or empty: nothing).
+    pub fn auto_executes(&self, tool: &str) -> bool {
+        self.allows_tool(tool)
+            && self
+                .tools_to_auto_execute
+                .iter()
+                .any(|n| n == "*" || n == tool)
+    }
+
     /// Whether `other` reaches the server the same way (only tool settings differ).
     pub fn same_connection(&self, other: &ClientConfig) -> bool {
         self.connection_type == other.connection_type
@@ -284,6 +297,12 @@ impl McpConfig {
             problems.push(ConfigError::at(
                 "mcp.tool_manager_config.tool_execution_timeout",
                 "must be at least 1 second",
+            ));
+        }
+        if !AGENT_DEPTHS.contains(&self.tool_manager_config.max_agent_depth) {
+            problems.push(ConfigError::at(
+                "mcp.tool_manager_config.max_agent_depth",
+                "must be between 1 and 50",
             ));
         }
     }

@@ -44,6 +44,7 @@ pub use outcome::{CallRecord, RunError, RunResult, RunStats};
 pub use protocol::{ErrorKind, LimitKind};
 
 use host::HostState;
+use run::Entry;
 
 /// The pre-initialised, precompiled guest that `build.rs` produced.
 static SANDBOX_CWASM: &[u8] = include_bytes!(env!("CODEMODE_SANDBOX_CWASM"));
@@ -196,7 +197,31 @@ impl Executor {
         }
         self.inner.config.limits.check(limits)?;
         let _permit = self.acquire_slot().await?;
-        run::run(&self.inner, code, bindings, limits, dispatcher).await
+        run::run(&self.inner, Entry::Run, code, bindings, limits, dispatcher).await
+    }
+
+    /// Parses `code` in a fresh instance, with the servers of `bindings` known: the run's
+    /// `result` is the guest's analysis (the tools the script can reach, see
+    /// `sandbox/src/analysis.rs`) as JSON. Nothing of the script runs; the default limits bound
+    /// the parse, and a run that hits one has an `error` instead.
+    ///
+    /// # Errors
+    /// As [`execute`](Self::execute).
+    pub async fn analyze(&self, code: &str, bindings: &str) -> Result<RunResult, ExecuteError> {
+        if code.len() > MAX_CODE_BYTES {
+            return Err(ExecuteError::CodeTooLarge {
+                size: code.len(),
+                max: MAX_CODE_BYTES,
+            });
+        }
+        let limits = self
+            .inner
+            .config
+            .limits
+            .resolve(&LimitOverrides::default())?;
+        let _permit = self.acquire_slot().await?;
+        let tools = Arc::new(NoTools);
+        run::run(&self.inner, Entry::Analyze, code, bindings, &limits, tools).await
     }
 
     async fn acquire_slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>, ExecuteError> {

@@ -18,8 +18,28 @@ use super::output::Stream;
 use super::protocol::{ErrorKind, GuestError, GuestOutcome, LimitKind};
 use super::{ExecuteError, Inner, Limits, ToolDispatcher};
 
+/// Which guest export an execution calls: both take the script and the bindings, and report an
+/// outcome.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Entry {
+    /// `codemode_run`: runs the script.
+    Run,
+    /// `codemode_analyze`: parses it and reports the tools it can reach, running nothing.
+    Analyze,
+}
+
+impl Entry {
+    fn export(self) -> &'static str {
+        match self {
+            Entry::Run => "codemode_run",
+            Entry::Analyze => "codemode_analyze",
+        }
+    }
+}
+
 pub(super) async fn run(
     inner: &Inner,
+    entry: Entry,
     code: &str,
     bindings: &str,
     limits: &Limits,
@@ -52,7 +72,7 @@ pub(super) async fn run(
 
     let ran = tokio::time::timeout_at(
         deadline.into(),
-        enter(inner, &mut store, code, bindings, limits),
+        enter(inner, &mut store, entry, code, bindings, limits),
     )
     .await;
     let trap = match ran {
@@ -76,6 +96,7 @@ pub(super) async fn run(
 async fn enter(
     inner: &Inner,
     store: &mut Store<HostState>,
+    entry: Entry,
     code: &str,
     bindings: &str,
     limits: &Limits,
@@ -87,7 +108,7 @@ async fn enter(
     store.data_mut().memory = Some(memory);
     let alloc = instance.get_typed_func::<u32, u32>(&mut *store, "codemode_alloc")?;
     let run =
-        instance.get_typed_func::<(u32, u32, u32, u32, u32), ()>(&mut *store, "codemode_run")?;
+        instance.get_typed_func::<(u32, u32, u32, u32, u32), ()>(&mut *store, entry.export())?;
 
     let mut pass = async |bytes: &[u8], what: &str| -> wasmtime::Result<(u32, u32)> {
         let len = u32::try_from(bytes.len())?;

@@ -260,6 +260,20 @@ impl McpManager {
             .ok_or_else(|| ManagerError::NotFound(name.to_string()))
     }
 
+    /// Whether agent mode may run `client`'s `tool` without asking (its configuration's
+    /// `tools_to_auto_execute`); `false` for a client that does not exist.
+    pub async fn auto_executes(&self, client: &str, tool: &str) -> bool {
+        match self.get(client).await {
+            Ok(managed) => managed.config().auto_executes(tool),
+            Err(_) => false,
+        }
+    }
+
+    /// The most model turns of one agent-mode request.
+    pub fn max_agent_depth(&self) -> u32 {
+        self.settings.max_agent_depth
+    }
+
     /// Splits an OpenAI-style tool name `<client>-<tool>` by the longest client name it starts
     /// with (client names may themselves hold hyphens).
     pub async fn resolve(&self, qualified: &str) -> Option<(String, String)> {

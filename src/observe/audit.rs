@@ -241,6 +241,7 @@ mod tests {
             execution_id: format!("id-{tool}"),
             parent_execution_id: None,
             repeats: 1,
+            iteration: None,
         }
     }
 

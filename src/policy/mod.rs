@@ -14,6 +14,9 @@ pub mod rules;
 pub use keys::{Auth, AuthError, KeyError, KeyGrant, KeyRing, KeyRules};
 pub use rules::{RequestFilter, ToolRule};
 
+use std::collections::HashSet;
+use std::sync::Arc;
+
 use crate::mcp::ClientTools;
 
 /// What one request may call. Cheap to clone.
@@ -26,6 +29,9 @@ pub struct Permit {
     key: Option<KeyGrant>,
     /// The request's filters.
     filters: Vec<RequestFilter>,
+    /// When set, nothing outside these `(client, tool)` pairs (agent mode's auto-executable
+    /// tools, for a script it runs without asking).
+    only: Option<Arc<HashSet<(String, String)>>>,
 }
 
 impl Permit {
@@ -38,7 +44,7 @@ impl Permit {
     pub(crate) fn for_key(grant: KeyGrant) -> Permit {
         Permit {
             key: Some(grant),
-            filters: Vec::new(),
+            ..Permit::default()
         }
     }
 
@@ -47,6 +53,12 @@ impl Permit {
         if !filter.is_open() {
             self.filters.push(filter);
         }
+        self
+    }
+
+    /// This permit narrowed to `tools`, `(client, tool)` pairs.
+    pub fn only(mut self, tools: HashSet<(String, String)>) -> Permit {
+        self.only = Some(Arc::new(tools));
         self
     }
 
@@ -70,7 +82,12 @@ impl Permit {
             Some(None) => false,
             Some(Some(rules)) => rules.allows(client, tool),
         };
-        key_allows && self.filters.iter().all(|f| f.allows(client, tool))
+        key_allows
+            && self.filters.iter().all(|f| f.allows(client, tool))
+            && self
+                .only
+                .as_ref()
+                .is_none_or(|only| only.contains(&(client.to_string(), tool.to_string())))
     }
 
     /// Whether the caller's key lets it use `provider`'s `model` in chat requests.
@@ -101,7 +118,7 @@ impl Permit {
     /// filters (they are rare, and their views are rebuilt). It changes when the key's rules
     /// do.
     pub fn cache_key(&self) -> Option<(Option<String>, u64)> {
-        if !self.filters.is_empty() {
+        if !self.filters.is_empty() || self.only.is_some() {
             return None;
         }
         let version = match &self.key {

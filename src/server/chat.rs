@@ -23,6 +23,7 @@ use serde_json::{Map, Value, json};
 
 use super::body::Body;
 use super::caller::{BodyFilters, Caller};
+use crate::agent::Agent;
 use crate::app::App;
 use crate::gateway::new_id;
 use crate::llm::route::{self, Answer, ChatRequest, Served};
@@ -54,11 +55,11 @@ pub async fn complete(
 ) -> Response {
     let at_ms = now_ms();
     let vk = permit.key().map(str::to_string);
-    let request = match read_request(&state, permit, &headers, &body).await {
-        Ok(request) => request,
+    let prepared = match read_request(&state, permit, &headers, &body).await {
+        Ok(prepared) => prepared,
         Err(error) => return error_response(&error, None),
     };
-    let stream = request.stream;
+    let stream = prepared.request.stream;
     let mut record = LlmRecord {
         at_ms,
         vk,
@@ -73,7 +74,7 @@ pub async fn complete(
         request_id: new_id(),
         tool_call_ids: Vec::new(),
     };
-    let routed = route::route(&state.providers, request).await;
+    let routed = serve(&state, prepared, &record.request_id).await;
     let served = match &routed {
         Ok(Answer::Complete(answer, served)) => {
             note_answer(&mut record, answer);
@@ -101,6 +102,35 @@ pub async fn complete(
         audit.record_llm(record);
     }
     response
+}
+
+/// Routes the request; in agent mode when it was given MCP tools.
+async fn serve(
+    state: &Arc<App>,
+    prepared: Prepared,
+    request_id: &str,
+) -> Result<Answer, (LlmError, Served)> {
+    let Prepared {
+        request,
+        permit,
+        injected,
+    } = prepared;
+    if injected.is_empty() {
+        return route::route(&state.providers, request).await;
+    }
+    let agent = Arc::new(Agent::new(
+        Arc::clone(state),
+        permit,
+        injected,
+        request_id.to_string(),
+    ));
+    if request.stream {
+        let (events, served) = agent.stream(request).await?;
+        Ok(Answer::Stream(events, served))
+    } else {
+        let (answer, served) = agent.complete(request).await?;
+        Ok(Answer::Complete(answer, served))
+    }
 }
 
 /// What the record keeps of a complete answer: its usage and the tool calls it asked for.
@@ -133,6 +163,16 @@ pub async fn models(State(state): State<Arc<App>>, Caller(_permit): Caller) -> J
     Json(json!({"object": "list", "data": data}))
 }
 
+/// A chat request read and ready to serve.
+struct Prepared {
+    /// What the router sends.
+    request: ChatRequest,
+    /// The caller's permit, narrowed by the request's filters.
+    permit: Permit,
+    /// The names of the MCP tools added to the request (empty: none, no agent mode).
+    injected: HashSet<String>,
+}
+
 /// The body as the router needs it: the gateway's fields taken out, the caller's tools joined
 /// by the MCP tools it may use.
 async fn read_request(
@@ -140,7 +180,7 @@ async fn read_request(
     permit: Permit,
     headers: &HeaderMap,
     body: &str,
-) -> Result<ChatRequest, LlmError> {
+) -> Result<Prepared, LlmError> {
     let mut body: Map<String, Value> = serde_json::from_str(body)
         .map_err(|e| LlmError::invalid(format!("the body is not a JSON object: {e}")))?;
     let model = match body.remove("model") {
@@ -195,24 +235,30 @@ async fn read_request(
             format!("model {model} is not allowed for virtual key {key}"),
         ));
     }
-    if !(state.disable_auto_tool_inject || opted_out) {
-        let permit = filters.narrow(permit);
-        inject_tools(state, &permit, &mut body).await?;
-    }
-    Ok(ChatRequest {
-        body,
-        targets,
-        stream,
+    let permit = filters.narrow(permit);
+    let injected = if state.disable_auto_tool_inject || opted_out {
+        HashSet::new()
+    } else {
+        inject_tools(state, &permit, &mut body).await?
+    };
+    Ok(Prepared {
+        request: ChatRequest {
+            body,
+            targets,
+            stream,
+        },
+        permit,
+        injected,
     })
 }
 
-/// Adds the MCP tools `permit` allows to the body's `tools`; a name the caller's own tools
-/// already use is refused rather than shadowed.
+/// Adds the MCP tools `permit` allows to the body's `tools` and returns their names; a name the
+/// caller's own tools already use is refused rather than shadowed.
 async fn inject_tools(
     state: &App,
     permit: &Permit,
     body: &mut Map<String, Value>,
-) -> Result<(), LlmError> {
+) -> Result<HashSet<String>, LlmError> {
     let injected: Vec<Value> = state
         .gateway
         .tools(permit)
@@ -221,7 +267,7 @@ async fn inject_tools(
         .map(openai_function)
         .collect();
     if injected.is_empty() {
-        return Ok(());
+        return Ok(HashSet::new());
     }
     let mut tools = match body.remove("tools") {
         None | Some(Value::Null) => Vec::new(),
@@ -242,7 +288,7 @@ async fn inject_tools(
     }
     tools.extend(injected);
     body.insert("tools".into(), Value::Array(tools));
-    Ok(())
+    Ok(ours)
 }
 
 /// The answer's event stream, forwarded chunk by chunk as it arrives. A broken stream ends

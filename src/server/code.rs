@@ -1,4 +1,5 @@
 //! `POST /v1/code/execute`: run a script for a pipeline; answer with the whole run result.
+//! `POST /v1/code/analyze`: which tools a script can call, without running it.
 //!
 //! Body `{code, limits?}` (and the request filters); the answer is the machine-readable run
 //! result: `execution_id` (the parent id of its calls in the audit log), `ok`, `result`,
@@ -19,6 +20,7 @@ use super::error::ApiError;
 use super::execute::parse;
 use crate::app::App;
 use crate::code_mode::CodeRun;
+use crate::code_mode::analysis::ScriptAnalysis;
 use crate::executor::LimitOverrides;
 
 /// The request body.
@@ -47,4 +49,26 @@ pub async fn execute(
         .run_code(&permit, &request.code, &request.limits)
         .await?;
     Ok(Json(run))
+}
+
+/// The body of `POST /v1/code/analyze`.
+#[derive(Deserialize)]
+struct AnalyzeRequest {
+    code: String,
+    #[serde(flatten)]
+    filters: BodyFilters,
+}
+
+/// `POST /v1/code/analyze` `{code}`: the tools the script can call with the caller's servers
+/// bound (`tools`), or why that cannot be known (`unknown`, with the line); nothing runs. What an
+/// app shows a user before it approves a pending `executeToolCode`.
+pub async fn analyze(
+    State(state): State<Arc<App>>,
+    Caller(permit): Caller,
+    Body(body): Body,
+) -> Result<Json<ScriptAnalysis>, ApiError> {
+    let request: AnalyzeRequest = parse(&body)?;
+    let permit = request.filters.narrow(permit);
+    let analysis = state.gateway.analyze(&permit, &request.code).await?;
+    Ok(Json(analysis))
 }

@@ -12,6 +12,7 @@ use super::body::Body;
 use super::caller::{BodyFilters, Caller};
 use super::error::ApiError;
 use crate::app::App;
+use crate::gateway::Origin;
 use crate::mcp::tools::openai_function;
 use crate::policy::Permit;
 
@@ -154,9 +155,13 @@ async fn run(
             "arguments of {name} must be a JSON object"
         )));
     }
+    let origin = Origin {
+        parent: parent.map(str::to_string),
+        ..Origin::default()
+    };
     let answer = state
         .gateway
-        .call_from(permit, name, arguments, None, parent)
+        .call_from(permit, name, arguments, None, origin)
         .await?;
     let value = answer.into_value()?;
     Ok(match value {

@@ -12,7 +12,7 @@
 //! - [`providers`]: the LLM providers API, `/api/providers`.
 //! - [`execute`]: tool execution, `POST /v1/mcp/tool/execute`, and the tool list,
 //!   `GET /v1/mcp/tools`.
-//! - [`code`]: `POST /v1/code/execute`, scripts for pipelines.
+//! - [`code`]: `POST /v1/code/execute`, scripts for pipelines; `POST /v1/code/analyze`.
 //! - [`chat`]: `POST /v1/chat/completions` (LLM providers with the caller's MCP tools added)
 //!   and `GET /v1/models`.
 //! - [`mcp`]: codemode as an MCP server, `/mcp` (and the stdio mode's handler).
@@ -94,6 +94,7 @@ pub fn router(state: Arc<App>) -> Router {
         .route("/v1/mcp/tool/execute", post(execute::execute))
         .route("/v1/mcp/tools", get(execute::tools))
         .route("/v1/code/execute", post(code::execute))
+        .route("/v1/code/analyze", post(code::analyze))
         .route("/v1/chat/completions", post(chat::complete))
         .route("/v1/models", get(chat::models))
         .layer(DefaultBodyLimit::max(body::MAX_BODY_BYTES))

@@ -64,6 +64,10 @@ pub struct AuditRecord {
     /// budget were folded into one record (the first one's details, the count of all).
     #[serde(default = "one")]
     pub repeats: u32,
+    /// For a call agent mode ran on its own: the model turn of the chat request (its
+    /// `parent_execution_id`) that asked for it, from 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iteration: Option<u32>,
 }
 
 fn one() -> u32 {

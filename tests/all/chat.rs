@@ -3,17 +3,15 @@
 
 use std::sync::Arc;
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::StatusCode;
 use codemode::app::App;
 use codemode::config::Config;
 use codemode::mcp::{InProcessTool, McpManager};
 use codemode::server::router;
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
-use crate::support::llm::{ProviderDouble, Reply, chunk, completion};
+use crate::support::llm::{ProviderDouble, Reply, body_text, chunk, completion, stream_request};
 use crate::support::{EXECUTOR, send};
 
 /// A manager with in-process tools `a.t1`, `a.t2` and `b.t1`.
@@ -44,29 +42,6 @@ async fn app(providers: Value, mut config: Value) -> axum::Router {
         .await
         .expect("the app");
     router(Arc::new(app))
-}
-
-/// A chat request straight through the router, its response unread (for streams).
-async fn stream_request(app: axum::Router, body: &Value) -> axum::response::Response {
-    app.oneshot(
-        Request::post("/v1/chat/completions")
-            .header("content-type", "application/json")
-            .body(Body::from(body.to_string()))
-            .expect("request"),
-    )
-    .await
-    .expect("response")
-}
-
-/// The whole body of `response` as text.
-async fn body_text(response: axum::response::Response) -> String {
-    let bytes = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
-    String::from_utf8(bytes.to_vec()).expect("UTF-8")
 }
 
 fn chat(model: &str) -> Value {

@@ -18,8 +18,8 @@ impl Database {
             {
                 let mut insert = transaction.prepare_cached(
                     "INSERT INTO audit_log (at_ms, vk, client, tool, arg_bytes, arg_hash, outcome,
-                         error_type, latency_ms, execution_id, parent_execution_id, repeats)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                         error_type, latency_ms, execution_id, parent_execution_id, repeats, iteration)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
                 )?;
                 for r in records {
                     insert.execute(params![
@@ -34,7 +34,8 @@ impl Database {
                         r.latency_ms,
                         r.execution_id,
                         r.parent_execution_id,
-                        r.repeats
+                        r.repeats,
+                        r.iteration
                     ])?;
                 }
             }
@@ -71,7 +72,7 @@ impl Database {
             )?;
             let mut statement = c.prepare(&format!(
                 "SELECT at_ms, vk, client, tool, arg_bytes, arg_hash, outcome, error_type,
-                     latency_ms, execution_id, parent_execution_id, repeats
+                     latency_ms, execution_id, parent_execution_id, repeats, iteration
                  FROM audit_log {} ORDER BY at_ms DESC, id DESC LIMIT {limit} OFFSET {offset}",
                 filter.clause
             ))?;
@@ -99,6 +100,7 @@ impl Database {
                     execution_id: row.get(9)?,
                     parent_execution_id: row.get(10)?,
                     repeats: row.get(11)?,
+                    iteration: row.get(12)?,
                 })
             })?;
             let records = rows.collect::<rusqlite::Result<Vec<_>>>()?;

@@ -33,6 +33,7 @@ pub const MIGRATIONS: &[(u32, &str)] = &[
     (2, include_str!("migrations/0002_audit_repeats.sql")),
     (3, include_str!("migrations/0003_llm_providers.sql")),
     (4, include_str!("migrations/0004_llm_log.sql")),
+    (5, include_str!("migrations/0005_audit_iteration.sql")),
 ];
 
 /// The open database, used synchronously.

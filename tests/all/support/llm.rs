@@ -9,12 +9,14 @@ use std::sync::{Arc, Mutex};
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures::StreamExt;
+use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tokio::sync::Notify;
+use tower::ServiceExt;
 
 /// One scripted answer.
 pub enum Reply {
@@ -121,6 +123,29 @@ impl ProviderDouble {
             "keys": [{"name": "test", "value": "sk-test", "models": ["*"]}]
         })
     }
+}
+
+/// A chat request straight through the router, its response unread (for streams).
+pub async fn stream_request(app: axum::Router, body: &Value) -> axum::response::Response {
+    app.oneshot(
+        Request::post("/v1/chat/completions")
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .expect("request"),
+    )
+    .await
+    .expect("response")
+}
+
+/// The whole body of `response` as text.
+pub async fn body_text(response: axum::response::Response) -> String {
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    String::from_utf8(bytes.to_vec()).expect("UTF-8")
 }
 
 /// A complete answer for `model`.
@@ -236,4 +261,20 @@ impl Drop for LeftGuard {
     fn drop(&mut self) {
         self.0.left.notify_one();
     }
+}
+
+/// A complete answer asking for `calls`: `(id, tool name, arguments)`.
+pub fn tool_calls(calls: &[(&str, &str, Value)]) -> Value {
+    let calls: Vec<Value> = calls
+        .iter()
+        .map(|(id, name, arguments)| {
+            json!({"id": id, "type": "function",
+                   "function": {"name": name, "arguments": arguments.to_string()}})
+        })
+        .collect();
+    let mut answer = completion("m", "");
+    answer["choices"][0]["message"]["content"] = Value::Null;
+    answer["choices"][0]["message"]["tool_calls"] = json!(calls);
+    answer["choices"][0]["finish_reason"] = json!("tool_calls");
+    answer
 }
