@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{RwLock, broadcast};
@@ -15,6 +16,7 @@ use tokio::sync::{RwLock, broadcast};
 use super::client::{Changes, ClientEvent, ClientStatus, ManagedClient};
 use super::in_process::{InProcessServer, InProcessTool};
 use super::tools::ClientTools;
+use crate::config::mcp::AGENT_DEPTHS;
 use crate::config::{
     ClientConfig, ConnectionType, IN_PROCESS_NOT_CONFIGURABLE, McpConfig, ToolManagerConfig,
 };
@@ -37,6 +39,9 @@ pub enum ManagerError {
     Store(#[from] StoreError),
 }
 
+/// The stored name of the `max_agent_depth` setting.
+const MAX_AGENT_DEPTH: &str = "max_agent_depth";
+
 /// All upstream clients.
 pub struct McpManager {
     /// The clients by name. Held only to look up, insert or remove: never across a store
@@ -47,6 +52,8 @@ pub struct McpManager {
     /// check.
     edits: tokio::sync::Mutex<()>,
     settings: ToolManagerConfig,
+    /// `max_agent_depth`, which the API may change while the service runs.
+    max_agent_depth: AtomicU32,
     /// Where changes made at run time are recorded, when persistence is on.
     store: Option<Arc<dyn ClientStore>>,
     changes: Arc<Changes>,
@@ -67,6 +74,7 @@ impl McpManager {
         McpManager {
             clients: RwLock::new(BTreeMap::new()),
             edits: tokio::sync::Mutex::new(()),
+            max_agent_depth: AtomicU32::new(settings.max_agent_depth),
             settings,
             store: None,
             changes: Changes::new(),
@@ -103,6 +111,19 @@ impl McpManager {
         let changes = store.client_changes().await?;
         let clients = merge_clients(&config.client_configs, changes);
         let mut manager = McpManager::new(config.tool_manager_config.clone());
+        for (name, value) in store.settings().await? {
+            match (
+                name.as_str(),
+                value.as_u64().and_then(|v| u32::try_from(v).ok()),
+            ) {
+                (MAX_AGENT_DEPTH, Some(depth)) if AGENT_DEPTHS.contains(&depth) => {
+                    manager.max_agent_depth = AtomicU32::new(depth);
+                }
+                _ => {
+                    tracing::warn!(setting = %name, "ignoring a stored setting codemode does not use")
+                }
+            }
+        }
         manager.store = Some(store);
         manager.connect_all(&clients).await;
         Ok(manager)
@@ -269,9 +290,30 @@ impl McpManager {
         }
     }
 
-    /// The most model turns of one agent-mode request.
+    /// The most rounds of tool execution of one agent-mode request.
     pub fn max_agent_depth(&self) -> u32 {
-        self.settings.max_agent_depth
+        self.max_agent_depth.load(Ordering::Relaxed)
+    }
+
+    /// Changes [`max_agent_depth`](Self::max_agent_depth) (1–50), persisted when the store is
+    /// on; requests already running keep the depth they started with.
+    ///
+    /// # Errors
+    /// [`ManagerError::Invalid`] outside 1–50; [`ManagerError::Store`] when it cannot be saved.
+    pub async fn set_max_agent_depth(&self, depth: u32) -> Result<(), ManagerError> {
+        if !AGENT_DEPTHS.contains(&depth) {
+            return Err(ManagerError::Invalid(format!(
+                "max_agent_depth: must be between 1 and 50, not {depth}"
+            )));
+        }
+        let _edit = self.edits.lock().await;
+        if let Some(store) = &self.store {
+            store
+                .save_setting(MAX_AGENT_DEPTH, &serde_json::json!(depth))
+                .await?;
+        }
+        self.max_agent_depth.store(depth, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Splits an OpenAI-style tool name `<client>-<tool>` by the longest client name it starts

@@ -1,4 +1,5 @@
-//! `/api/mcp/*`: list, add, edit, remove and reconnect MCP clients at run time.
+//! `/api/mcp/*`: list, add, edit, remove and reconnect MCP clients at run time, and the tool
+//! manager settings the API may change (`max_agent_depth`).
 
 use std::sync::Arc;
 
@@ -73,6 +74,31 @@ pub async fn edit(
     } else {
         Ok(success("MCP client tools edited successfully"))
     }
+}
+
+/// The tool manager settings the API reads and changes.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SettingsEdit {
+    max_agent_depth: Option<u32>,
+}
+
+/// `GET /api/mcp/settings`: `{"max_agent_depth": n}`.
+pub async fn settings(State(state): State<Arc<App>>) -> Json<Value> {
+    Json(json!({"max_agent_depth": state.manager.max_agent_depth()}))
+}
+
+/// `PUT /api/mcp/settings` `{"max_agent_depth": n}` (1–50): applies to the next chat request
+/// and is persisted; answers the settings as they now are.
+pub async fn edit_settings(
+    State(state): State<Arc<App>>,
+    Body(body): Body,
+) -> Result<Json<Value>, ApiError> {
+    let edit: SettingsEdit = super::execute::parse(&body)?;
+    if let Some(depth) = edit.max_agent_depth {
+        state.manager.set_max_agent_depth(depth).await?;
+    }
+    Ok(settings(State(state)).await)
 }
 
 /// `DELETE /api/mcp/client/{name}`.

@@ -48,6 +48,10 @@ use crate::app::App;
 pub fn router(state: Arc<App>) -> Router {
     let api = Router::new()
         .route("/api/mcp/clients", get(management::list))
+        .route(
+            "/api/mcp/settings",
+            get(management::settings).put(management::edit_settings),
+        )
         .route("/api/mcp/client", post(management::add))
         .route(
             "/api/mcp/client/{name}",

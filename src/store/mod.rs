@@ -97,6 +97,10 @@ pub trait ClientStore: Send + Sync {
     async fn forget_client(&self, name: &str) -> Result<(), StoreError>;
     /// Every recorded client change, oldest first.
     async fn client_changes(&self) -> Result<Vec<ClientChange>, StoreError>;
+    /// Records a tool manager setting changed through the API (`max_agent_depth`).
+    async fn save_setting(&self, name: &str, value: &serde_json::Value) -> Result<(), StoreError>;
+    /// Every recorded tool manager setting.
+    async fn settings(&self) -> Result<Vec<(String, serde_json::Value)>, StoreError>;
 }
 
 /// A provider saved or removed through the API.

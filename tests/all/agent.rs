@@ -883,3 +883,78 @@ proptest::proptest! {
         runtime.block_on(check_script(parts));
     }
 }
+
+// -- configuration -------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn agent_settings_are_checked_edited_through_the_api_and_persisted() {
+    for depth in [0, 51] {
+        let config = json!({"mcp": {"client_configs": [],
+            "tool_manager_config": {"max_agent_depth": depth}}});
+        let error = Config::parse(&config.to_string()).expect_err("out of range");
+        assert!(error.to_string().contains("max_agent_depth"), "{error}");
+    }
+    let db = tempfile::tempdir().expect("dir");
+    let path = db.path().join("codemode.db");
+    let build = || async {
+        let config = Config::parse(r#"{"mcp": {"tool_manager_config": {"max_agent_depth": 4}}}"#)
+            .expect("config");
+        let app = App::build(&config, codemode::app::StoreChoice::Sqlite(path.clone()))
+            .await
+            .expect("app");
+        router(Arc::new(app))
+    };
+    let app = build().await;
+    let (_, settings) = send(&app, "GET", "/api/mcp/settings", &[], Value::Null).await;
+    assert_eq!(settings, json!({"max_agent_depth": 4}));
+    for bad in [
+        json!({"max_agent_depth": 0}),
+        json!({"max_agent_depth": 51}),
+        json!({"depth": 3}),
+    ] {
+        let (status, error) = send(&app, "PUT", "/api/mcp/settings", &[], bad).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
+        assert_eq!(error["error"]["type"], "invalid_request", "{error}");
+    }
+    let (status, settings) = send(
+        &app,
+        "PUT",
+        "/api/mcp/settings",
+        &[],
+        json!({"max_agent_depth": 7}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{settings}");
+    assert_eq!(settings, json!({"max_agent_depth": 7}));
+    drop(app);
+    let app = build().await;
+    let (_, settings) = send(&app, "GET", "/api/mcp/settings", &[], Value::Null).await;
+    assert_eq!(
+        settings,
+        json!({"max_agent_depth": 7}),
+        "the API's change wins on restart"
+    );
+}
+
+#[tokio::test]
+async fn tools_to_auto_execute_is_edited_like_the_other_tool_lists() {
+    let double = ProviderDouble::start().await;
+    double.reply(Reply::Json(200, tool_calls(&[("c1", "a-t2", json!({}))])));
+    double.reply(Reply::Json(200, tool_calls(&[("c2", "a-t2", json!({}))])));
+    double.reply(Reply::Json(200, completion("m", "ran it")));
+    let db = tempfile::tempdir().expect("dir");
+    let app = service(tools(10, &["t1"]).await, &double, "openai", &db).await;
+    let (_, answer) = send(&app, "POST", "/v1/chat/completions", &[], chat()).await;
+    assert_eq!(
+        answer["choices"][0]["message"]["tool_calls"][0]["id"], "c1",
+        "t2 waits"
+    );
+    let edit = json!({"tools_to_auto_execute": ["t1", "t2"]});
+    let (status, body) = send(&app, "PUT", "/api/mcp/client/a", &[], edit).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, answer) = send(&app, "POST", "/v1/chat/completions", &[], chat()).await;
+    assert_eq!(
+        answer["choices"][0]["message"]["content"], "ran it",
+        "{answer}"
+    );
+}

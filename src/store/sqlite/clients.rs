@@ -8,6 +8,40 @@ use crate::config::ClientConfig;
 use crate::store::{ClientChange, StoreError};
 
 impl Database {
+    /// Records a tool manager setting changed through the API (JSON text).
+    ///
+    /// # Errors
+    /// [`StoreError::Sqlite`].
+    pub(super) fn save_setting(&self, name: &str, value: &str) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO mcp_settings (name, value) VALUES (?1, ?2)
+                 ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+                params![name, value],
+            )
+        })?;
+        Ok(())
+    }
+
+    /// Every recorded tool manager setting.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails or a stored value is not JSON.
+    pub(super) fn settings(&self) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
+        let rows: Vec<(String, String)> = self.with(|c| {
+            let mut statement = c.prepare("SELECT name, value FROM mcp_settings ORDER BY name")?;
+            let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+            rows.collect()
+        })?;
+        rows.into_iter()
+            .map(|(name, value)| {
+                serde_json::from_str(&value)
+                    .map(|value| (name.clone(), value))
+                    .map_err(|e| StoreError::Corrupt(format!("setting {name}: {e}")))
+            })
+            .collect()
+    }
+
     /// Records a client added or edited through the API.
     ///
     /// # Errors

@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use rusqlite::Connection;
+use serde_json::Value;
 
 use super::{
     AuditRecord, AuditStore, ClientChange, ClientStore, KeyChange, KeyStore, LlmQuery, LlmRecord,
@@ -34,6 +35,7 @@ pub const MIGRATIONS: &[(u32, &str)] = &[
     (3, include_str!("migrations/0003_llm_providers.sql")),
     (4, include_str!("migrations/0004_llm_log.sql")),
     (5, include_str!("migrations/0005_audit_iteration.sql")),
+    (6, include_str!("migrations/0006_mcp_settings.sql")),
 ];
 
 /// The open database, used synchronously.
@@ -202,6 +204,16 @@ impl ClientStore for SqliteStore {
 
     async fn client_changes(&self) -> Result<Vec<ClientChange>, StoreError> {
         self.blocking(|db| db.client_changes()).await
+    }
+
+    async fn save_setting(&self, name: &str, value: &Value) -> Result<(), StoreError> {
+        let (name, value) = (name.to_string(), value.to_string());
+        self.blocking(move |db| db.save_setting(&name, &value))
+            .await
+    }
+
+    async fn settings(&self) -> Result<Vec<(String, Value)>, StoreError> {
+        self.blocking(|db| db.settings()).await
     }
 }
 
