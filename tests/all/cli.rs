@@ -166,16 +166,27 @@ fn serve_refuses_a_network_address_when_nothing_asks_for_keys() {
 #[test]
 fn analyze_prints_the_tools_a_script_can_call_without_running_it() {
     let plain = codemode(&["analyze", "-"], "import json\nprint(json.dumps(1))\n");
-    assert!(plain.status.success(), "{}", String::from_utf8_lossy(&plain.stderr));
+    assert!(
+        plain.status.success(),
+        "{}",
+        String::from_utf8_lossy(&plain.stderr)
+    );
     let analysis: serde_json::Value = serde_json::from_slice(&plain.stdout).expect("JSON");
     assert_eq!(analysis, serde_json::json!({"tools": []}));
-    assert!(String::from_utf8_lossy(&plain.stdout).find("1\n").is_none(), "nothing ran");
+    assert!(
+        String::from_utf8_lossy(&plain.stdout).find("1\n").is_none(),
+        "nothing ran"
+    );
 
     let hidden = codemode(&["analyze", "-"], "exec('x = 1')\n");
     assert!(hidden.status.success());
     let analysis: serde_json::Value = serde_json::from_slice(&hidden.stdout).expect("JSON");
     assert_eq!(analysis["unknown"]["line"], 1);
-    assert!(analysis["unknown"]["reason"].as_str().is_some_and(|r| r.contains("exec")));
+    assert!(
+        analysis["unknown"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("exec"))
+    );
 
     let missing = codemode(&["analyze", "/nonexistent/script.py"], "");
     assert_eq!(missing.status.code(), Some(64));
