@@ -22,6 +22,46 @@ use codemode::server::serve;
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::{Value, json};
 
+/// Serves `app` on a loopback port; answers its `/v1` base URL.
+async fn listen(app: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}/v1", listener.local_addr().expect("address"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    base
+}
+
+/// codemode over `manager`, with the provider at `double`, on a loopback port; answers its
+/// `/v1` base URL.
+async fn codemode(double: &str, manager: Arc<McpManager>) -> String {
+    let config = json!({"providers": {"double": {
+        "custom_provider_config": {"base_provider_type": "openai"},
+        "network_config": {"base_url": double},
+        "keys": [{"value": "sk-bench", "models": ["*"]}]}}});
+    let config = Config::parse(&config.to_string()).expect("config");
+    let executor = Executor::new(ExecutorConfig::default()).expect("sandbox");
+    let state = Arc::new(
+        App::assemble(&config, manager, executor, None)
+            .await
+            .expect("state"),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}/v1", listener.local_addr().expect("address"));
+    tokio::spawn(serve(listener, state, std::future::pending()));
+    base
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
 /// A provider that answers every request at once with a small completion.
 async fn double() -> String {
     let answer = json!({
@@ -37,12 +77,7 @@ async fn double() -> String {
             async move { Json(answer) }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let base = format!("http://{}/v1", listener.local_addr().expect("address"));
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    base
+    listen(app).await
 }
 
 /// A proxy that forwards the body to `upstream` and answers the bytes it got: an extra hop and
@@ -65,40 +100,16 @@ async fn plain_proxy(upstream: String) -> String {
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let base = format!("http://{}/v1", listener.local_addr().expect("address"));
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    base
+    listen(app).await
 }
 
 fn chat(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = runtime();
     let (double, proxy, codemode) = runtime.block_on(async {
         let double = double().await;
         let proxy = plain_proxy(double.clone()).await;
-        let config = json!({"providers": {"double": {
-            "custom_provider_config": {"base_provider_type": "openai"},
-            "network_config": {"base_url": double},
-            "keys": [{"value": "sk-bench", "models": ["*"]}]}}});
-        let config = Config::parse(&config.to_string()).expect("config");
-        let executor = Executor::new(ExecutorConfig::default()).expect("sandbox");
         let manager = Arc::new(McpManager::new(Default::default()));
-        let state = Arc::new(
-            App::assemble(&config, manager, executor, None)
-                .await
-                .expect("state"),
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let codemode = format!("http://{}/v1", listener.local_addr().expect("address"));
-        tokio::spawn(serve(listener, state, std::future::pending()));
+        let codemode = codemode(&double, manager).await;
         (double, proxy, codemode)
     });
     let client = reqwest::Client::new();
@@ -149,28 +160,13 @@ async fn agent_double() -> String {
             }))
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let base = format!("http://{}/v1", listener.local_addr().expect("address"));
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    base
+    listen(app).await
 }
 
 fn agent(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = runtime();
     let codemode = runtime.block_on(async {
         let double = agent_double().await;
-        let config = json!({"providers": {"double": {
-            "custom_provider_config": {"base_provider_type": "openai"},
-            "network_config": {"base_url": double},
-            "keys": [{"value": "sk-bench", "models": ["*"]}]}}});
-        let config = Config::parse(&config.to_string()).expect("config");
-        let executor = Executor::new(ExecutorConfig::default()).expect("sandbox");
         let manager = Arc::new(McpManager::new(Default::default()));
         let tool = InProcessTool::new("t1", "a tool", json!({"type": "object"}), |_| async {
             Ok(json!("done"))
@@ -179,17 +175,7 @@ fn agent(c: &mut Criterion) {
         let mut client = manager.config("a").await.expect("config");
         client.tools_to_auto_execute = vec!["*".into()];
         manager.replace("a", client).await.expect("auto");
-        let state = Arc::new(
-            App::assemble(&config, manager, executor, None)
-                .await
-                .expect("state"),
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let codemode = format!("http://{}/v1", listener.local_addr().expect("address"));
-        tokio::spawn(serve(listener, state, std::future::pending()));
-        codemode
+        codemode(&double, manager).await
     });
     let client = reqwest::Client::new();
     let asks = json!([{"role": "user", "content": "hi"}]);

@@ -13,7 +13,7 @@ use serde_json::{Map, Value, json};
 
 use super::{Agent, Executed, ToolCall, Usage, append_turn};
 use crate::llm::LlmError;
-use crate::llm::route::{self, Answer, ChatRequest, Served};
+use crate::llm::route::{Answer, ChatRequest, Served};
 
 impl Agent {
     /// Serves `request` (not streamed) in agent mode: the answer to return, and how its last
@@ -29,7 +29,7 @@ impl Agent {
         let mut usage = Usage::default();
         let mut round = 0;
         loop {
-            let (mut answer, mut served) = self.ask(&request).await?;
+            let (mut answer, mut served) = self.ask_complete(&request).await?;
             usage.add(&answer["usage"]);
             served.latency_ms = started.elapsed().as_secs_f64() * 1e3;
             let message = answer["choices"][0]["message"].clone();
@@ -60,13 +60,11 @@ impl Agent {
         }
     }
 
-    async fn ask(&self, request: &ChatRequest) -> Result<(Value, Served), (LlmError, Served)> {
-        let turn = ChatRequest {
-            body: request.body.clone(),
-            targets: request.targets.clone(),
-            stream: false,
-        };
-        match route::route(&self.app.providers, turn).await? {
+    async fn ask_complete(
+        &self,
+        request: &ChatRequest,
+    ) -> Result<(Value, Served), (LlmError, Served)> {
+        match self.ask(request, false).await? {
             Answer::Complete(answer, served) => Ok((answer, served)),
             Answer::Stream(_, served) => Err((
                 LlmError::invalid("the provider streamed an answer that was not asked to stream"),

@@ -25,8 +25,10 @@ use std::sync::Arc;
 use serde_json::{Map, Value, json};
 
 use crate::app::App;
-use crate::code_mode::meta::{self, EXECUTE_TOOL_CODE};
+use crate::code_mode::meta::{self, EXECUTE_TOOL_CODE, MetaCall};
 use crate::gateway::Origin;
+use crate::llm::LlmError;
+use crate::llm::route::{self, Answer, ChatRequest, Served};
 use crate::policy::Permit;
 
 /// One chat request in agent mode.
@@ -99,16 +101,9 @@ impl ToolCall {
     }
 }
 
-/// Whether a call may run without the app, and how.
-#[derive(Debug, Clone, PartialEq)]
-enum Verdict {
-    /// Run it; a script only with these tools.
-    Auto {
-        script_tools: Option<HashSet<(String, String)>>,
-    },
-    /// Hand it back to the app.
-    Pending,
-}
+/// A call that may run without the app: for `executeToolCode`, the only tools its script may
+/// reach (`None` for any other tool).
+type AutoCall = (ToolCall, Option<HashSet<(String, String)>>);
 
 /// A call that ran, and what it gave the model.
 #[derive(Debug, Clone)]
@@ -139,91 +134,86 @@ impl Agent {
         }
     }
 
-    /// Splits `calls` into those that run on their own (with their verdict) and those that go
-    /// back to the app, both in the model's order.
-    async fn split(&self, calls: Vec<ToolCall>) -> (Vec<(ToolCall, Verdict)>, Vec<ToolCall>) {
+    /// Splits `calls` into those that run on their own and those that go back to the app, both
+    /// in the model's order.
+    async fn split(&self, calls: Vec<ToolCall>) -> (Vec<AutoCall>, Vec<ToolCall>) {
         let verdicts = futures::future::join_all(calls.iter().map(|c| self.verdict(c))).await;
         let mut auto = Vec::new();
         let mut pending = Vec::new();
         for (call, verdict) in calls.into_iter().zip(verdicts) {
             match verdict {
-                Verdict::Pending => pending.push(call),
-                auto_verdict => auto.push((call, auto_verdict)),
+                Some(script_tools) => auto.push((call, script_tools)),
+                None => pending.push(call),
             }
         }
         (auto, pending)
     }
 
-    async fn verdict(&self, call: &ToolCall) -> Verdict {
+    /// `Some` when `call` may run on its own (with the tools a script is narrowed to), `None`
+    /// when it goes back to the app.
+    async fn verdict(&self, call: &ToolCall) -> Option<Option<HashSet<(String, String)>>> {
         if !self.injected.contains(&call.name) {
-            return Verdict::Pending;
+            return None;
         }
         if call.name == EXECUTE_TOOL_CODE {
-            return self.script_verdict(call).await;
+            return self.script_verdict(call).await.map(Some);
         }
         if meta::is_meta_tool(&call.name) {
             // listToolFiles, readToolFile, getToolDocs: they only read the caller's stubs.
-            return Verdict::Auto { script_tools: None };
+            return Some(None);
         }
         let gateway = &self.app.gateway;
-        match gateway.resolve(&call.name).await {
-            Some((client, tool)) if gateway.auto_executes(&self.permit, &client, &tool).await => {
-                Verdict::Auto { script_tools: None }
-            }
-            _ => Verdict::Pending,
-        }
+        let (client, tool) = gateway.resolve(&call.name).await?;
+        gateway
+            .auto_executes(&self.permit, &client, &tool)
+            .await
+            .then_some(None)
     }
 
-    /// `executeToolCode` runs on its own only if every tool its script can reach may.
-    async fn script_verdict(&self, call: &ToolCall) -> Verdict {
-        let Some(code) = call
+    /// `executeToolCode` runs on its own only if every tool its script can reach may: those
+    /// tools, or `None`.
+    async fn script_verdict(&self, call: &ToolCall) -> Option<HashSet<(String, String)>> {
+        let parsed = call
             .arguments_json()
             .ok()
-            .and_then(|a| a.get("code").and_then(Value::as_str).map(str::to_string))
-        else {
+            .and_then(|arguments| MetaCall::parse(&call.name, arguments).ok());
+        let Some(MetaCall::ExecuteToolCode { code }) = parsed else {
             // Malformed arguments: running it only answers the model with the error.
-            return Verdict::Auto {
-                script_tools: Some(HashSet::new()),
-            };
+            return Some(HashSet::new());
         };
         let gateway = &self.app.gateway;
-        let Ok(analysis) = gateway.analyze(&self.permit, &code).await else {
-            return Verdict::Pending;
-        };
-        let Some(tools) = analysis.known_tools() else {
-            return Verdict::Pending;
-        };
+        let analysis = gateway.analyze(&self.permit, &code).await.ok()?;
         let mut allowed = HashSet::new();
-        for tool in tools {
+        for tool in analysis.known_tools()? {
             if !gateway
                 .auto_executes(&self.permit, &tool.client, &tool.tool)
                 .await
             {
-                return Verdict::Pending;
+                return None;
             }
             allowed.insert((tool.client.clone(), tool.tool.clone()));
         }
-        Verdict::Auto {
-            script_tools: Some(allowed),
-        }
+        Some(allowed)
     }
 
     /// Runs `calls` in parallel for model turn `iteration`; their outputs, in order.
-    async fn run(&self, calls: Vec<(ToolCall, Verdict)>, iteration: u32) -> Vec<Executed> {
-        let runs = calls.into_iter().map(|(call, verdict)| async move {
-            let output = self.run_one(&call, verdict, iteration).await;
+    async fn run(&self, calls: Vec<AutoCall>, iteration: u32) -> Vec<Executed> {
+        let runs = calls.into_iter().map(|(call, script_tools)| async move {
+            let output = self.run_one(&call, script_tools, iteration).await;
             Executed { call, output }
         });
         futures::future::join_all(runs).await
     }
 
-    async fn run_one(&self, call: &ToolCall, verdict: Verdict, iteration: u32) -> String {
+    async fn run_one(
+        &self,
+        call: &ToolCall,
+        script_tools: Option<HashSet<(String, String)>>,
+        iteration: u32,
+    ) -> String {
         let arguments = match call.arguments_json() {
             Ok(arguments) => arguments,
             Err(why) => return format!("Error: {why}"),
-        };
-        let Verdict::Auto { script_tools } = verdict else {
-            return format!("Error: {} was not run", call.name);
         };
         let origin = Origin {
             parent: Some(self.request_id.clone()),
@@ -243,6 +233,16 @@ impl Agent {
             Ok(value) => value.to_string(),
             Err(why) => format!("Error: {why}"),
         }
+    }
+
+    /// Asks the model for the next turn of `request`, streamed or not.
+    async fn ask(&self, request: &ChatRequest, stream: bool) -> Result<Answer, (LlmError, Served)> {
+        let turn = ChatRequest {
+            body: request.body.clone(),
+            targets: request.targets.clone(),
+            stream,
+        };
+        route::route(&self.app.providers, turn).await
     }
 }
 

@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 
 use super::{Agent, ToolCall, Usage, append_turn};
 use crate::llm::LlmError;
-use crate::llm::route::{self, Answer, ChatRequest, Served};
+use crate::llm::route::{Answer, ChatRequest, Served};
 use crate::llm::upstream::EventStream;
 
 /// Chunks buffered between the loop and a slow caller.
@@ -217,20 +217,13 @@ async fn open(
     agent: &Agent,
     request: &ChatRequest,
 ) -> Result<(EventStream, Served), (LlmError, Served)> {
-    let turn = ChatRequest {
-        body: request.body.clone(),
-        targets: request.targets.clone(),
-        stream: true,
-    };
-    match route::route(&agent.app.providers, turn).await? {
+    match agent.ask(request, true).await? {
         Answer::Stream(events, served) => Ok((events, served)),
-        Answer::Complete(_, served) => {
-            // A provider that ignored `stream`: say so rather than fake a stream.
-            Err((
-                LlmError::invalid("the provider answered in full to a streamed request"),
-                served,
-            ))
-        }
+        // A provider that ignored `stream`: say so rather than fake a stream.
+        Answer::Complete(_, served) => Err((
+            LlmError::invalid("the provider answered in full to a streamed request"),
+            served,
+        )),
     }
 }
 

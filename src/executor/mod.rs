@@ -189,12 +189,7 @@ impl Executor {
         limits: &Limits,
         dispatcher: Arc<dyn ToolDispatcher>,
     ) -> Result<RunResult, ExecuteError> {
-        if code.len() > MAX_CODE_BYTES {
-            return Err(ExecuteError::CodeTooLarge {
-                size: code.len(),
-                max: MAX_CODE_BYTES,
-            });
-        }
+        check_size(code)?;
         self.inner.config.limits.check(limits)?;
         let _permit = self.acquire_slot().await?;
         run::run(&self.inner, Entry::Run, code, bindings, limits, dispatcher).await
@@ -208,12 +203,7 @@ impl Executor {
     /// # Errors
     /// As [`execute`](Self::execute).
     pub async fn analyze(&self, code: &str, bindings: &str) -> Result<RunResult, ExecuteError> {
-        if code.len() > MAX_CODE_BYTES {
-            return Err(ExecuteError::CodeTooLarge {
-                size: code.len(),
-                max: MAX_CODE_BYTES,
-            });
-        }
+        check_size(code)?;
         let limits = self
             .inner
             .config
@@ -247,6 +237,17 @@ impl Executor {
         let _queued = Queued(&inner.queued);
         inner.slots.acquire().await.map_err(|_| busy())
     }
+}
+
+/// Refuses a script over [`MAX_CODE_BYTES`] before it takes a slot.
+fn check_size(code: &str) -> Result<(), ExecuteError> {
+    if code.len() > MAX_CODE_BYTES {
+        return Err(ExecuteError::CodeTooLarge {
+            size: code.len(),
+            max: MAX_CODE_BYTES,
+        });
+    }
+    Ok(())
 }
 
 /// Instances, memories, tables and fiber stacks in the pool beyond `max_concurrent`.

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use tokio::sync::Barrier;
 
 use crate::support::llm::{
-    ProviderDouble, Reply, body_text, chunk, completion, stream_request, tool_calls,
+    ProviderDouble, Reply, body_text, chunk, completion, openai_sdk, stream_request, tool_calls,
 };
 use crate::support::{EXECUTOR, send, stdio_client};
 
@@ -451,13 +451,6 @@ async fn the_openai_python_sdk_drives_an_agent_loop() {
     double.reply(Reply::Stream(streamed_turn("Streamed.", None, "stop")));
     let db = tempfile::tempdir().expect("dir");
     let app = service(tools(10, &["t1"]).await, &double, "openai", &db).await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("a port");
-    let address = listener.local_addr().expect("an address");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
     let script = r#"
 import json, sys, openai
 client = openai.OpenAI(base_url=sys.argv[1], api_key="none", max_retries=0)
@@ -468,19 +461,7 @@ parts = [c.choices[0].delta.content or "" for c in stream if c.choices]
 print(json.dumps({"plain": plain.choices[0].message.content, "calls": plain.choices[0].message.tool_calls,
                   "usage": plain.usage.total_tokens, "streamed": "".join(parts)}))
 "#;
-    let python =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/servers/venv/bin/python");
-    let output = tokio::process::Command::new(python)
-        .args(["-c", script, &format!("http://{address}/v1")])
-        .output()
-        .await
-        .expect("python runs");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let report: Value = serde_json::from_slice(&output.stdout).expect("a JSON report");
+    let report = openai_sdk(app, script).await;
     assert_eq!(
         report,
         json!({"plain": "sdk done", "calls": null, "usage": 10,

@@ -11,7 +11,9 @@ use codemode::server::router;
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 
-use crate::support::llm::{ProviderDouble, Reply, body_text, chunk, completion, stream_request};
+use crate::support::llm::{
+    ProviderDouble, Reply, body_text, chunk, completion, openai_sdk, stream_request,
+};
 use crate::support::{EXECUTOR, send};
 
 /// A manager with in-process tools `a.t1`, `a.t2` and `b.t1`.
@@ -448,13 +450,6 @@ async fn the_openai_python_sdk_talks_to_codemode() {
     let keys = json!({"governance": {"virtual_keys": [{"name": "sdk", "value": "vk-sdk",
         "mcp_configs": [{"mcp_client_name": "a", "tools_to_execute": ["t1"]}]}]}});
     let app = app(json!({"double": double.provider_config(0)}), keys).await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("a port");
-    let address = listener.local_addr().expect("an address");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
     let script = r#"
 import json, sys, openai
 client = openai.OpenAI(base_url=sys.argv[1], api_key="vk-sdk", max_retries=0)
@@ -475,19 +470,7 @@ except openai.AuthenticationError as e:
 print(json.dumps({"plain": plain.choices[0].message.content, "usage": plain.usage.total_tokens,
                   "streamed": streamed, "models": models, "error": error, "denied": denied}))
 "#;
-    let python =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/servers/venv/bin/python");
-    let output = tokio::process::Command::new(python)
-        .args(["-c", script, &format!("http://{address}/v1")])
-        .output()
-        .await
-        .expect("python runs");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let report: Value = serde_json::from_slice(&output.stdout).expect("a JSON report");
+    let report = openai_sdk(app, script).await;
     assert_eq!(report["plain"], "plain answer");
     assert_eq!(report["usage"], 5);
     assert_eq!(report["streamed"], "streamed");

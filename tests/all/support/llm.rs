@@ -148,6 +148,30 @@ pub async fn body_text(response: axum::response::Response) -> String {
     String::from_utf8(bytes.to_vec()).expect("UTF-8")
 }
 
+/// Serves `app` on a loopback port and runs `script` with the venv's Python (where the official
+/// OpenAI SDK is installed), its first argument the service's `/v1` base URL; answers the JSON
+/// the script printed.
+pub async fn openai_sdk(app: axum::Router, script: &str) -> Value {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a port");
+    let address = listener.local_addr().expect("an address");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let output = tokio::process::Command::new(super::servers::venv_python())
+        .args(["-c", script, &format!("http://{address}/v1")])
+        .output()
+        .await
+        .expect("python runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("a JSON report")
+}
+
 /// A complete answer for `model`.
 pub fn completion(model: &str, content: &str) -> Value {
     json!({

@@ -53,7 +53,7 @@ pub async fn manager(clients: Vec<Value>) -> Managed {
 }
 
 /// The Python of the virtual environment that holds the PyPI MCP servers.
-fn venv_python() -> PathBuf {
+pub fn venv_python() -> PathBuf {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/servers/venv/bin/python");
     assert!(
         path.is_file(),
