@@ -5,8 +5,9 @@
 //!
 //! Agent mode (issue 13): `agent/one_round` is a request in which the model asks for an
 //! auto-executable in-process tool, codemode runs it and asks again (two model calls);
-//! `agent/one_model_call` is the same service answering in one model call. The loop's own
-//! cost is `one_round - 2 * one_model_call` (the in-process tool costs microseconds).
+//! `agent/one_model_call` is the same service answering in one model call. One iteration costs
+//! `one_round - one_model_call`; less `chat/direct` (one model call), that is the loop's own
+//! cost (the in-process tool costs microseconds).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
