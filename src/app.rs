@@ -17,6 +17,7 @@ use crate::executor::{ExecuteError, Executor, ExecutorConfig, LimitError};
 use crate::gateway::Gateway;
 use crate::llm::Providers;
 use crate::mcp::McpManager;
+use crate::mcp::auth::OAuth;
 use crate::observe::audit::AuditLog;
 use crate::policy::KeyRing;
 use crate::policy::keys::{KeyHash, hash_key};
@@ -69,6 +70,10 @@ pub struct App {
     pub providers: Arc<Providers>,
     /// Whether chat requests get no MCP tools added (`tool_manager_config`).
     pub disable_auto_tool_inject: bool,
+    /// The header naming the end user behind a virtual key, when the operator trusts one.
+    pub trusted_user_header: Option<String>,
+    /// codemode's Client ID Metadata Document URL, when it has one.
+    pub client_metadata_url: Option<String>,
 }
 
 impl App {
@@ -93,7 +98,12 @@ impl App {
         executor.config().limits.resolve(&config.sandbox)?;
         let manager = match &store {
             Some(store) => {
-                McpManager::start_with_store(&config.mcp, Arc::clone(&store.clients)).await?
+                let oauth = Arc::new(OAuth::new(
+                    Arc::clone(&store.tokens),
+                    &public_url(config),
+                    config.oauth.client_metadata_url(),
+                ));
+                McpManager::start_with_store(&config.mcp, Arc::clone(&store.clients), oauth).await?
             }
             None => McpManager::start(&config.mcp).await,
         };
@@ -141,6 +151,8 @@ impl App {
             mcp_server: config.mcp_server.clone(),
             providers: Arc::new(providers),
             disable_auto_tool_inject: config.mcp.tool_manager_config.disable_auto_tool_inject,
+            trusted_user_header: config.oauth.trusted_user_header.clone(),
+            client_metadata_url: config.oauth.client_metadata_url(),
         })
     }
 
@@ -157,4 +169,14 @@ impl App {
         self.flush_audit().await;
         self.manager.close().await;
     }
+}
+
+/// Where browsers reach this codemode: `oauth.public_url`, else loopback on the default port
+/// (`codemode serve` sets it to the address it listens on).
+fn public_url(config: &Config) -> String {
+    config
+        .oauth
+        .public_url
+        .clone()
+        .unwrap_or_else(|| "http://localhost:8080".into())
 }

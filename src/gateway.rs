@@ -292,7 +292,14 @@ impl CallPath {
         let allowed = permit.allows(client, tool);
         let answer = if allowed {
             self.manager
-                .call_tool(PermitChecked(()), client, tool, arguments, progress)
+                .call_tool(
+                    PermitChecked(()),
+                    permit.caller().as_deref(),
+                    client,
+                    tool,
+                    arguments,
+                    progress,
+                )
                 .await
         } else {
             Err(denied(permit, client, tool))

@@ -4,7 +4,8 @@ Mirrors ``src/executor/protocol.rs`` (a test there keeps these lists equal to it
 ``type`` of an error response is one of ``ERROR_KINDS``, spelled as the exception the script
 receives; the ``limit`` of a ``LimitExceeded`` is one of ``LIMITS``, spelled as the limit's field.
 A tool request is three buffers (client, tool, arguments as JSON); a response is
-``{"ok": value}`` or ``{"error": {"type", "message", "limit", "allowed", "observed"}}``.
+``{"ok": value}`` or ``{"error": {"type", "message", "limit", "allowed", "observed",
+"authorize_url"}}``.
 """
 
 ERROR_KINDS = (
@@ -18,6 +19,7 @@ ERROR_KINDS = (
     "MemoryError",
     "RecursionError",
     "InternalError",
+    "AuthRequiredError",
 )
 
 LIMITS = (
@@ -34,3 +36,4 @@ LIMITS = (
 TOOL_ERROR, TOOL_TIMEOUT_ERROR, TOOL_UNAVAILABLE_ERROR, PERMISSION_ERROR, TYPE_ERROR = ERROR_KINDS[:5]
 LIMIT_EXCEEDED = ERROR_KINDS[5]
 MEMORY_ERROR = ERROR_KINDS[7]
+AUTH_REQUIRED_ERROR = ERROR_KINDS[10]

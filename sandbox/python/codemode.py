@@ -25,7 +25,9 @@ Bound servers
 
 Errors
     A tool that fails raises ``ToolError`` (``.server``, ``.tool``); ``ToolTimeoutError`` and
-    ``ToolUnavailableError`` are its subclasses. A tool the caller may not use raises
+    ``ToolUnavailableError`` are its subclasses, and so is ``AuthRequiredError``: the server
+    needs the caller's own OAuth authorization first, which ``.authorize_url`` starts (open it
+    in a browser, then run the script again). A tool the caller may not use raises
     ``PermissionError``; a per-call size limit raises ``LimitExceeded``. Limits on the whole run
     (time, memory, number of tool calls) end the run; they cannot be caught.
 """
@@ -44,6 +46,7 @@ __all__ = [
     "ToolError",
     "ToolTimeoutError",
     "ToolUnavailableError",
+    "AuthRequiredError",
     "LimitExceeded",
 ]
 
@@ -77,6 +80,14 @@ class ToolUnavailableError(ToolError, ConnectionError):
     """The tool's server is not connected."""
 
 
+class AuthRequiredError(ToolError):
+    """The server needs the caller's own OAuth authorization: open ``authorize_url``, then retry."""
+
+    def __init__(self, message, server=None, tool=None, authorize_url=None):
+        super().__init__(message, server, tool)
+        self.authorize_url = authorize_url
+
+
 _TOOL_ERRORS = {
     _protocol.TOOL_ERROR: ToolError,
     _protocol.TOOL_TIMEOUT_ERROR: ToolTimeoutError,
@@ -96,6 +107,8 @@ def _error_from(error, client, tool):
         return TypeError(message)
     if kind == _protocol.MEMORY_ERROR:
         return MemoryError(message)
+    if kind == _protocol.AUTH_REQUIRED_ERROR:
+        return AuthRequiredError(message, client, tool, error.get("authorize_url"))
     return _TOOL_ERRORS.get(kind, ToolError)(message, client, tool)
 
 

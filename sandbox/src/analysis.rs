@@ -173,12 +173,13 @@ type Capabilities = HashSet<Capability>;
 const CALL_BY_NAME: [&str; 3] = ["call_tool", "call_tool_async", "PendingCall"];
 
 /// What else `codemode` exports (`__all__`): none of it reaches a tool.
-const RUNTIME_SAFE: [&str; 6] = [
+const RUNTIME_SAFE: [&str; 7] = [
     "gather",
     "run",
     "ToolError",
     "ToolTimeoutError",
     "ToolUnavailableError",
+    "AuthRequiredError",
     "LimitExceeded",
 ];
 

@@ -14,10 +14,20 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Serves on `host:port` with `config` (or none), keeping runtime changes in `db`.
 pub async fn serve(config: Option<&Path>, host: &str, port: u16, db: &Path) -> Result<(), Failure> {
-    let config = load_optional(config)?;
+    let mut config = load_optional(config)?;
+    // Bound first: OAuth redirects come back to the address actually listened on.
+    let listener = tokio::net::TcpListener::bind((host, port))
+        .await
+        .map_err(|e| Failure::Usage(format!("cannot listen on {host}:{port}: {e}")))?;
+    let address = listener
+        .local_addr()
+        .map_err(|e| Failure::Internal(e.to_string()))?;
+    if config.oauth.public_url.is_none() {
+        config.oauth.public_url = Some(default_public_url(host, address.port()));
+    }
     let app = Arc::new(App::build(&config, StoreChoice::Sqlite(db.to_path_buf())).await?);
     // Nothing was configured that asks callers for a key: fine on this machine, not on a
-    // network. Checked before anything listens.
+    // network.
     if app.keys.auth() == Auth::Unconfigured && !is_loopback(host) {
         app.shutdown().await;
         return Err(Failure::Usage(format!(
@@ -26,18 +36,6 @@ pub async fn serve(config: Option<&Path>, host: &str, port: u16, db: &Path) -> R
              governance.auth to \"open\""
         )));
     }
-    let listener = match tokio::net::TcpListener::bind((host, port)).await {
-        Ok(listener) => listener,
-        Err(e) => {
-            app.shutdown().await;
-            return Err(Failure::Usage(format!(
-                "cannot listen on {host}:{port}: {e}"
-            )));
-        }
-    };
-    let address = listener
-        .local_addr()
-        .map_err(|e| Failure::Internal(e.to_string()))?;
     tracing::info!(%address, "codemode is listening");
     let (signalled, signal) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(codemode::server::serve(
@@ -62,6 +60,19 @@ pub async fn serve(config: Option<&Path>, host: &str, port: u16, db: &Path) -> R
     // Every call has been recorded by now: write the records, then stop the clients.
     app.shutdown().await;
     outcome
+}
+
+/// Where a browser on this machine reaches codemode listening on `host`:`port`.
+fn default_public_url(host: &str, port: u16) -> String {
+    let unspecified = host
+        .trim_matches(['[', ']'])
+        .parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_unspecified());
+    if unspecified || is_loopback(host) {
+        format!("http://localhost:{port}")
+    } else {
+        format!("http://{host}:{port}")
+    }
 }
 
 /// Whether `host` names this machine only: `localhost` or a loopback address.

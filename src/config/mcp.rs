@@ -142,6 +142,83 @@ pub struct ClientConfig {
     /// Seconds one call may take (default: `tool_manager_config.tool_execution_timeout`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_execution_timeout: Option<u64>,
+    /// How an HTTP or SSE client authenticates upstream: static `headers` (the default),
+    /// `oauth` (one token for the client) or `per_user_oauth` (one token per caller).
+    #[serde(default, skip_serializing_if = "AuthType::is_headers")]
+    pub auth_type: AuthType,
+    /// OAuth settings; whatever is unset is discovered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oauth_config: Option<OAuthConfig>,
+}
+
+/// `auth_type` of a client.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthType {
+    /// Static headers only.
+    #[default]
+    Headers,
+    /// OAuth 2.1: the operator authorizes once; every call uses that token.
+    Oauth,
+    /// OAuth 2.1 per caller: each virtual key authorizes on its own; the tool list comes from
+    /// the operator's authorization.
+    PerUserOauth,
+}
+
+impl AuthType {
+    fn is_headers(&self) -> bool {
+        *self == AuthType::Headers
+    }
+
+    /// Whether the client uses OAuth at all.
+    pub fn is_oauth(self) -> bool {
+        self != AuthType::Headers
+    }
+}
+
+/// `oauth_config` of a client (Bifrost's shape). Every field may be `env.NAME`; whatever is
+/// unset is discovered from the server (RFC 9728, RFC 8414, OpenID configuration) or
+/// registered (Client ID Metadata Document, else RFC 7591).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OAuthConfig {
+    /// A client id registered with the authorization server beforehand.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// Its secret (a confidential client). Sealed at rest, never returned by the API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+    /// Scopes to ask for (default: the server's challenge, else its `scopes_supported`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
+    /// The authorization endpoint, instead of the discovered one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorize_url: Option<String>,
+    /// The token endpoint, instead of the discovered one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_url: Option<String>,
+    /// The registration endpoint, instead of the discovered one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registration_url: Option<String>,
+    /// The RFC 8707 resource indicator, instead of the discovered one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
+}
+
+impl OAuthConfig {
+    /// Every string field that may be an `env.NAME` reference.
+    fn strings(&self) -> impl Iterator<Item = &str> {
+        [
+            &self.client_id,
+            &self.client_secret,
+            &self.authorize_url,
+            &self.token_url,
+            &self.registration_url,
+            &self.resource,
+        ]
+        .into_iter()
+        .filter_map(|field| field.as_deref())
+    }
 }
 
 /// `stdio_config` of a client.
@@ -157,6 +234,25 @@ pub struct StdioConfig {
     /// `NAME=value`. Nothing else of codemode's environment reaches the child but a minimal PATH.
     #[serde(default)]
     pub envs: Vec<String>,
+}
+
+/// Whether `url` may be an OAuth endpoint: HTTPS, or HTTP to a loopback host.
+///
+/// # Errors
+/// Why not.
+pub fn check_oauth_url(url: &str) -> Result<(), String> {
+    let parsed = url::Url::parse(url).map_err(|e| format!("not a URL: {e}"))?;
+    let loopback = match parsed.host() {
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    match parsed.scheme() {
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        _ => Err("must be https (or http to a loopback host)".into()),
+    }
 }
 
 /// Why an `inprocess` client cannot come from a file or the API.
@@ -191,6 +287,8 @@ impl ClientConfig {
             tools_to_auto_execute: Vec::new(),
             is_code_mode_client: false,
             tool_execution_timeout: None,
+            auth_type: AuthType::Headers,
+            oauth_config: None,
         })
     }
 
@@ -227,6 +325,37 @@ impl ClientConfig {
         if self.tool_execution_timeout == Some(0) {
             problem("tool_execution_timeout", "must be at least 1 second");
         }
+        let over_http = matches!(
+            self.connection_type,
+            ConnectionType::Http | ConnectionType::Sse
+        );
+        if self.auth_type.is_oauth() && !over_http {
+            problem("auth_type", "OAuth needs an http or sse client");
+        }
+        if self.oauth_config.is_some() && !self.auth_type.is_oauth() {
+            problem(
+                "oauth_config",
+                "needs \"auth_type\": \"oauth\" or \"per_user_oauth\"",
+            );
+        }
+        if let Some(oauth) = &self.oauth_config {
+            if oauth.client_secret.is_some() && oauth.client_id.is_none() {
+                problem("oauth_config.client_secret", "needs a client_id");
+            }
+            let urls = [
+                ("authorize_url", &oauth.authorize_url),
+                ("token_url", &oauth.token_url),
+                ("registration_url", &oauth.registration_url),
+                ("resource", &oauth.resource),
+            ];
+            for (name, url) in urls {
+                if let Some(url) = url.as_deref().filter(|u| !u.starts_with("env."))
+                    && let Err(reason) = check_oauth_url(url)
+                {
+                    problem(&format!("oauth_config.{name}"), &reason);
+                }
+            }
+        }
     }
 
     /// Whether this configuration lets `tool` run: `tools_to_execute` absent or `["*"]` allows
@@ -255,13 +384,21 @@ impl ClientConfig {
             && self.stdio_config == other.stdio_config
             && self.connection_string == other.connection_string
             && self.headers == other.headers
+            && self.auth_type == other.auth_type
+            && self.oauth_config == other.oauth_config
     }
 
     /// This configuration with literal header values hidden; `env.NAME` references are shown,
     /// being names.
     pub fn redacted(&self) -> ClientConfig {
         let mut config = self.clone();
-        for value in config.headers.values_mut() {
+        let secrets = config.headers.values_mut().chain(
+            config
+                .oauth_config
+                .as_mut()
+                .and_then(|oauth| oauth.client_secret.as_mut()),
+        );
+        for value in secrets {
             if !value.starts_with("env.") {
                 *value = "<redacted>".into();
             }
@@ -274,6 +411,7 @@ impl ClientConfig {
         let mut strings: Vec<&str> = Vec::new();
         strings.extend(self.connection_string.as_deref());
         strings.extend(self.headers.values().map(String::as_str));
+        strings.extend(self.oauth_config.iter().flat_map(OAuthConfig::strings));
         if let Some(stdio) = &self.stdio_config {
             strings.push(&stdio.command);
             strings.extend(stdio.args.iter().map(String::as_str));

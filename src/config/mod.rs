@@ -28,11 +28,11 @@ pub use governance::{
     AuthMode, GovernanceConfig, VirtualKeyClient, VirtualKeyConfig, VirtualKeyProvider,
 };
 pub use mcp::{
-    ClientConfig, ConnectionType, IN_PROCESS_NOT_CONFIGURABLE, McpConfig, RetryPolicy, StdioConfig,
-    ToolManagerConfig,
+    AuthType, ClientConfig, ConnectionType, IN_PROCESS_NOT_CONFIGURABLE, McpConfig, OAuthConfig,
+    RetryPolicy, StdioConfig, ToolManagerConfig,
 };
 pub use providers::{NetworkConfig, Protocol, ProviderConfig, ProviderKey, ProvidersConfig};
-pub use service::{AuditConfig, McpServerConfig};
+pub use service::{AuditConfig, McpServerConfig, OAuthServiceConfig};
 
 use crate::executor::LimitOverrides;
 
@@ -58,6 +58,9 @@ pub struct Config {
     /// codemode extension: codemode's own MCP server at `/mcp`.
     #[serde(default)]
     pub mcp_server: McpServerConfig,
+    /// codemode extension: how codemode presents itself to upstream OAuth servers.
+    #[serde(default)]
+    pub oauth: OAuthServiceConfig,
 }
 
 /// A configuration that cannot be used, located by its JSON path.
@@ -115,6 +118,7 @@ impl Config {
             Ok(rest) => {
                 rest.mcp.check_settings(&mut problems);
                 rest.governance.check(&mut problems);
+                rest.oauth.check(&mut problems);
                 providers::check(&rest.providers, &mut problems);
                 Some(rest)
             }

@@ -460,7 +460,13 @@ fn encoded_answer(
 }
 
 fn failure(error: &ToolError) -> ToolResponse {
-    ToolResponse::failure(error.kind(), error.to_string())
+    let mut response = ToolResponse::failure(error.kind(), error.to_string());
+    if let (ToolResponse::Error(failure), ToolError::AuthRequired { authorize_url, .. }) =
+        (&mut response, error)
+    {
+        failure.authorize_url = Some(authorize_url.clone());
+    }
+    response
 }
 
 fn json_kind(value: &Value) -> &'static str {

@@ -42,6 +42,15 @@ pub enum ToolError {
     /// The tool's server is not connected.
     #[error("{0}")]
     Unavailable(String),
+    /// The server needs the caller's own OAuth authorization first (per-user OAuth); nothing
+    /// was sent to it.
+    #[error("{client} needs your authorization first: open {authorize_url} and try again")]
+    AuthRequired {
+        /// The client that needs it.
+        client: String,
+        /// Where the caller authorizes it.
+        authorize_url: String,
+    },
 }
 
 impl ToolError {
@@ -53,6 +62,7 @@ impl ToolError {
             ToolError::InvalidArguments(_) => ErrorKind::TypeError,
             ToolError::Timeout(_) => ErrorKind::ToolTimeoutError,
             ToolError::Unavailable(_) => ErrorKind::ToolUnavailableError,
+            ToolError::AuthRequired { .. } => ErrorKind::AuthRequiredError,
         }
     }
 }

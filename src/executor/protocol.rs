@@ -5,7 +5,7 @@
 //! | direction | message | shape |
 //! |---|---|---|
 //! | guest → host | a tool request | three buffers: the client's and the tool's name (UTF-8) and the arguments (a JSON object, or empty for none) |
-//! | host → guest | a tool response | [`ToolResponse`]: `{"ok": value}` or `{"error": {"type", "message", "limit"?, "allowed"?, "observed"?}}` |
+//! | host → guest | a tool response | [`ToolResponse`]: `{"ok": value}` or `{"error": {"type", "message", "limit"?, "allowed"?, "observed"?, "authorize_url"?}}` |
 //! | guest → host | the run's outcome | [`GuestOutcome`]: `{"ok", "result", "error": {"type", "message", "line", "traceback", "limit"?}, "oversized_result"?}` |
 //! | guest → host | a panic message | UTF-8, just before the guest aborts |
 //! | host → guest | the bindings manifest | one line per server, `<python name>\t<client>\t<tools as JSON>`, written by [`codemode_stubs::Catalog::manifest`] |
@@ -45,12 +45,15 @@ pub enum ErrorKind {
     Cancelled,
     /// codemode itself failed; never the script's doing.
     InternalError,
+    /// The server needs the caller's own OAuth authorization first (a `ToolError`);
+    /// `authorize_url` starts it.
+    AuthRequiredError,
 }
 
 impl ErrorKind {
     /// Every kind but `Cancelled` (which only records carry), in the order `_protocol.py`
     /// lists them.
-    pub const ALL: [ErrorKind; 10] = [
+    pub const ALL: [ErrorKind; 11] = [
         ErrorKind::ToolError,
         ErrorKind::ToolTimeoutError,
         ErrorKind::ToolUnavailableError,
@@ -61,6 +64,7 @@ impl ErrorKind {
         ErrorKind::MemoryError,
         ErrorKind::RecursionError,
         ErrorKind::InternalError,
+        ErrorKind::AuthRequiredError,
     ];
 
     /// The Python name.
@@ -77,6 +81,7 @@ impl ErrorKind {
             ErrorKind::RecursionError => "RecursionError",
             ErrorKind::Cancelled => "Cancelled",
             ErrorKind::InternalError => "InternalError",
+            ErrorKind::AuthRequiredError => "AuthRequiredError",
         }
     }
 
@@ -179,6 +184,9 @@ pub struct ToolFailure {
     /// For `LimitExceeded`: the limit, what it allows and what was seen.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub limit: Option<LimitFired>,
+    /// For `AuthRequiredError`: where the caller authorizes the server.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authorize_url: Option<String>,
 }
 
 /// A limit that fired on one call.
@@ -199,6 +207,7 @@ impl ToolResponse {
             kind,
             message,
             limit: None,
+            authorize_url: None,
         })
     }
 
@@ -212,6 +221,7 @@ impl ToolResponse {
                 allowed,
                 observed,
             }),
+            authorize_url: None,
         })
     }
 

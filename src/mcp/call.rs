@@ -20,11 +20,17 @@ use rmcp::model::{
 use rmcp::service::PeerRequestOptions;
 use serde_json::Value;
 
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+
 use super::McpManager;
+use super::auth::OPERATOR;
 use super::client::{Connection, Link, ManagedClient};
 use super::result::tool_value;
-use super::transport::Session;
-use crate::config::ClientConfig;
+use super::supervisor;
+use super::transport::{self, ConnectError, Session, Upstream};
+use crate::config::{AuthType, ClientConfig};
 use crate::executor::ToolError;
 use crate::gateway::PermitChecked;
 
@@ -92,6 +98,7 @@ impl McpManager {
     pub(crate) async fn call_tool(
         &self,
         _permitted: PermitChecked,
+        caller: Option<&str>,
         client: &str,
         tool: &str,
         arguments: Value,
@@ -102,17 +109,34 @@ impl McpManager {
                 "there is no MCP client named {client}"
             )));
         };
-        let (link, timeout) = managed.with_connection(|config, connection| {
+        let (link, timeout, config) = managed.with_connection(|config, connection| {
             let link = usable_link(config, connection, tool)?;
-            Ok::<_, ToolError>((link, self.timeout(config)))
+            Ok::<_, ToolError>((link, self.timeout(config), config.clone()))
         })?;
+        // The operator's session lists the tools; a per-user client's calls go over the
+        // caller's own.
+        let subject = match config.auth_type {
+            AuthType::PerUserOauth => caller.ok_or_else(|| {
+                ToolError::Denied(format!(
+                    "{client} authorizes each caller on its own (per-user OAuth): call it with \
+                     a virtual key"
+                ))
+            })?,
+            _ => OPERATOR,
+        };
         let call = async {
-            match link {
-                Link::Mcp(session) => {
-                    call_mcp(&managed, &session, client, tool, arguments, progress)
-                        .await
-                        .map(ToolAnswer::Mcp)
+            let link = match config.auth_type {
+                AuthType::PerUserOauth => {
+                    Link::Mcp(managed.caller_session(&config, subject).await?)
                 }
+                _ => link,
+            };
+            match link {
+                Link::Mcp(session) => call_mcp(
+                    &managed, &config, subject, &session, tool, arguments, progress,
+                )
+                .await
+                .map(ToolAnswer::Mcp),
                 Link::InProcess(server) => {
                     server.call(tool, arguments).await.map(ToolAnswer::Value)
                 }
@@ -121,6 +145,97 @@ impl McpManager {
         tokio::time::timeout(timeout, call)
             .await
             .map_err(|_| ToolError::Timeout(timeout))?
+    }
+}
+
+impl ManagedClient {
+    /// The caller's own session with a per-user OAuth client's server: pooled, else opened
+    /// with the caller's token. Without a token nothing is connected: the caller is sent to
+    /// authorize.
+    async fn caller_session(
+        &self,
+        config: &ClientConfig,
+        caller: &str,
+    ) -> Result<Arc<Session>, ToolError> {
+        if let Some(session) = self.callers.get(caller) {
+            return Ok(session);
+        }
+        let client = &config.name;
+        let unavailable = |error: &dyn std::fmt::Display| {
+            ToolError::Unavailable(format!("{client} could not be reached for you: {error}"))
+        };
+        let has_token = self
+            .oauth
+            .has_token(client, caller)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        if !has_token {
+            return Err(self.caller_authorization(config, caller, None, false).await);
+        }
+        let auth = self
+            .oauth
+            .http_client(config, caller)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        let handler = Upstream::new(Arc::new(Notify::new()), self.progress.clone());
+        match transport::connect(config, handler, Some(auth)).await {
+            Ok(connected) => {
+                let session = Arc::new(connected.session);
+                self.callers.put(caller, Arc::clone(&session));
+                Ok(session)
+            }
+            Err(ConnectError::AuthRequired {
+                challenge,
+                insufficient_scope,
+            }) => Err(self
+                .caller_authorization(config, caller, Some(&challenge), insufficient_scope)
+                .await),
+            Err(error) => Err(unavailable(&error)),
+        }
+    }
+
+    /// Prepares `caller`'s authorization of a per-user client and says where to give it.
+    async fn caller_authorization(
+        &self,
+        config: &ClientConfig,
+        caller: &str,
+        challenge: Option<&str>,
+        step_up: bool,
+    ) -> ToolError {
+        match self.oauth.start(config, caller, challenge, step_up).await {
+            Ok(authorize_url) => ToolError::AuthRequired {
+                client: config.name.clone(),
+                authorize_url,
+            },
+            Err(error) => ToolError::Unavailable(format!(
+                "{} needs your authorization, which cannot start: {error}",
+                config.name
+            )),
+        }
+    }
+
+    /// The server refused a call for want of authorization or scope: asks for it (the
+    /// operator's, or the caller's for a per-user client) and says where to give it.
+    async fn refused_call(
+        &self,
+        config: &ClientConfig,
+        subject: &str,
+        challenge: &str,
+        step_up: bool,
+    ) -> ToolError {
+        if subject != OPERATOR {
+            self.callers.remove(subject);
+            return self
+                .caller_authorization(config, subject, Some(challenge), step_up)
+                .await;
+        }
+        match supervisor::ask_authorization(self, config, challenge, step_up).await {
+            Ok(authorize_url) => ToolError::AuthRequired {
+                client: config.name.clone(),
+                authorize_url,
+            },
+            Err(reason) => ToolError::Unavailable(format!("{}: {reason}", config.name)),
+        }
     }
 }
 
@@ -138,6 +253,20 @@ fn usable_link(
         )));
     }
     match connection {
+        Connection::Authorizing { authorize_url } => Err(ToolError::AuthRequired {
+            client: client.clone(),
+            authorize_url: authorize_url.clone(),
+        }),
+        Connection::NeedsReauth {
+            authorize_url: Some(authorize_url),
+            ..
+        } => Err(ToolError::AuthRequired {
+            client: client.clone(),
+            authorize_url: authorize_url.clone(),
+        }),
+        Connection::NeedsReauth { reason, .. } => Err(ToolError::Unavailable(format!(
+            "{client} needs its operator to authorize it again: {reason}"
+        ))),
         Connection::Connected { link, tools, .. } => {
             if !tools.iter().any(|t| t.name == tool) {
                 return Err(ToolError::NotFound(format!(
@@ -164,15 +293,18 @@ const PROGRESS_GRACE: Duration = Duration::from_millis(5);
 /// Where a call's progress notifications are sent.
 pub type ProgressSender = tokio::sync::mpsc::UnboundedSender<ProgressNotificationParam>;
 
-/// Calls `tool` over an MCP session, forwarding its progress to `progress`.
+/// Calls `tool` over an MCP session on behalf of `subject`, forwarding its progress to
+/// `progress`. A refusal for want of authorization or scope asks for it.
 async fn call_mcp(
     managed: &ManagedClient,
+    config: &ClientConfig,
+    subject: &str,
     session: &Session,
-    client: &str,
     tool: &str,
     arguments: Value,
     progress: Option<ProgressSender>,
 ) -> Result<CallToolResult, ToolError> {
+    let client = config.name.as_str();
     let arguments = match arguments {
         Value::Object(map) => map,
         _ => Default::default(),
@@ -182,13 +314,33 @@ async fn call_mcp(
         None => session.call_tool(params).await,
         Some(sink) => call_reporting(managed, session, params, sink).await,
     };
-    answer.map_err(|error| {
-        let error = service_error(client, error);
-        if matches!(error, ToolError::Unavailable(_)) {
-            managed.check_now.notify_one();
+    let error = match answer {
+        Ok(result) => {
+            if config.auth_type.is_oauth() {
+                managed.oauth.succeeded(client, subject);
+            }
+            return Ok(result);
         }
-        error
-    })
+        Err(error) => error,
+    };
+    if let Some(ConnectError::AuthRequired {
+        challenge,
+        insufficient_scope,
+    }) = transport::request_refusal(&error)
+    {
+        return Err(managed
+            .refused_call(config, subject, &challenge, insufficient_scope)
+            .await);
+    }
+    let error = service_error(client, error);
+    if matches!(error, ToolError::Unavailable(_)) {
+        if subject == OPERATOR {
+            managed.check_now.notify_one();
+        } else {
+            managed.callers.remove(subject);
+        }
+    }
+    Err(error)
 }
 
 /// Sends a `tools/call` and forwards the progress notifications rmcp's own token collects, until

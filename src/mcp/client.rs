@@ -20,6 +20,8 @@ use serde::Serialize;
 use tokio::sync::{Notify, broadcast, oneshot};
 use tokio::task::AbortHandle;
 
+use super::auth::OAuth;
+use super::callers::CallerSessions;
 use super::in_process::InProcessServer;
 use super::supervisor;
 use super::transport::Session;
@@ -27,7 +29,7 @@ use crate::config::{ClientConfig, ToolManagerConfig};
 
 /// A client's connection state, as the management API reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum ClientState {
     /// Connecting (or reconnecting).
     Connecting,
@@ -37,6 +39,11 @@ pub enum ClientState {
     Disconnected,
     /// Could not connect; `last_error` says why.
     Error,
+    /// Waits for the operator to open `authorize_url` (OAuth); nothing is retried until then.
+    PendingAuthorization,
+    /// The server refused codemode's authorization and it could not be renewed; `last_error`
+    /// says why, `authorize_url` (when there is one) starts again.
+    NeedsReauth,
 }
 
 /// What the manager knows about one client.
@@ -57,6 +64,9 @@ pub struct ClientStatus {
     /// The process id of a stdio client's server.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pid: Option<u32>,
+    /// Where the operator authorizes an OAuth client that waits for it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authorize_url: Option<String>,
 }
 
 /// A change of one client, as [`McpManager::subscribe`](super::McpManager::subscribe) reports
@@ -79,6 +89,15 @@ pub(crate) enum Connection {
     },
     Disconnected,
     Failed(String),
+    /// An OAuth client waiting for the operator's authorization.
+    Authorizing {
+        authorize_url: String,
+    },
+    /// An OAuth client whose authorization was refused and could not be renewed.
+    NeedsReauth {
+        reason: String,
+        authorize_url: Option<String>,
+    },
 }
 
 impl Connection {
@@ -88,6 +107,8 @@ impl Connection {
             Connection::Connected { .. } => ClientState::Connected,
             Connection::Disconnected => ClientState::Disconnected,
             Connection::Failed(_) => ClientState::Error,
+            Connection::Authorizing { .. } => ClientState::PendingAuthorization,
+            Connection::NeedsReauth { .. } => ClientState::NeedsReauth,
         }
     }
 }
@@ -156,6 +177,10 @@ pub(crate) struct ManagedClient {
     pub(crate) in_process: Option<Arc<InProcessServer>>,
     /// Where the server's progress notifications go, by token.
     pub(crate) progress: ProgressDispatcher,
+    /// OAuth flows and tokens, for a client whose `auth_type` asks for them.
+    pub(crate) oauth: Arc<OAuth>,
+    /// Per-user OAuth: each caller's own session with the server.
+    pub(crate) callers: CallerSessions,
     changes: Arc<Changes>,
 }
 
@@ -163,6 +188,7 @@ impl ManagedClient {
     pub(crate) fn new(
         config: ClientConfig,
         in_process: Option<InProcessServer>,
+        oauth: Arc<OAuth>,
         changes: Arc<Changes>,
     ) -> Arc<Self> {
         Arc::new(ManagedClient {
@@ -175,6 +201,8 @@ impl ManagedClient {
             check_now: Arc::new(Notify::new()),
             in_process: in_process.map(Arc::new),
             progress: ProgressDispatcher::new(),
+            oauth,
+            callers: CallerSessions::default(),
             changes,
         })
     }
@@ -194,6 +222,11 @@ impl ManagedClient {
     pub(crate) fn status(&self) -> ClientStatus {
         let shared = self.lock();
         let config = &shared.config;
+        let authorize_url = match &shared.connection {
+            Connection::Authorizing { authorize_url } => Some(authorize_url.clone()),
+            Connection::NeedsReauth { authorize_url, .. } => authorize_url.clone(),
+            _ => None,
+        };
         let (last_error, tools, pid) = match &shared.connection {
             Connection::Connected { tools, pid, .. } => {
                 let names = tools
@@ -203,8 +236,12 @@ impl ManagedClient {
                     .collect();
                 (None, names, *pid)
             }
-            Connection::Failed(error) => (Some(error.clone()), Vec::new(), None),
-            Connection::Connecting | Connection::Disconnected => (None, Vec::new(), None),
+            Connection::Failed(error) | Connection::NeedsReauth { reason: error, .. } => {
+                (Some(error.clone()), Vec::new(), None)
+            }
+            Connection::Connecting | Connection::Disconnected | Connection::Authorizing { .. } => {
+                (None, Vec::new(), None)
+            }
         };
         ClientStatus {
             name: config.name.clone(),
@@ -214,6 +251,7 @@ impl ManagedClient {
             tools,
             failed_attempts: shared.failed_attempts,
             pid,
+            authorize_url,
         }
     }
 
@@ -310,9 +348,15 @@ impl ManagedClient {
         }
     }
 
+    /// Whether the client is connected.
+    pub(crate) fn is_connected(&self) -> bool {
+        matches!(self.lock().connection, Connection::Connected { .. })
+    }
+
     /// Stops the supervising task and drops the session (a stdio child is stopped with it).
     pub(crate) fn close(&self) {
         self.stop();
+        self.callers.clear();
         // Dropped after the lock is released: ending a session may take a moment.
         let _ended = std::mem::replace(&mut self.lock().connection, Connection::Disconnected);
     }

@@ -13,13 +13,15 @@ use std::time::Duration;
 
 use tokio::sync::{RwLock, broadcast};
 
-use super::client::{Changes, ClientEvent, ClientStatus, ManagedClient};
+use super::auth::{Authorized, OAuth, OAuthError, OPERATOR};
+use super::client::{Changes, ClientEvent, ClientStatus, Connection, ManagedClient};
 use super::in_process::{InProcessServer, InProcessTool};
 use super::tools::ClientTools;
 use crate::config::mcp::AGENT_DEPTHS;
 use crate::config::{
     ClientConfig, ConnectionType, IN_PROCESS_NOT_CONFIGURABLE, McpConfig, ToolManagerConfig,
 };
+use crate::store::memory::MemoryTokens;
 use crate::store::{ClientStore, StoreError, merge_clients};
 
 /// A change to the set of clients that cannot be made.
@@ -37,6 +39,9 @@ pub enum ManagerError {
     /// The change could not be persisted (and was not made).
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// An OAuth step failed.
+    #[error(transparent)]
+    OAuth(#[from] OAuthError),
 }
 
 /// The stored name of the `max_agent_depth` setting.
@@ -56,6 +61,8 @@ pub struct McpManager {
     max_agent_depth: AtomicU32,
     /// Where changes made at run time are recorded, when persistence is on.
     store: Option<Arc<dyn ClientStore>>,
+    /// Upstream OAuth: flows in progress and tokens.
+    oauth: Arc<OAuth>,
     changes: Arc<Changes>,
 }
 
@@ -77,8 +84,18 @@ impl McpManager {
             max_agent_depth: AtomicU32::new(settings.max_agent_depth),
             settings,
             store: None,
+            oauth: Arc::new(OAuth::new(
+                Arc::new(MemoryTokens::default()),
+                "http://localhost",
+                None,
+            )),
             changes: Changes::new(),
         }
+    }
+
+    /// Upstream OAuth: flows in progress and tokens.
+    pub fn oauth(&self) -> &Arc<OAuth> {
+        &self.oauth
     }
 
     /// State changes of every client from now on.
@@ -107,10 +124,12 @@ impl McpManager {
     pub async fn start_with_store(
         config: &McpConfig,
         store: Arc<dyn ClientStore>,
+        oauth: Arc<OAuth>,
     ) -> Result<Self, StoreError> {
         let changes = store.client_changes().await?;
         let clients = merge_clients(&config.client_configs, changes);
         let mut manager = McpManager::new(config.tool_manager_config.clone());
+        manager.oauth = oauth;
         for (name, value) in store.settings().await? {
             match (
                 name.as_str(),
@@ -136,7 +155,12 @@ impl McpManager {
         for config in configs {
             clients.insert(
                 config.name.clone(),
-                ManagedClient::new(config.clone(), None, Arc::clone(&self.changes)),
+                ManagedClient::new(
+                    config.clone(),
+                    None,
+                    Arc::clone(&self.oauth),
+                    Arc::clone(&self.changes),
+                ),
             );
         }
         let all: Vec<Arc<ManagedClient>> = clients.values().cloned().collect();
@@ -186,7 +210,12 @@ impl McpManager {
         if let (Some(store), None) = (&self.store, &in_process) {
             store.save_client(&config).await?;
         }
-        let client = ManagedClient::new(config, in_process, Arc::clone(&self.changes));
+        let client = ManagedClient::new(
+            config,
+            in_process,
+            Arc::clone(&self.oauth),
+            Arc::clone(&self.changes),
+        );
         self.clients.write().await.insert(name, Arc::clone(&client));
         drop(edit);
         client.supervise(&self.settings).await;
@@ -240,7 +269,87 @@ impl McpManager {
         let client = removed.ok_or_else(|| ManagerError::NotFound(name.to_string()))?;
         // Dropping the session ends it; a stdio child is stopped with it.
         client.close();
+        self.oauth.forget_flows(name);
         Ok(())
+    }
+
+    /// Finishes an OAuth authorization the server's callback brought back (`state`, `code`,
+    /// `iss`): stores the tokens, then connects the client when they are the operator's (a
+    /// connected client keeps its session, which uses the new token from its next request).
+    ///
+    /// # Errors
+    /// [`ManagerError::OAuth`] naming the step that failed; nothing is stored then.
+    pub async fn authorized(
+        &self,
+        state: &str,
+        code: &str,
+        issuer: Option<&str>,
+    ) -> Result<Authorized, ManagerError> {
+        let authorized = self.oauth.finish(state, code, issuer).await?;
+        if let Ok(client) = self.get(&authorized.client).await {
+            if authorized.subject == OPERATOR {
+                if !client.is_connected() {
+                    client.reset_failures();
+                    client.supervise(&self.settings).await;
+                }
+            } else {
+                client.callers.remove(&authorized.subject);
+            }
+        }
+        Ok(authorized)
+    }
+
+    /// Revokes the authorization `subject` holds for `client` (at the server too, when it
+    /// offers revocation) and forgets it: a caller's session closes; the operator's client
+    /// needs authorizing again.
+    ///
+    /// # Errors
+    /// [`ManagerError::NotFound`] when there is no such authorization.
+    pub async fn revoke(&self, name: &str, subject: &str) -> Result<(), ManagerError> {
+        let config = self.config(name).await.ok();
+        if !self.oauth.revoke(name, subject, config.as_ref()).await? {
+            return Err(ManagerError::NotFound(format!(
+                "an OAuth authorization of {name} for {}",
+                if subject == OPERATOR {
+                    "its operator"
+                } else {
+                    subject
+                }
+            )));
+        }
+        if let Ok(client) = self.get(name).await {
+            if subject == OPERATOR {
+                client.stop();
+                client.set(Connection::NeedsReauth {
+                    reason: "its authorization was revoked".into(),
+                    authorize_url: None,
+                });
+            } else {
+                client.callers.remove(subject);
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts a new authorization of an OAuth client by its operator (the old token stays
+    /// until the new one replaces it) and answers the client's status, with its
+    /// `authorize_url`.
+    ///
+    /// # Errors
+    /// [`ManagerError::NotFound`]; [`ManagerError::Invalid`] for a client that does not use
+    /// OAuth; [`ManagerError::OAuth`] when discovery or registration fails.
+    pub async fn reauthorize(&self, name: &str) -> Result<ClientStatus, ManagerError> {
+        let client = self.get(name).await?;
+        let config = client.config();
+        if !config.auth_type.is_oauth() {
+            return Err(ManagerError::Invalid(format!(
+                "{name} does not use OAuth (its auth_type is headers)"
+            )));
+        }
+        let authorize_url = self.oauth.start(&config, OPERATOR, None, false).await?;
+        client.stop();
+        client.set(Connection::Authorizing { authorize_url });
+        Ok(client.status())
     }
 
     /// Ends every client's session (stdio servers are stopped); the clients stay listed, as

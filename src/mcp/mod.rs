@@ -7,11 +7,15 @@
 //! - [`call`]: the call path of one tool call (crate-private: the gateway is its caller).
 //! - [`transport`]: opening sessions: stdio, streamable HTTP, legacy SSE; typed connect
 //!   errors; the one upstream HTTP client factory.
+//! - [`auth`]: upstream OAuth 2.1: flows, registration, tokens per client and per caller.
+//! - `callers`: per-user OAuth sessions, pooled per caller.
 //! - [`in_process`]: tools that a program embedding codemode implements itself.
 //! - [`tools`]: each client's tools, and the direct-tool and OpenAI shapes derived from them.
 //! - [`result`]: what a script receives from an MCP tool result.
 
+pub mod auth;
 pub mod call;
+pub(crate) mod callers;
 pub mod client;
 pub mod in_process;
 pub mod manager;

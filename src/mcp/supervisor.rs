@@ -14,9 +14,12 @@ use std::time::Duration;
 use rmcp::model::Tool;
 use tokio::sync::oneshot;
 
+use rmcp::transport::AuthClient;
+
+use super::auth::{OAuthError, OPERATOR};
 use super::client::{Connection, Link, ManagedClient};
 use super::transport::{ConnectError, Session, Upstream, connect};
-use crate::config::ToolManagerConfig;
+use crate::config::{ClientConfig, ToolManagerConfig};
 
 /// The longest tool name codemode serves; a server's longer names are skipped, so a longer
 /// name names no tool.
@@ -82,8 +85,23 @@ async fn connect_with_retries(
         client.set(Connection::Connecting);
         let config = client.config();
         let handler = Upstream::new(Arc::clone(&client.check_now), client.progress.clone());
-        let error: ConnectError = match connect(&config, handler).await {
+        let attempt_result = match oauth_client(client, &config).await {
+            Ok(auth) => connect(&config, handler, auth).await,
+            Err(error) => Err(error),
+        };
+        let error: ConnectError = match attempt_result {
             Ok(connected) => return Some(connected),
+            Err(ConnectError::AuthRequired {
+                challenge,
+                insufficient_scope,
+            }) => {
+                // The outcome is the client's state now; nobody else is waiting for it.
+                let _ = ask_authorization(client, &config, &challenge, insufficient_scope).await;
+                if let Some(done) = first_attempt.take() {
+                    let _ = done.send(());
+                }
+                return None;
+            }
             Err(error) => error,
         };
         client.note_failure();
@@ -98,6 +116,64 @@ async fn connect_with_retries(
         }
         tokio::time::sleep(policy.backoff(attempt)).await;
     }
+}
+
+/// The HTTP client of an OAuth client's connection (with the operator's token, if any);
+/// `None` for a client that does not use OAuth.
+async fn oauth_client(
+    client: &ManagedClient,
+    config: &ClientConfig,
+) -> Result<Option<AuthClient<reqwest::Client>>, ConnectError> {
+    if !config.auth_type.is_oauth() {
+        return Ok(None);
+    }
+    Ok(Some(client.oauth.http_client(config, OPERATOR).await?))
+}
+
+/// The server refused for want of the operator's authorization (or of scope): prepares one and
+/// leaves the client waiting for it, or, when codemode's own token was refused, needing it
+/// again. Nothing is retried until the operator authorizes.
+pub(crate) async fn ask_authorization(
+    client: &ManagedClient,
+    config: &ClientConfig,
+    challenge: &str,
+    step_up: bool,
+) -> Result<String, String> {
+    let had_token = client
+        .oauth
+        .has_token(&config.name, OPERATOR)
+        .await
+        .unwrap_or(false);
+    let started = client
+        .oauth
+        .start(config, OPERATOR, Some(challenge), step_up)
+        .await;
+    let connection = match started {
+        Ok(authorize_url) if had_token && !step_up => Connection::NeedsReauth {
+            reason: "the server refused codemode's token and it could not be refreshed; \
+                     authorize again"
+                .into(),
+            authorize_url: Some(authorize_url),
+        },
+        Ok(authorize_url) => Connection::Authorizing { authorize_url },
+        Err(error @ OAuthError::StepUpLimit { .. }) => Connection::NeedsReauth {
+            reason: error.to_string(),
+            authorize_url: None,
+        },
+        Err(error) => Connection::Failed(error.to_string()),
+    };
+    let outcome = match &connection {
+        Connection::Authorizing { authorize_url }
+        | Connection::NeedsReauth {
+            authorize_url: Some(authorize_url),
+            ..
+        } => Ok(authorize_url.clone()),
+        Connection::NeedsReauth { reason, .. } | Connection::Failed(reason) => Err(reason.clone()),
+        _ => Err("the server needs OAuth authorization".into()),
+    };
+    tracing::warn!(client = %config.name, "the server needs OAuth authorization");
+    client.set(connection);
+    outcome
 }
 
 /// Returns when the session has ended or stopped answering. Each check re-lists the tools, so

@@ -32,6 +32,8 @@ pub struct Permit {
     /// When set, nothing outside these `(client, tool)` pairs (agent mode's auto-executable
     /// tools, for a script it runs without asking).
     only: Option<Arc<HashSet<(String, String)>>>,
+    /// The end user behind the key, from a header the operator trusts (per-user OAuth).
+    user: Option<String>,
 }
 
 impl Permit {
@@ -65,6 +67,23 @@ impl Permit {
     /// The caller's virtual key name.
     pub fn key(&self) -> Option<&str> {
         self.key.as_ref().map(KeyGrant::name)
+    }
+
+    /// This permit for the end user `user` behind its key, as a trusted header named them.
+    pub fn for_user(mut self, user: Option<String>) -> Permit {
+        self.user = user.filter(|u| !u.is_empty());
+        self
+    }
+
+    /// Who the caller is for per-user OAuth: its virtual key, and the end user behind it when a
+    /// trusted header named one (`key#user`); `None` when it presented neither.
+    pub fn caller(&self) -> Option<String> {
+        match (self.key(), &self.user) {
+            (Some(key), Some(user)) => Some(format!("{key}#{user}")),
+            (Some(key), None) => Some(key.to_string()),
+            (None, Some(user)) => Some(format!("#{user}")),
+            (None, None) => None,
+        }
     }
 
     /// Whether `client`'s `tool` may run now (the client's own configuration is checked by the

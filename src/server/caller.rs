@@ -49,7 +49,13 @@ fn permit_from_headers(state: &App, headers: &HeaderMap) -> Result<Permit, AuthE
         header("x-bf-mcp-include-tools"),
         header("x-bf-mcp-exclude-tools"),
     );
-    Ok(permit.narrowed(filter))
+    let user = state
+        .trusted_user_header
+        .as_deref()
+        .and_then(|name| headers.get(name))
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_string);
+    Ok(permit.narrowed(filter).for_user(user))
 }
 
 /// The virtual key a request presents: `Authorization: Bearer`, `x-bf-vk` or `x-api-key`.

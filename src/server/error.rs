@@ -14,6 +14,7 @@ use crate::config::ConfigError;
 use crate::executor::{ExecuteError, ToolError};
 use crate::gateway::CallError;
 use crate::mcp::ManagerError;
+use crate::mcp::auth::OAuthError;
 use crate::policy::{AuthError, KeyError};
 use crate::store::StoreError;
 
@@ -59,6 +60,17 @@ pub enum ApiError {
     /// Every sandbox slot is taken and the queue is full.
     #[error("{0}")]
     Busy(String),
+    /// The upstream server needs an OAuth authorization first (`mcp_auth_required`): the body
+    /// also carries `authorize_url` and `mcp_client_name`.
+    #[error("{message}")]
+    AuthRequired {
+        /// Written for the caller.
+        message: String,
+        /// The client that needs it.
+        client: String,
+        /// Where to authorize.
+        authorize_url: String,
+    },
     /// codemode itself failed (its database, for instance). The source goes to the log only.
     #[error("codemode failed to serve this request; its log has the details")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -80,6 +92,7 @@ impl ApiError {
             ApiError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "tool_timeout"),
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "request_too_large"),
             ApiError::Busy(_) => (StatusCode::SERVICE_UNAVAILABLE, "sandbox_busy"),
+            ApiError::AuthRequired { .. } => (StatusCode::UNAUTHORIZED, "mcp_auth_required"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
         }
     }
@@ -93,7 +106,17 @@ impl IntoResponse for ApiError {
         } else if status.is_server_error() {
             tracing::warn!(error = %self, kind, "request failed");
         }
-        let body = json!({"error": {"type": kind, "message": self.to_string()}});
+        let mut body = json!({"error": {"type": kind, "message": self.to_string()}});
+        if let ApiError::AuthRequired {
+            client,
+            authorize_url,
+            ..
+        } = &self
+        {
+            body["error"]["kind"] = json!("oauth");
+            body["error"]["mcp_client_name"] = json!(client);
+            body["error"]["authorize_url"] = json!(authorize_url);
+        }
         (status, Json(body)).into_response()
     }
 }
@@ -111,6 +134,24 @@ impl From<ManagerError> for ApiError {
             ManagerError::Duplicate(_) => ApiError::Conflict(error.to_string()),
             ManagerError::Invalid(_) => ApiError::InvalidRequest(error.to_string()),
             ManagerError::Store(source) => ApiError::Internal(Box::new(source)),
+            ManagerError::OAuth(error) => error.into(),
+        }
+    }
+}
+
+impl From<OAuthError> for ApiError {
+    fn from(error: OAuthError) -> Self {
+        let message = error.to_string();
+        match error {
+            OAuthError::UnknownState | OAuthError::Refused(_) => ApiError::InvalidRequest(message),
+            OAuthError::MissingVariable(_) => ApiError::InvalidRequest(message),
+            OAuthError::Store(source) => ApiError::Internal(Box::new(source)),
+            OAuthError::Discovery(_)
+            | OAuthError::Endpoint { .. }
+            | OAuthError::Registration(_)
+            | OAuthError::Authorization(_)
+            | OAuthError::Exchange(_)
+            | OAuthError::StepUpLimit { .. } => ApiError::Upstream(message),
         }
     }
 }
@@ -125,6 +166,14 @@ impl From<ToolError> for ApiError {
             ToolError::InvalidArguments(_) => ApiError::InvalidArguments(message),
             ToolError::Timeout(_) => ApiError::Timeout(message),
             ToolError::Unavailable(_) => ApiError::Unavailable(message),
+            ToolError::AuthRequired {
+                client,
+                authorize_url,
+            } => ApiError::AuthRequired {
+                message,
+                client,
+                authorize_url,
+            },
         }
     }
 }

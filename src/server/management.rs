@@ -119,10 +119,23 @@ pub async fn reconnect(
     connected(&status, "MCP client reconnected successfully")
 }
 
-/// Success when the client connected; 502 with its error otherwise (it stays configured).
-fn connected(status: &ClientStatus, message: &str) -> Result<Success, ApiError> {
-    match status.state {
-        ClientState::Connected => Ok(success(message)),
+/// Success when the client connected; `pending_oauth` with its `authorize_url` when it waits
+/// for the operator's OAuth authorization (Bifrost's answer); 502 with its error otherwise (it
+/// stays configured).
+pub(super) fn connected(status: &ClientStatus, message: &str) -> Result<Success, ApiError> {
+    match (status.state, &status.authorize_url) {
+        (ClientState::Connected, _) => Ok(success(message)),
+        (ClientState::PendingAuthorization | ClientState::NeedsReauth, Some(url)) => {
+            Ok(Json(json!({
+                "status": "pending_oauth",
+                "message": format!(
+                    "{} waits for OAuth authorization: open authorize_url in a browser",
+                    status.name
+                ),
+                "authorize_url": url,
+                "mcp_client_name": status.name,
+            })))
+        }
         _ => Err(ApiError::Upstream(format!(
             "{} is configured but could not connect: {}",
             status.name,

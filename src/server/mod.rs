@@ -16,6 +16,8 @@
 //! - [`chat`]: `POST /v1/chat/completions` (LLM providers with the caller's MCP tools added)
 //!   and `GET /v1/models`.
 //! - [`mcp`]: codemode as an MCP server, `/mcp` (and the stdio mode's handler).
+//! - [`oauth`]: upstream OAuth: the callback, reauthorization, the authorizations held, and
+//!   codemode's Client ID Metadata Document.
 //! - [`caller`]: who is calling (virtual key, request filters) and the admin guard of `/api`.
 //! - [`body`]: request bodies as text, with API errors for oversized ones.
 
@@ -29,6 +31,7 @@ pub mod governance;
 pub mod logs;
 pub mod management;
 pub mod mcp;
+pub mod oauth;
 pub mod providers;
 
 use std::future::Future;
@@ -60,6 +63,14 @@ pub fn router(state: Arc<App>) -> Router {
         .route(
             "/api/mcp/client/{name}/reconnect",
             post(management::reconnect),
+        )
+        .route(
+            "/api/mcp/client/{name}/reauthorize",
+            post(oauth::reauthorize),
+        )
+        .route(
+            "/api/oauth/sessions",
+            get(oauth::sessions).delete(oauth::revoke),
         )
         .route(
             "/api/governance/virtual-keys",
@@ -95,6 +106,11 @@ pub fn router(state: Arc<App>) -> Router {
     Router::new()
         .merge(api)
         .merge(mcp_route)
+        .route(oauth::CALLBACK, get(oauth::callback))
+        .route(
+            crate::mcp::auth::METADATA_DOCUMENT_PATH,
+            get(oauth::client_metadata),
+        )
         .route("/v1/mcp/tool/execute", post(execute::execute))
         .route("/v1/mcp/tools", get(execute::tools))
         .route("/v1/code/execute", post(code::execute))

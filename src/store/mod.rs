@@ -4,9 +4,11 @@
 //!   back from the config file).
 //! - [`KeyStore`]: virtual keys changed through the API: hashes, never keys.
 //! - [`AuditStore`]: the audit log: batched inserts, filtered pages, retention.
+//! - [`TokenStore`]: upstream OAuth authorizations per client and per caller, sealed at rest
+//!   ([`secret`]); [`memory::MemoryTokens`] keeps them for a process without a database.
 //!
-//! A new aggregate (upstream OAuth tokens per client and per caller, say) is one more trait
-//! here, one more field of [`Store`], one more file in `sqlite/` and one more migration.
+//! A new aggregate is one more trait here, one more field of [`Store`], one more file in
+//! `sqlite/` and one more migration.
 //!
 //! [`Store`] bundles one implementation of each; [`Store::open`] gives the SQLite one
 //! ([`sqlite`]). A second backend (Postgres, for several instances) is a second module that
@@ -20,6 +22,8 @@
 //! `env.NAME` references stay references.
 
 pub mod audit;
+pub mod memory;
+pub mod secret;
 pub mod sqlite;
 
 use std::path::{Path, PathBuf};
@@ -68,6 +72,51 @@ pub enum StoreError {
     /// The task running the query failed (it panicked or the runtime is shutting down).
     #[error("a database task failed: {0}")]
     Task(String),
+    /// A secret could not be sealed or opened, or the key not loaded.
+    #[error(transparent)]
+    Secret(#[from] secret::SecretError),
+}
+
+/// One upstream OAuth authorization: of a client's operator (`subject` empty) or of one caller
+/// (per-user OAuth).
+#[derive(Clone, PartialEq)]
+pub struct OAuthToken {
+    /// The client.
+    pub client: String,
+    /// Whose: empty for the client's own, else the caller.
+    pub subject: String,
+    /// The registration and the tokens (JSON). Sealed at rest; never logged.
+    pub secret: String,
+    /// The scopes granted.
+    pub scopes: Vec<String>,
+    /// When the access token expires (Unix seconds), when the server said.
+    pub expires_at: Option<i64>,
+    /// When it was last written (Unix milliseconds).
+    pub updated_at_ms: i64,
+}
+
+impl std::fmt::Debug for OAuthToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OAuthToken")
+            .field("client", &self.client)
+            .field("subject", &self.subject)
+            .field("scopes", &self.scopes)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Upstream OAuth authorizations.
+#[async_trait]
+pub trait TokenStore: Send + Sync {
+    /// Records `token`, replacing the one of its client and subject.
+    async fn save_token(&self, token: &OAuthToken) -> Result<(), StoreError>;
+    /// The token of `client` for `subject`.
+    async fn token(&self, client: &str, subject: &str) -> Result<Option<OAuthToken>, StoreError>;
+    /// Every token, their `secret` left empty (for listing).
+    async fn tokens(&self) -> Result<Vec<OAuthToken>, StoreError>;
+    /// Deletes the token of `client` for `subject`; answers whether there was one.
+    async fn forget_token(&self, client: &str, subject: &str) -> Result<bool, StoreError>;
 }
 
 /// A change recorded for one client: its configuration, or its removal.
@@ -161,6 +210,8 @@ pub struct Store {
     pub providers: Arc<dyn ProviderStore>,
     /// The audit log.
     pub audit: Arc<dyn AuditStore>,
+    /// Upstream OAuth authorizations, sealed at rest.
+    pub tokens: Arc<dyn TokenStore>,
 }
 
 impl Store {
@@ -176,6 +227,7 @@ impl Store {
             clients: Arc::clone(&sqlite) as Arc<dyn ClientStore>,
             keys: Arc::clone(&sqlite) as Arc<dyn KeyStore>,
             providers: Arc::clone(&sqlite) as Arc<dyn ProviderStore>,
+            tokens: Arc::clone(&sqlite) as Arc<dyn TokenStore>,
             audit: sqlite,
         })
     }

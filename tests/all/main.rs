@@ -10,6 +10,7 @@ mod config_files;
 mod http_api;
 mod mcp_health;
 mod mcp_http;
+mod mcp_oauth;
 mod mcp_registry;
 mod mcp_server;
 mod mcp_stdio;

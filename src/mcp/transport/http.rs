@@ -1,7 +1,7 @@
 //! Streamable HTTP, and the HTTP client every HTTP transport uses.
 //!
-//! [`client`] is the one factory of upstream HTTP clients: the place where upstream
-//! authentication (OAuth) and client-wide settings plug in. [`target`] resolves a client's URL
+//! [`client`] is the one factory of upstream HTTP clients; an OAuth client's connection wraps it
+//! in rmcp's `AuthClient` (see [`crate::mcp::auth`]), which adds the token to every request. [`target`] resolves a client's URL
 //! and static headers (`env.NAME` references read here, when connecting, and nowhere else).
 //! [`status_of`] finds the HTTP status a failed handshake carries, reading rmcp's and reqwest's
 //! typed errors.
@@ -13,6 +13,7 @@ use std::sync::OnceLock;
 use http::{HeaderName, HeaderValue};
 use rmcp::ServiceExt;
 use rmcp::service::ClientInitializeError;
+use rmcp::transport::AuthClient;
 use rmcp::transport::streamable_http_client::{
     StreamableHttpClientTransport, StreamableHttpClientTransportConfig, StreamableHttpError,
 };
@@ -63,16 +64,71 @@ pub fn target(
 ///
 /// # Errors
 /// A [`ConnectError`]; [`ConnectError::Status`] when the server answered with an HTTP error.
-pub async fn connect(config: &ClientConfig, handler: Upstream) -> Result<Session, ConnectError> {
+pub async fn connect(
+    config: &ClientConfig,
+    handler: Upstream,
+    auth: Option<AuthClient<reqwest::Client>>,
+) -> Result<Session, ConnectError> {
     let (url, headers) = target(config)?;
     let transport_config = StreamableHttpClientTransportConfig::with_uri(url)
         .custom_headers(headers)
         .reinit_on_expired_session(true);
-    let transport = StreamableHttpClientTransport::with_client(client()?, transport_config);
-    handler
-        .serve(transport)
-        .await
-        .map_err(ConnectError::handshake)
+    let session = match auth {
+        None => {
+            let transport = StreamableHttpClientTransport::with_client(client()?, transport_config);
+            handler.serve(transport).await
+        }
+        Some(auth) => {
+            let transport = StreamableHttpClientTransport::with_client(auth, transport_config);
+            handler.serve(transport).await
+        }
+    };
+    session.map_err(ConnectError::handshake)
+}
+
+/// The OAuth challenge behind a failed handshake (see [`auth_challenge`]).
+pub fn handshake_challenge(error: &ClientInitializeError) -> Option<(String, bool)> {
+    match error {
+        ClientInitializeError::TransportError { error, .. } => auth_challenge(error.error.as_ref()),
+        ClientInitializeError::LegacyFallbackFailed { fallback, .. } => {
+            handshake_challenge(fallback)
+        }
+        _ => None,
+    }
+}
+
+/// The OAuth challenge behind a failed request (see [`auth_challenge`]).
+pub fn request_challenge(error: &rmcp::ServiceError) -> Option<(String, bool)> {
+    match error {
+        rmcp::ServiceError::TransportSend(error) => auth_challenge(error.error.as_ref()),
+        _ => None,
+    }
+}
+
+/// The `WWW-Authenticate` challenge behind an error, when the server refused for want of a
+/// token (`401`) or of scope (`403 insufficient_scope`, then `true`).
+pub fn auth_challenge(error: &(dyn Error + 'static)) -> Option<(String, bool)> {
+    let mut current = Some(error);
+    while let Some(error) = current {
+        if let Some(error) = error.downcast_ref::<StreamableHttpError<reqwest::Error>>() {
+            match error {
+                StreamableHttpError::AuthRequired(refusal) => {
+                    return Some((refusal.www_authenticate_header.clone(), false));
+                }
+                StreamableHttpError::InsufficientScope(refusal) => {
+                    return Some((refusal.www_authenticate_header.clone(), true));
+                }
+                _ => {}
+            }
+        }
+        if let Some(error) = error.downcast_ref::<sse::SseError>()
+            && let sse::SseError::AuthRequired(challenge) = error
+        {
+            return Some((challenge.clone(), false));
+        }
+        current = error.source();
+    }
+    None
 }
 
 /// The HTTP status behind a failed handshake, when the server answered with one.

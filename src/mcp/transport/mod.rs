@@ -18,8 +18,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rmcp::handler::client::progress::ProgressDispatcher;
-use rmcp::model::{ClientCapabilities, Implementation, ProgressNotificationParam, Tool};
+use rmcp::model::{
+    ClientCapabilities, Implementation, ProgressNotificationParam, ProtocolVersion, Tool,
+};
 use rmcp::service::{ClientInitializeError, NotificationContext, RunningService};
+use rmcp::transport::AuthClient;
 use rmcp::{ClientHandler, RoleClient, ServiceError};
 use tokio::sync::Notify;
 
@@ -65,10 +68,14 @@ impl ClientHandler for Upstream {
     }
 
     fn get_info(&self) -> rmcp::model::ClientConfig {
+        // The current stable revision of the spec (rmcp's default is the 2026-07-28 draft,
+        // which servers of the stable revisions do not expect); servers answer the version
+        // they speak.
         rmcp::model::ClientConfig::new(
             ClientCapabilities::default(),
             Implementation::new("codemode", env!("CARGO_PKG_VERSION")),
         )
+        .with_protocol_version(ProtocolVersion::V_2025_11_25)
     }
 }
 
@@ -116,6 +123,18 @@ pub enum ConnectError {
     /// The server did not complete the handshake and tool listing in time.
     #[error("the server did not answer within {} s", CONNECT_TIMEOUT.as_secs())]
     Timeout,
+    /// The server refused for want of an OAuth token (401) or of scope (403
+    /// `insufficient_scope`); `challenge` is its `WWW-Authenticate`.
+    #[error("the server requires OAuth authorization")]
+    AuthRequired {
+        /// The server's `WWW-Authenticate` challenge.
+        challenge: String,
+        /// Whether it wants more scope than the token has.
+        insufficient_scope: bool,
+    },
+    /// An OAuth step failed before the server was reached.
+    #[error(transparent)]
+    OAuth(#[from] crate::mcp::auth::OAuthError),
 }
 
 impl ConnectError {
@@ -134,12 +153,18 @@ impl ConnectError {
             ConnectError::MissingVariable(_)
             | ConnectError::Spawn { .. }
             | ConnectError::InvalidHeader(_)
-            | ConnectError::NothingToConnect(_) => false,
+            | ConnectError::NothingToConnect(_)
+            | ConnectError::AuthRequired { .. }
+            | ConnectError::OAuth(_) => false,
         }
     }
 
-    /// A failed handshake, with the HTTP status the transport saw, if any.
+    /// A failed handshake: the server's OAuth challenge, else the HTTP status the transport
+    /// saw, if any.
     fn handshake(error: ClientInitializeError) -> ConnectError {
+        if let Some(refusal) = refusal(http::handshake_challenge(&error)) {
+            return refusal;
+        }
         ConnectError::failed(http::status_of(&error), Box::new(error))
     }
 
@@ -170,23 +195,44 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 ///
 /// # Errors
 /// A [`ConnectError`] saying which step failed and why.
-pub async fn connect(config: &ClientConfig, handler: Upstream) -> Result<Connected, ConnectError> {
-    tokio::time::timeout(CONNECT_TIMEOUT, connect_untimed(config, handler))
+pub async fn connect(
+    config: &ClientConfig,
+    handler: Upstream,
+    auth: Option<AuthClient<reqwest::Client>>,
+) -> Result<Connected, ConnectError> {
+    tokio::time::timeout(CONNECT_TIMEOUT, connect_untimed(config, handler, auth))
         .await
         .map_err(|_| ConnectError::Timeout)?
+}
+
+/// The OAuth refusal of a `challenge` (see [`http::auth_challenge`]).
+fn refusal(challenge: Option<(String, bool)>) -> Option<ConnectError> {
+    challenge.map(
+        |(challenge, insufficient_scope)| ConnectError::AuthRequired {
+            challenge,
+            insufficient_scope,
+        },
+    )
+}
+
+/// The OAuth refusal behind a failed request, if the server refused for want of a token or of
+/// scope.
+pub fn request_refusal(error: &ServiceError) -> Option<ConnectError> {
+    refusal(http::request_challenge(error))
 }
 
 async fn connect_untimed(
     config: &ClientConfig,
     handler: Upstream,
+    auth: Option<AuthClient<reqwest::Client>>,
 ) -> Result<Connected, ConnectError> {
     let (session, pid) = match config.connection_type {
         ConnectionType::Stdio => match &config.stdio_config {
             Some(config) => stdio::connect(config, handler).await?,
             None => return Err(ConnectError::NothingToConnect("no stdio_config")),
         },
-        ConnectionType::Http => (http::connect(config, handler).await?, None),
-        ConnectionType::Sse => (sse::connect(config, handler).await?, None),
+        ConnectionType::Http => (http::connect(config, handler, auth).await?, None),
+        ConnectionType::Sse => (sse::connect(config, handler, auth).await?, None),
         ConnectionType::InProcess => {
             return Err(ConnectError::NothingToConnect(
                 "an in-process client has no server to connect to",
@@ -196,7 +242,7 @@ async fn connect_untimed(
     let tools = session
         .list_all_tools()
         .await
-        .map_err(|source| ConnectError::ListTools { source })?;
+        .map_err(|source| request_refusal(&source).unwrap_or(ConnectError::ListTools { source }))?;
     Ok(Connected {
         session,
         tools,

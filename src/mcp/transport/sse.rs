@@ -14,6 +14,8 @@ use rmcp::ServiceExt;
 use rmcp::model::{ClientJsonRpcMessage, ServerJsonRpcMessage};
 use sse_stream::SseStream;
 
+use rmcp::transport::AuthClient;
+
 use super::{ConnectError, Session, Upstream};
 use crate::config::ClientConfig;
 
@@ -29,6 +31,12 @@ pub enum SseError {
     /// The endpoint is not a valid URL.
     #[error("the endpoint {0:?} is not a valid URL")]
     BadEndpoint(String),
+    /// The server wants an OAuth token (401); its `WWW-Authenticate` challenge.
+    #[error("the server requires authorization")]
+    AuthRequired(String),
+    /// The OAuth token could not be had (refresh failed).
+    #[error("no OAuth token: {0}")]
+    Token(String),
 }
 
 impl SseError {
@@ -36,7 +44,8 @@ impl SseError {
     pub fn status(&self) -> Option<u16> {
         match self {
             SseError::Http(error) => error.status().map(|s| s.as_u16()),
-            SseError::NoEndpoint | SseError::BadEndpoint(_) => None,
+            SseError::AuthRequired(_) => Some(401),
+            SseError::NoEndpoint | SseError::BadEndpoint(_) | SseError::Token(_) => None,
         }
     }
 }
@@ -45,11 +54,20 @@ impl SseError {
 ///
 /// # Errors
 /// A [`ConnectError`]; [`ConnectError::Status`] when the server refused the event stream.
-pub async fn connect(config: &ClientConfig, handler: Upstream) -> Result<Session, ConnectError> {
+pub async fn connect(
+    config: &ClientConfig,
+    handler: Upstream,
+    auth: Option<AuthClient<reqwest::Client>>,
+) -> Result<Session, ConnectError> {
     let (url, headers) = super::http::target(config)?;
-    let transport = open(super::http::client()?, &url, headers.into_iter().collect())
-        .await
-        .map_err(|error| ConnectError::failed(error.status(), Box::new(error)))?;
+    let transport = open(
+        super::http::client()?,
+        &url,
+        headers.into_iter().collect(),
+        auth,
+    )
+    .await
+    .map_err(|error| ConnectError::failed(error.status(), Box::new(error)))?;
     handler
         .serve(transport)
         .await
@@ -69,14 +87,16 @@ pub async fn open(
     http: reqwest::Client,
     url: &str,
     headers: HeaderMap,
+    auth: Option<AuthClient<reqwest::Client>>,
 ) -> Result<(SseSink, SseMessages), SseError> {
     let response = http
         .get(url)
         .headers(headers.clone())
+        .headers(bearer(auth.as_ref()).await?)
         .header(http::header::ACCEPT, "text/event-stream")
         .send()
-        .await?
-        .error_for_status()?;
+        .await?;
+    let response = refused(response)?;
     let mut events = SseStream::from_bytes_stream(response.bytes_stream());
     let endpoint = loop {
         match events.next().await {
@@ -106,16 +126,52 @@ pub async fn open(
         }
     });
     let sink = futures::sink::unfold(
-        (http, endpoint, headers),
-        |(http, endpoint, headers), message: ClientJsonRpcMessage| async move {
-            http.post(endpoint.clone())
+        (http, endpoint, headers, auth),
+        |(http, endpoint, headers, auth), message: ClientJsonRpcMessage| async move {
+            let response = http
+                .post(endpoint.clone())
                 .headers(headers.clone())
+                .headers(bearer(auth.as_ref()).await?)
                 .json(&message)
                 .send()
-                .await?
-                .error_for_status()?;
-            Ok::<_, SseError>((http, endpoint, headers))
+                .await?;
+            refused(response)?;
+            Ok::<_, SseError>((http, endpoint, headers, auth))
         },
     );
     Ok((Box::pin(sink), Box::pin(messages)))
+}
+
+/// The `Authorization` header of an OAuth client's request (refreshing its token when due);
+/// nothing when it has no token yet, so the server's 401 says how to authorize.
+async fn bearer(auth: Option<&AuthClient<reqwest::Client>>) -> Result<HeaderMap, SseError> {
+    let mut headers = HeaderMap::new();
+    let Some(auth) = auth else {
+        return Ok(headers);
+    };
+    match auth.get_access_token().await {
+        Ok(token) => {
+            let value = http::HeaderValue::from_str(&format!("Bearer {token}"))
+                .map_err(|_| SseError::Token("the token is not a valid header value".into()))?;
+            headers.insert(http::header::AUTHORIZATION, value);
+            Ok(headers)
+        }
+        Err(rmcp::transport::AuthError::AuthorizationRequired) => Ok(headers),
+        Err(error) => Err(SseError::Token(error.to_string())),
+    }
+}
+
+/// `response`, unless the server refused: a 401 with its challenge, another error status as
+/// such.
+fn refused(response: reqwest::Response) -> Result<reqwest::Response, SseError> {
+    if response.status() == http::StatusCode::UNAUTHORIZED {
+        let challenge = response
+            .headers()
+            .get(http::header::WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("Bearer")
+            .to_string();
+        return Err(SseError::AuthRequired(challenge));
+    }
+    Ok(response.error_for_status()?)
 }

@@ -1,10 +1,11 @@
 //! MCP clients changed through the API, stored as written: `env.NAME` references stay
-//! references, never resolved secrets.
+//! references, never resolved secrets; a literal OAuth client secret is sealed.
 
 use rusqlite::params;
 
 use super::Database;
 use crate::config::ClientConfig;
+use crate::store::secret::Sealer;
 use crate::store::{ClientChange, StoreError};
 
 impl Database {
@@ -47,7 +48,14 @@ impl Database {
     /// # Errors
     /// [`StoreError::Sqlite`].
     pub(super) fn save_client(&self, config: &ClientConfig) -> Result<(), StoreError> {
-        let json = serde_json::to_string(config).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut config = config.clone();
+        if let Some(secret) = client_secret(&mut config)
+            && !Sealer::is_sealed(secret)
+        {
+            *secret = self.seal(secret)?;
+        }
+        let json =
+            serde_json::to_string(&config).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         self.with(|c| {
             c.execute(
                 "INSERT INTO mcp_clients (name, config) VALUES (?1, ?2)
@@ -89,10 +97,55 @@ impl Database {
         rows.into_iter()
             .map(|(name, config)| match config {
                 None => Ok(ClientChange::Removed(name)),
-                Some(json) => ClientConfig::parse(&json)
-                    .map(|config| ClientChange::Saved(Box::new(config)))
-                    .map_err(|e| StoreError::Corrupt(format!("{name}: {e}"))),
+                Some(json) => {
+                    let mut config = ClientConfig::parse(&json)
+                        .map_err(|e| StoreError::Corrupt(format!("{name}: {e}")))?;
+                    if let Some(secret) = client_secret(&mut config)
+                        && Sealer::is_sealed(secret)
+                    {
+                        *secret = self.open_sealed(secret)?;
+                    }
+                    Ok(ClientChange::Saved(Box::new(config)))
+                }
             })
             .collect()
     }
+
+    /// Seals again every client secret sealed with a previous key (key rotation).
+    ///
+    /// # Errors
+    /// [`StoreError`] when a secret cannot be opened or the database fails.
+    pub(super) fn reseal_client_secrets(&self) -> Result<usize, StoreError> {
+        let rows: Vec<String> = self.with(|c| {
+            let mut statement =
+                c.prepare("SELECT config FROM mcp_clients WHERE config IS NOT NULL")?;
+            let rows = statement.query_map([], |row| row.get(0))?;
+            rows.collect()
+        })?;
+        let mut count = 0;
+        for json in rows {
+            let Ok(mut config) = ClientConfig::parse(&json) else {
+                continue;
+            };
+            if let Some(secret) = client_secret(&mut config)
+                && Sealer::is_sealed(secret)
+                && self.sealer.needs_resealing(secret)
+            {
+                *secret = self.open_sealed(secret)?;
+                self.save_client(&config)?;
+                count += 1;
+            }
+        }
+        Ok(count)
+    }
+}
+
+/// The literal OAuth client secret of `config`, if it has one (an `env.NAME` reference is a
+/// name, kept as it is).
+fn client_secret(config: &mut ClientConfig) -> Option<&mut String> {
+    config
+        .oauth_config
+        .as_mut()
+        .and_then(|oauth| oauth.client_secret.as_mut())
+        .filter(|secret| !secret.starts_with("env."))
 }

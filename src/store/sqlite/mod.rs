@@ -14,6 +14,7 @@ mod clients;
 mod keys;
 mod llm;
 mod providers;
+mod tokens;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -22,9 +23,10 @@ use async_trait::async_trait;
 use rusqlite::Connection;
 use serde_json::Value;
 
+use super::secret::Sealer;
 use super::{
     AuditRecord, AuditStore, ClientChange, ClientStore, KeyChange, KeyStore, LlmQuery, LlmRecord,
-    LogQuery, ProviderChange, ProviderStore, StoreError,
+    LogQuery, OAuthToken, ProviderChange, ProviderStore, StoreError, TokenStore,
 };
 use crate::config::{ClientConfig, ProviderConfig, VirtualKeyConfig};
 
@@ -36,12 +38,15 @@ pub const MIGRATIONS: &[(u32, &str)] = &[
     (4, include_str!("migrations/0004_llm_log.sql")),
     (5, include_str!("migrations/0005_audit_iteration.sql")),
     (6, include_str!("migrations/0006_mcp_settings.sql")),
+    (7, include_str!("migrations/0007_oauth_tokens.sql")),
 ];
 
 /// The open database, used synchronously.
 pub struct Database {
     path: String,
     connection: Mutex<Connection>,
+    /// Seals secrets before they are written (tokens, client secrets).
+    sealer: Sealer,
 }
 
 impl Database {
@@ -57,7 +62,10 @@ impl Database {
                 source,
             })?;
         }
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+        let sealer = Sealer::load(dir.unwrap_or(Path::new(".")))?;
         let database = Database {
+            sealer,
             path: path.display().to_string(),
             connection: Mutex::new(Connection::open(path).map_err(|source| {
                 StoreError::Sqlite {
@@ -69,7 +77,24 @@ impl Database {
         database
             .with(|c| c.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;"))?;
         database.migrate()?;
+        let resealed = database.reseal_tokens()? + database.reseal_client_secrets()?;
+        if resealed > 0 {
+            tracing::info!(
+                resealed,
+                "secrets sealed with the previous key were sealed again"
+            );
+        }
         Ok(database)
+    }
+
+    /// `plain` sealed with the database's key.
+    fn seal(&self, plain: &str) -> Result<String, StoreError> {
+        Ok(self.sealer.seal(plain)?)
+    }
+
+    /// The secret `sealed` holds.
+    fn open_sealed(&self, sealed: &str) -> Result<String, StoreError> {
+        Ok(self.sealer.open(sealed)?)
     }
 
     fn migrate(&self) -> Result<(), StoreError> {
@@ -273,6 +298,29 @@ impl AuditStore for SqliteStore {
 
     async fn query_llm(&self, query: LlmQuery) -> Result<(Vec<LlmRecord>, u64), StoreError> {
         self.blocking(move |db| db.query_llm(&query)).await
+    }
+}
+
+#[async_trait]
+impl TokenStore for SqliteStore {
+    async fn save_token(&self, token: &OAuthToken) -> Result<(), StoreError> {
+        let token = token.clone();
+        self.blocking(move |db| db.save_token(&token)).await
+    }
+
+    async fn token(&self, client: &str, subject: &str) -> Result<Option<OAuthToken>, StoreError> {
+        let (client, subject) = (client.to_string(), subject.to_string());
+        self.blocking(move |db| db.token(&client, &subject)).await
+    }
+
+    async fn tokens(&self) -> Result<Vec<OAuthToken>, StoreError> {
+        self.blocking(|db| db.tokens()).await
+    }
+
+    async fn forget_token(&self, client: &str, subject: &str) -> Result<bool, StoreError> {
+        let (client, subject) = (client.to_string(), subject.to_string());
+        self.blocking(move |db| db.forget_token(&client, &subject))
+            .await
     }
 }
 
