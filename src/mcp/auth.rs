@@ -17,7 +17,7 @@
 //!   the authorization server sends the browser to `/api/oauth/callback`, and
 //!   [`OAuth::finish`] checks its `state` against the flows in progress and exchanges the code.
 //!   A callback whose state is unknown stores nothing.
-//! - **Tokens** live in the [`TokenStore`] (sealed at rest) through [`Credentials`], rmcp's
+//! - **Tokens** live in the [`TokenStore`] (sealed at rest) through `Credentials`, rmcp's
 //!   credential store; [`OAuth::http_client`] is the HTTP client of a connection, which puts the
 //!   token on every request and refreshes it in place, so a refresh never drops a connection or
 //!   a call in flight.
@@ -153,8 +153,11 @@ pub struct OAuth {
     /// Step-up authorizations asked for in a row, by (client, subject).
     step_ups: Mutex<HashMap<(String, String), u32>>,
     /// One lock per (client, subject), held across a refresh and its save.
-    refreshing: Mutex<HashMap<(String, String), Arc<tokio::sync::Mutex<()>>>>,
+    refreshing: Mutex<HashMap<(String, String), RefreshLock>>,
 }
+
+/// Held across one refresh of one (client, subject) and its save.
+type RefreshLock = Arc<tokio::sync::Mutex<()>>;
 
 impl OAuth {
     /// OAuth over `tokens`, codemode being reached at `public_url` (its callback is

@@ -134,7 +134,7 @@ fn check_reports_every_problem_then_fails() {
         vec![
             "error: mcp.client_configs[0].name: \"1bad\" must not start with a digit",
             "error: mcp.client_configs[1].connection_string: required for an http or sse client",
-            "error: mcp.client_configs[2].colour: unknown field `colour`, expected one of `name`, `connection_type`, `stdio_config`, `connection_string`, `headers`, `tools_to_execute`, `tools_to_skip`, `tools_to_auto_execute`, `is_code_mode_client`, `tool_execution_timeout`",
+            "error: mcp.client_configs[2].colour: unknown field `colour`, expected one of `name`, `connection_type`, `stdio_config`, `connection_string`, `headers`, `tools_to_execute`, `tools_to_skip`, `tools_to_auto_execute`, `is_code_mode_client`, `tool_execution_timeout`, `auth_type`, `oauth_config`",
             "error: mcp.client_configs[4].name: duplicate client name \"dup\"",
         ]
     );

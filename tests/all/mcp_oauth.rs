@@ -92,3 +92,310 @@ async fn the_official_conformance_client_scenarios_pass() {
         "{initialize}"
     );
 }
+
+/// The TypeScript SDK's example server with its demo authorization server (`--oauth`), on free
+/// loopback ports; the demo server advertises `localhost` URLs.
+struct DemoServer {
+    child: std::process::Child,
+    mcp_port: u16,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+impl DemoServer {
+    fn start() -> DemoServer {
+        use std::io::BufRead;
+        let (mcp_port, auth_port) = (free_port(), free_port());
+        let script = servers().join(
+            "node_modules/@modelcontextprotocol/sdk/dist/esm/examples/server/simpleStreamableHttp.js",
+        );
+        let mut child = std::process::Command::new("node")
+            .arg(script)
+            .arg("--oauth")
+            .env("MCP_PORT", mcp_port.to_string())
+            .env("MCP_AUTH_PORT", auth_port.to_string())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("node starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let mut listening = 0;
+        while listening < 2 {
+            let line = lines.next().expect("the server logs").expect("a line");
+            if line.contains("listening on port") {
+                listening += 1;
+            }
+        }
+        std::thread::spawn(move || for _ in lines {});
+        DemoServer { child, mcp_port }
+    }
+
+    fn url(&self) -> String {
+        format!("http://localhost:{}/mcp", self.mcp_port)
+    }
+}
+
+impl Drop for DemoServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `codemode serve` as a process, with a config file and a database that outlive it.
+struct Codemode {
+    child: std::process::Child,
+    base: String,
+}
+
+impl Codemode {
+    fn start(config: &Path, db: &Path) -> Codemode {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_codemode"))
+            .args(["serve", "--port", "0", "--log-json", "--config"])
+            .arg(config)
+            .arg("--db")
+            .arg(db)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("codemode serve starts");
+        let stderr = child.stderr.take().expect("stderr");
+        let mut lines = std::io::BufReader::new(stderr).lines();
+        let address = loop {
+            let line = lines.next().expect("codemode logs").expect("a line");
+            let Ok(log) = serde_json::from_str::<serde_json::Value>(&line) else {
+                continue;
+            };
+            if log["fields"]["message"] == "codemode is listening" {
+                break log["fields"]["address"]
+                    .as_str()
+                    .expect("address")
+                    .to_string();
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        let port = address.rsplit(':').next().expect("port");
+        Codemode {
+            child,
+            base: format!("http://localhost:{port}"),
+        }
+    }
+
+    fn stop(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Codemode {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn json_request(
+    method: reqwest::Method,
+    url: &str,
+    key: Option<&str>,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let mut request = reqwest::Client::new().request(method, url);
+    if let Some(key) = key {
+        request = request.bearer_auth(key);
+    }
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.expect("codemode answers");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or_default())
+}
+
+/// Opens `authorize_url` as a consenting browser: the demo server consents at once and
+/// redirects to codemode's callback, which is loaded.
+async fn authorize(authorize_url: &str) {
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let consent = browser.get(authorize_url).send().await.expect("consent");
+    let location = consent.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_string();
+    let callback = browser.get(&location).send().await.expect("callback");
+    assert_eq!(
+        callback.status(),
+        200,
+        "{}",
+        callback.text().await.unwrap_or_default()
+    );
+}
+
+async fn state_of(base: &str, client: &str) -> serde_json::Value {
+    let (_, clients) = json_request(
+        reqwest::Method::GET,
+        &format!("{base}/api/mcp/clients"),
+        None,
+        None,
+    )
+    .await;
+    clients
+        .as_array()
+        .and_then(|all| all.iter().find(|c| c["name"] == client).cloned())
+        .expect("listed")
+}
+
+async fn greet(base: &str, client: &str, key: Option<&str>) -> (u16, serde_json::Value) {
+    let call = serde_json::json!({"id": "1", "type": "function",
+        "function": {"name": format!("{client}-greet"), "arguments": "{\"name\": \"codemode\"}"}});
+    json_request(
+        reqwest::Method::POST,
+        &format!("{base}/v1/mcp/tool/execute"),
+        key,
+        Some(call),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn the_sdk_demo_server_is_authorized_called_restarted_and_per_user() {
+    let demo = DemoServer::start();
+    let dir = tempfile::tempdir().expect("dir");
+    let (config, db) = (
+        dir.path().join("codemode.json"),
+        dir.path().join("codemode.db"),
+    );
+    std::fs::write(
+        &config,
+        serde_json::json!({"governance": {"auth": "open", "virtual_keys": [
+            {"name": "alice", "value": "vk-alice", "mcp_configs": [
+                {"mcp_client_name": "demo", "tools_to_execute": ["*"]},
+                {"mcp_client_name": "mine", "tools_to_execute": ["*"]}]},
+            {"name": "bob", "value": "vk-bob", "mcp_configs": [
+                {"mcp_client_name": "mine", "tools_to_execute": ["*"]}]}]}})
+        .to_string(),
+    )
+    .expect("config");
+    let codemode = Codemode::start(&config, &db);
+    let base = codemode.base.clone();
+
+    // The operator adds the client: it waits for authorization.
+    let client = serde_json::json!({"name": "demo", "connection_type": "http",
+        "connection_string": demo.url(), "auth_type": "oauth"});
+    let (status, added) = json_request(
+        reqwest::Method::POST,
+        &format!("{base}/api/mcp/client"),
+        None,
+        Some(client),
+    )
+    .await;
+    assert_eq!(status, 200, "{added}");
+    assert_eq!(added["status"], "pending_oauth", "{added}");
+    assert_eq!(
+        state_of(&base, "demo").await["state"],
+        "pending_authorization"
+    );
+    let (status, refused) = greet(&base, "demo", Some("vk-alice")).await;
+    assert_eq!(
+        (status, refused["error"]["type"].as_str()),
+        (401, Some("mcp_auth_required"))
+    );
+
+    // The operator authorizes in a browser; the callback connects the client.
+    authorize(added["authorize_url"].as_str().expect("url")).await;
+    let state = state_of(&base, "demo").await;
+    assert_eq!(state["state"], "connected", "{state}");
+    let (status, answer) = greet(&base, "demo", Some("vk-alice")).await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(
+        answer["content"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Hello, codemode!"),
+        "{answer}"
+    );
+
+    // Nothing secret is in the database in clear.
+    let mut stored = std::fs::read(&db).expect("db");
+    stored.extend(std::fs::read(dir.path().join("codemode.db-wal")).unwrap_or_default());
+    for secret in [
+        &b"access_token"[..],
+        b"refresh_token",
+        b"client_secret",
+        b"Bearer",
+    ] {
+        assert!(
+            !stored.windows(secret.len()).any(|w| w == secret),
+            "{} in the database",
+            String::from_utf8_lossy(secret)
+        );
+    }
+
+    // A restart keeps the authorization: the client connects with the stored (sealed) token.
+    codemode.stop();
+    let codemode = Codemode::start(&config, &db);
+    let base = codemode.base.clone();
+    assert_eq!(state_of(&base, "demo").await["state"], "connected");
+    let (status, answer) = greet(&base, "demo", None).await;
+    assert_eq!(status, 200, "{answer}");
+
+    // Per-user: the operator's authorization lists the tools, each caller authorizes its own.
+    let per_user = serde_json::json!({"name": "mine", "connection_type": "http",
+        "connection_string": demo.url(), "auth_type": "per_user_oauth"});
+    let (_, added) = json_request(
+        reqwest::Method::POST,
+        &format!("{base}/api/mcp/client"),
+        None,
+        Some(per_user),
+    )
+    .await;
+    authorize(added["authorize_url"].as_str().expect("url")).await;
+    assert_eq!(state_of(&base, "mine").await["state"], "connected");
+    for key in ["vk-alice", "vk-bob"] {
+        let (status, refused) = greet(&base, "mine", Some(key)).await;
+        assert_eq!(status, 401, "{refused}");
+        assert_eq!(refused["error"]["type"], "mcp_auth_required");
+        assert_eq!(refused["error"]["mcp_client_name"], "mine");
+        authorize(refused["error"]["authorize_url"].as_str().expect("url")).await;
+        let (status, answer) = greet(&base, "mine", Some(key)).await;
+        assert_eq!(status, 200, "{answer}");
+    }
+    let (_, sessions) = json_request(
+        reqwest::Method::GET,
+        &format!("{base}/api/oauth/sessions"),
+        None,
+        None,
+    )
+    .await;
+    let callers: Vec<&str> = sessions["sessions"]
+        .as_array()
+        .expect("sessions")
+        .iter()
+        .filter(|s| s["client"] == "mine")
+        .filter_map(|s| s["caller"].as_str())
+        .collect();
+    assert_eq!(callers, ["alice", "bob"], "{sessions}");
+    assert!(!sessions.to_string().contains("token\""), "{sessions}");
+
+    // Revoking bob's authorization sends bob, and only bob, to authorize again.
+    let (status, _) = json_request(
+        reqwest::Method::DELETE,
+        &format!("{base}/api/oauth/sessions?client=mine&caller=bob"),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(greet(&base, "mine", Some("vk-bob")).await.0, 401);
+    assert_eq!(greet(&base, "mine", Some("vk-alice")).await.0, 200);
+    codemode.stop();
+}
