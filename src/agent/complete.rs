@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use serde_json::{Map, Value, json};
 
-use super::{Agent, Executed, ToolCall, Usage, append_turn};
+use super::{Agent, Executed, ToolCall, Usage, append_turn, auth_required};
 use crate::llm::LlmError;
 use crate::llm::route::{Answer, ChatRequest, Served};
 
@@ -28,10 +28,12 @@ impl Agent {
         let started = Instant::now();
         let mut usage = Usage::default();
         let mut round = 0;
+        let mut auth = None;
         loop {
             let (mut answer, mut served) = self.ask_complete(&request).await?;
             usage.add(&answer["usage"]);
             served.latency_ms = started.elapsed().as_secs_f64() * 1e3;
+            served.mcp_auth_required.clone_from(&auth);
             let message = answer["choices"][0]["message"].clone();
             let calls = ToolCall::all_of(&message);
             if calls.is_empty() || round == self.max_rounds {
@@ -43,6 +45,8 @@ impl Agent {
                 return Ok(finish(answer, &usage, served));
             }
             let executed = self.run(auto, round).await;
+            auth = auth.or(auth_required(&executed));
+            served.mcp_auth_required.clone_from(&auth);
             if pending.is_empty() {
                 append_turn(&mut request.body, &message["content"], &executed);
                 continue;

@@ -26,9 +26,10 @@ use serde_json::{Map, Value, json};
 
 use crate::app::App;
 use crate::code_mode::meta::{self, EXECUTE_TOOL_CODE, MetaCall};
-use crate::gateway::Origin;
+use crate::executor::ToolError;
+use crate::gateway::{CallError, Origin};
 use crate::llm::LlmError;
-use crate::llm::route::{self, Answer, ChatRequest, Served};
+use crate::llm::route::{self, Answer, ChatRequest, McpAuthRequired, Served};
 use crate::policy::Permit;
 
 /// One chat request in agent mode.
@@ -113,6 +114,13 @@ pub struct Executed {
     /// Its output as text: the tool's value (strings as they are, anything else as JSON), or
     /// `Error: <why>`.
     pub output: String,
+    /// When the tool's server needs the caller's OAuth authorization first: where to give it.
+    pub auth_required: Option<McpAuthRequired>,
+}
+
+/// The first authorization the calls of `executed` asked for, if any.
+pub(crate) fn auth_required(executed: &[Executed]) -> Option<McpAuthRequired> {
+    executed.iter().find_map(|e| e.auth_required.clone())
 }
 
 impl Agent {
@@ -199,8 +207,12 @@ impl Agent {
     /// Runs `calls` in parallel for model turn `iteration`; their outputs, in order.
     async fn run(&self, calls: Vec<AutoCall>, iteration: u32) -> Vec<Executed> {
         let runs = calls.into_iter().map(|(call, script_tools)| async move {
-            let output = self.run_one(&call, script_tools, iteration).await;
-            Executed { call, output }
+            let (output, auth_required) = self.run_one(&call, script_tools, iteration).await;
+            Executed {
+                call,
+                output,
+                auth_required,
+            }
         });
         futures::future::join_all(runs).await
     }
@@ -210,10 +222,10 @@ impl Agent {
         call: &ToolCall,
         script_tools: Option<HashSet<(String, String)>>,
         iteration: u32,
-    ) -> String {
+    ) -> (String, Option<McpAuthRequired>) {
         let arguments = match call.arguments_json() {
             Ok(arguments) => arguments,
-            Err(why) => return format!("Error: {why}"),
+            Err(why) => return (format!("Error: {why}"), None),
         };
         let origin = Origin {
             parent: Some(self.request_id.clone()),
@@ -225,14 +237,29 @@ impl Agent {
             .gateway
             .call_from(&self.permit, &call.name, arguments, None, origin)
             .await;
-        match answer
+        let auth_required = match &answer {
+            Err(CallError::Tool(
+                error @ ToolError::AuthRequired {
+                    client,
+                    authorize_url,
+                },
+            )) => Some(McpAuthRequired {
+                kind: "oauth",
+                authorize_url: authorize_url.clone(),
+                mcp_client_name: client.clone(),
+                message: error.to_string(),
+            }),
+            _ => None,
+        };
+        let output = match answer
             .map_err(|e| e.to_string())
             .and_then(|answer| answer.into_value().map_err(|e| e.to_string()))
         {
             Ok(Value::String(text)) => text,
             Ok(value) => value.to_string(),
             Err(why) => format!("Error: {why}"),
-        }
+        };
+        (output, auth_required)
     }
 
     /// Asks the model for the next turn of `request`, streamed or not.

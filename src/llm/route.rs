@@ -44,6 +44,24 @@ pub struct Served {
     pub fallback_attempts: Vec<Attempt>,
     /// From the request's arrival at the router to the answer (its first byte, for a stream).
     pub latency_ms: f64,
+    /// Agent mode: a tool the model called needs the caller's OAuth authorization first
+    /// (Bifrost's `mcp_auth_required`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mcp_auth_required: Option<McpAuthRequired>,
+}
+
+/// `extra_fields.mcp_auth_required`: which client needs the caller's authorization, and where
+/// to give it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct McpAuthRequired {
+    /// Always `oauth`.
+    pub kind: &'static str,
+    /// Where the caller authorizes.
+    pub authorize_url: String,
+    /// The client.
+    pub mcp_client_name: String,
+    /// Written for the caller.
+    pub message: String,
 }
 
 /// A target that failed.
@@ -98,6 +116,7 @@ pub async fn route(
         model_used: String::new(),
         fallback_attempts: Vec::new(),
         latency_ms: 0.0,
+        mcp_auth_required: None,
     };
     let targets = match check_targets(providers, &request.targets) {
         Ok(targets) => targets,

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 
 use futures::StreamExt;
 
+use crate::support::llm::{ProviderDouble, Reply, completion, tool_calls};
+
 /// Every `auth/*` scenario of spec versions 2025-03-26, 2025-06-18 and 2025-11-25, and the
 /// client scenarios of connecting and calling.
 const SCENARIOS: [&str; 19] = [
@@ -269,6 +271,7 @@ async fn greet(base: &str, client: &str, key: Option<&str>) -> (u16, serde_json:
 #[tokio::test]
 async fn the_sdk_demo_server_is_authorized_called_restarted_and_per_user() {
     let demo = DemoServer::start();
+    let provider = ProviderDouble::start().await;
     let dir = tempfile::tempdir().expect("dir");
     let (config, db) = (
         dir.path().join("codemode.json"),
@@ -276,11 +279,14 @@ async fn the_sdk_demo_server_is_authorized_called_restarted_and_per_user() {
     );
     std::fs::write(
         &config,
-        serde_json::json!({"governance": {"auth": "open", "virtual_keys": [
+        serde_json::json!({"providers": {"double": provider.provider_config(0)},
+            "governance": {"auth": "open", "virtual_keys": [
             {"name": "alice", "value": "vk-alice", "mcp_configs": [
                 {"mcp_client_name": "demo", "tools_to_execute": ["*"]},
                 {"mcp_client_name": "mine", "tools_to_execute": ["*"]}]},
             {"name": "bob", "value": "vk-bob", "mcp_configs": [
+                {"mcp_client_name": "mine", "tools_to_execute": ["*"]}]},
+            {"name": "carol", "value": "vk-carol", "mcp_configs": [
                 {"mcp_client_name": "mine", "tools_to_execute": ["*"]}]}]}})
         .to_string(),
     )
@@ -350,7 +356,8 @@ async fn the_sdk_demo_server_is_authorized_called_restarted_and_per_user() {
 
     // Per-user: the operator's authorization lists the tools, each caller authorizes its own.
     let per_user = serde_json::json!({"name": "mine", "connection_type": "http",
-        "connection_string": demo.url(), "auth_type": "per_user_oauth"});
+        "connection_string": demo.url(), "auth_type": "per_user_oauth",
+        "tools_to_auto_execute": ["greet"]});
     let (_, added) = json_request(
         reqwest::Method::POST,
         &format!("{base}/api/mcp/client"),
@@ -397,5 +404,72 @@ async fn the_sdk_demo_server_is_authorized_called_restarted_and_per_user() {
     assert_eq!(status, 200);
     assert_eq!(greet(&base, "mine", Some("vk-bob")).await.0, 401);
     assert_eq!(greet(&base, "mine", Some("vk-alice")).await.0, 200);
+
+    // A caller without a token meets the same answer on every surface.
+    carol_is_sent_to_authorize(&base, &provider).await;
     codemode.stop();
+}
+
+/// carol holds no token for `mine`: a script gets `AuthRequiredError`, `/mcp` an `isError`
+/// result naming the URL, agent mode `extra_fields.mcp_auth_required`.
+async fn carol_is_sent_to_authorize(base: &str, provider: &ProviderDouble) {
+    let script = [
+        "from codemode import AuthRequiredError, ToolError",
+        "try:",
+        "    mine.greet(name='x')",
+        "except AuthRequiredError as e:",
+        "    result = {'url': e.authorize_url, 'tool_error': isinstance(e, ToolError)}",
+    ]
+    .join("\n");
+    let (status, run) = json_request(
+        reqwest::Method::POST,
+        &format!("{base}/v1/code/execute"),
+        Some("vk-carol"),
+        Some(serde_json::json!({"code": script})),
+    )
+    .await;
+    assert_eq!(status, 200, "{run}");
+    let url = run["result"]["url"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(url.starts_with("http://localhost:"), "{run}");
+    assert_eq!(run["result"]["tool_error"], true, "{run}");
+
+    let client = crate::mcp_server::connect(base, Some("vk-carol"), Default::default())
+        .await
+        .expect("connects to /mcp");
+    let mut arguments = serde_json::Map::new();
+    arguments.insert("name".into(), "x".into());
+    let answer = client
+        .call_tool(rmcp::model::CallToolRequestParams::new("mine-greet").with_arguments(arguments))
+        .await
+        .expect("an answer");
+    assert_eq!(answer.is_error, Some(true));
+    let text = serde_json::to_string(&answer.content).expect("json");
+    assert!(text.contains("http://localhost:"), "{text}");
+
+    provider.reply(Reply::Json(
+        200,
+        tool_calls(&[("c1", "mine-greet", serde_json::json!({"name": "x"}))]),
+    ));
+    provider.reply(Reply::Json(200, completion("m", "please authorize")));
+    let (status, chat) = json_request(
+        reqwest::Method::POST,
+        &format!("{base}/v1/chat/completions"),
+        Some("vk-carol"),
+        Some(serde_json::json!({"model": "double/m",
+            "messages": [{"role": "user", "content": "greet"}]})),
+    )
+    .await;
+    assert_eq!(status, 200, "{chat}");
+    let required = &chat["extra_fields"]["mcp_auth_required"];
+    assert_eq!(required["kind"], "oauth", "{chat}");
+    assert_eq!(required["mcp_client_name"], "mine", "{chat}");
+    assert!(
+        required["authorize_url"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("http://localhost:")
+    );
 }

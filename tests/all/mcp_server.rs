@@ -30,7 +30,7 @@ use tokio::sync::Notify;
 
 use crate::support::{EXECUTOR, stdio_client};
 
-type Client = RunningService<RoleClient, Upstream>;
+pub(crate) type Client = RunningService<RoleClient, Upstream>;
 
 /// The service on a loopback socket with `clients` and `extra` config; returns its base URL.
 async fn start(clients: Vec<Value>, extra: Value) -> String {
@@ -54,7 +54,11 @@ async fn start(clients: Vec<Value>, extra: Value) -> String {
 }
 
 /// An rmcp client of `base`/mcp presenting `key`; `changed` is woken by list_changed.
-async fn connect(base: &str, key: Option<&str>, changed: Arc<Notify>) -> Result<Client, String> {
+pub(crate) async fn connect(
+    base: &str,
+    key: Option<&str>,
+    changed: Arc<Notify>,
+) -> Result<Client, String> {
     let mut headers = HashMap::new();
     if let Some(key) = key {
         headers.insert(
