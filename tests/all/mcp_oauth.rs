@@ -111,12 +111,25 @@ fn free_port() -> u16 {
 
 impl DemoServer {
     fn start() -> DemoServer {
+        DemoServer::start_with(&[])
+    }
+
+    /// The demo server with `tests/servers/oauth/short_tokens.mjs` preloaded and `envs` set
+    /// (`DEMO_TOKEN_TTL_SECS`, `DEMO_REFUSE_REFRESH_FILE`): tokens that expire and refresh.
+    fn start_with(envs: &[(&str, String)]) -> DemoServer {
         use std::io::BufRead;
         let (mcp_port, auth_port) = (free_port(), free_port());
-        let script = servers().join(
-            "node_modules/@modelcontextprotocol/sdk/dist/esm/examples/server/simpleStreamableHttp.js",
-        );
-        let mut child = std::process::Command::new("node")
+        let sdk = servers().join("node_modules/@modelcontextprotocol/sdk");
+        let script = sdk.join("dist/esm/examples/server/simpleStreamableHttp.js");
+        let mut command = std::process::Command::new("node");
+        if !envs.is_empty() {
+            command
+                .arg("--import")
+                .arg(servers().join("oauth/short_tokens.mjs"))
+                .env("MCP_SDK_DIR", &sdk)
+                .envs(envs.iter().map(|(k, v)| (k, v)));
+        }
+        let mut child = command
             .arg(script)
             .arg("--oauth")
             .env("MCP_PORT", mcp_port.to_string())
@@ -472,4 +485,106 @@ async fn carol_is_sent_to_authorize(base: &str, provider: &ProviderDouble) {
             .unwrap_or_default()
             .starts_with("http://localhost:")
     );
+}
+
+async fn session_of(base: &str, client: &str) -> serde_json::Value {
+    let (_, sessions) = json_request(
+        reqwest::Method::GET,
+        &format!("{base}/api/oauth/sessions"),
+        None,
+        None,
+    )
+    .await;
+    sessions["sessions"]
+        .as_array()
+        .and_then(|all| all.iter().find(|s| s["client"] == client).cloned())
+        .unwrap_or_default()
+}
+
+/// Polls `check` every 50 ms until it holds, for at most 20 s: the background refresh and the
+/// health checks are the service's own doing, observed from outside.
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !check().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} never happened"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn tokens_are_refreshed_in_the_background_and_a_refused_refresh_needs_reauthorization() {
+    let dir = tempfile::tempdir().expect("dir");
+    let refuse = dir.path().join("refuse-refresh");
+    // 31 s tokens: codemode refreshes a token with under 30 s left, so the first health check
+    // after a second refreshes it.
+    let demo = DemoServer::start_with(&[
+        ("DEMO_TOKEN_TTL_SECS", "31".into()),
+        ("DEMO_REFUSE_REFRESH_FILE", refuse.display().to_string()),
+    ]);
+    let (config, db) = (
+        dir.path().join("codemode.json"),
+        dir.path().join("codemode.db"),
+    );
+    std::fs::write(
+        &config,
+        serde_json::json!({"mcp": {"tool_manager_config": {"health_check_interval_ms": 200}}})
+            .to_string(),
+    )
+    .expect("config");
+    let codemode = Codemode::start(&config, &db);
+    let base = codemode.base.clone();
+    let client = serde_json::json!({"name": "demo", "connection_type": "http",
+        "connection_string": demo.url(), "auth_type": "oauth"});
+    let (_, added) = json_request(
+        reqwest::Method::POST,
+        &format!("{base}/api/mcp/client"),
+        None,
+        Some(client),
+    )
+    .await;
+    authorize(added["authorize_url"].as_str().expect("url")).await;
+    let first = session_of(&base, "demo").await;
+    assert!(first["expires_at"].is_i64(), "{first}");
+
+    // Without any call, the health checks refresh the token before it expires.
+    eventually("a background refresh", || async {
+        session_of(&base, "demo").await["updated_at_ms"] != first["updated_at_ms"]
+    })
+    .await;
+    assert_eq!(state_of(&base, "demo").await["state"], "connected");
+    assert_eq!(greet(&base, "demo", None).await.0, 200);
+
+    // The authorization server refuses the next refresh: the client needs its operator.
+    std::fs::write(&refuse, "").expect("refuse");
+    eventually("needs_reauth", || async {
+        state_of(&base, "demo").await["state"] == "needs_reauth"
+    })
+    .await;
+    let state = state_of(&base, "demo").await;
+    assert!(
+        state["last_error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("refresh"),
+        "{state}"
+    );
+    let (status, refused) = greet(&base, "demo", None).await;
+    assert_eq!(
+        (status, refused["error"]["type"].as_str()),
+        (401, Some("mcp_auth_required"))
+    );
+
+    // The operator authorizes again; the client is back.
+    std::fs::remove_file(&refuse).expect("allow");
+    authorize(state["authorize_url"].as_str().expect("url")).await;
+    assert_eq!(state_of(&base, "demo").await["state"], "connected");
+    assert_eq!(greet(&base, "demo", None).await.0, 200);
+    codemode.stop();
 }
