@@ -247,10 +247,28 @@ impl OAuth {
         }
         let settings = Settings::resolve(config)?;
         let mut manager = self.manager(&settings, &config.name, subject).await?;
-        let metadata = match manager.resolve_metadata_from_challenge(challenge).await {
-            Ok(resolution) => resolution.metadata,
-            Err(error) => legacy_metadata(&settings.url, challenge, error).await?,
+        let (metadata, discovered) = match manager.resolve_metadata_from_challenge(challenge).await
+        {
+            Ok(resolution) => (resolution.metadata, resolution.source.is_discovered()),
+            Err(error) => (
+                legacy_metadata(&settings.url, challenge, error).await?,
+                true,
+            ),
         };
+        // The spec: a server whose metadata does not list S256 does not do PKCE as OAuth 2.1
+        // requires, and the client must not proceed. (The 2025-03-26 default endpoints come
+        // with no metadata to read.)
+        let s256 = metadata
+            .code_challenge_methods_supported
+            .as_ref()
+            .is_some_and(|methods| methods.iter().any(|m| m == "S256"));
+        if discovered && !s256 {
+            return Err(OAuthError::Discovery(
+                "the authorization server does not advertise PKCE with S256 \
+                 (code_challenge_methods_supported), which OAuth 2.1 requires"
+                    .into(),
+            ));
+        }
         let metadata = settings.apply(metadata)?;
         let supports_cimd = metadata
             .additional_fields

@@ -11,6 +11,7 @@ mod http_api;
 mod mcp_health;
 mod mcp_http;
 mod mcp_oauth;
+mod mcp_oauth_hostile;
 mod mcp_registry;
 mod mcp_server;
 mod mcp_stdio;
