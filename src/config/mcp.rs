@@ -469,3 +469,60 @@ pub fn check_listed_client(
         ));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems(client: &str) -> Vec<String> {
+        let client: ClientConfig = serde_json::from_str(client).expect("shape");
+        let mut problems = Vec::new();
+        client.check("", &mut problems);
+        problems.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn oauth_settings_are_checked_where_they_are_written() {
+        assert_eq!(
+            problems(
+                r#"{"name": "a", "connection_type": "stdio", "stdio_config": {"command": "x"}, "auth_type": "oauth"}"#
+            ),
+            ["auth_type: OAuth needs an http or sse client"]
+        );
+        assert_eq!(
+            problems(
+                r#"{"name": "a", "connection_type": "http", "connection_string": "https://a", "oauth_config": {}}"#
+            ),
+            ["oauth_config: needs \"auth_type\": \"oauth\" or \"per_user_oauth\""]
+        );
+        assert_eq!(
+            problems(
+                r#"{"name": "a", "connection_type": "http", "connection_string": "https://a",
+                    "auth_type": "oauth", "oauth_config": {"client_secret": "s",
+                    "token_url": "http://login.example/token", "authorize_url": "env.AUTH_URL"}}"#
+            ),
+            [
+                "oauth_config.client_secret: needs a client_id",
+                "oauth_config.token_url: must be https (or http to a loopback host)"
+            ]
+        );
+        assert!(problems(
+            r#"{"name": "a", "connection_type": "sse", "connection_string": "http://127.0.0.1:1/sse",
+                "auth_type": "per_user_oauth", "oauth_config": {"token_url": "http://localhost:9/token"}}"#
+        )
+        .is_empty());
+    }
+
+    #[test]
+    fn a_client_secret_is_redacted_and_its_variables_listed() {
+        let client = ClientConfig::parse(
+            r#"{"name": "a", "connection_type": "http", "connection_string": "https://a",
+                "auth_type": "oauth", "oauth_config": {"client_id": "env.ID", "client_secret": "s3cret"}}"#,
+        )
+        .expect("valid");
+        let shown = serde_json::to_string(&client.redacted()).expect("json");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("env.ID"), "{shown}");
+        assert_eq!(client.env_references(), ["ID"]);
+    }
+}

@@ -65,6 +65,13 @@ impl CallerSessions {
         drop(removed);
     }
 
+    /// How many sessions are open (idle ones closed first).
+    pub(crate) fn len(&self) -> usize {
+        let mut sessions = self.lock();
+        evict_idle(&mut sessions);
+        sessions.len()
+    }
+
     /// Closes every session.
     pub(crate) fn clear(&self) {
         let removed: Vec<Pooled> = self.lock().drain().map(|(_, pooled)| pooled).collect();

@@ -25,7 +25,7 @@ use super::callers::CallerSessions;
 use super::in_process::InProcessServer;
 use super::supervisor;
 use super::transport::Session;
-use crate::config::{ClientConfig, ToolManagerConfig};
+use crate::config::{AuthType, ClientConfig, ToolManagerConfig};
 
 /// A client's connection state, as the management API reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -67,6 +67,9 @@ pub struct ClientStatus {
     /// Where the operator authorizes an OAuth client that waits for it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub authorize_url: Option<String>,
+    /// Per-user OAuth: the callers' sessions open now (each reused for that caller's calls).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub caller_sessions: Option<usize>,
 }
 
 /// A change of one client, as [`McpManager::subscribe`](super::McpManager::subscribe) reports
@@ -252,6 +255,8 @@ impl ManagedClient {
             failed_attempts: shared.failed_attempts,
             pid,
             authorize_url,
+            caller_sessions: (config.auth_type == AuthType::PerUserOauth)
+                .then(|| self.callers.len()),
         }
     }
 

@@ -222,14 +222,28 @@ impl Store {
     /// [`StoreError`] when the directory or the database cannot be created, or the database
     /// comes from a newer codemode.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let sqlite = Arc::new(sqlite::SqliteStore::open(path)?);
-        Ok(Store {
+        Ok(Store::over(Arc::new(sqlite::SqliteStore::open(path)?)))
+    }
+
+    /// [`open`](Self::open) with `sealer` instead of the configured key (`CODEMODE_SECRET_KEY`
+    /// or the key file).
+    ///
+    /// # Errors
+    /// As [`open`](Self::open).
+    pub fn open_with(path: &Path, sealer: secret::Sealer) -> Result<Store, StoreError> {
+        Ok(Store::over(Arc::new(sqlite::SqliteStore::open_with(
+            path, sealer,
+        )?)))
+    }
+
+    fn over(sqlite: Arc<sqlite::SqliteStore>) -> Store {
+        Store {
             clients: Arc::clone(&sqlite) as Arc<dyn ClientStore>,
             keys: Arc::clone(&sqlite) as Arc<dyn KeyStore>,
             providers: Arc::clone(&sqlite) as Arc<dyn ProviderStore>,
             tokens: Arc::clone(&sqlite) as Arc<dyn TokenStore>,
             audit: sqlite,
-        })
+        }
     }
 
     /// The default database: `$XDG_DATA_HOME/codemode/codemode.db`, else
@@ -300,6 +314,102 @@ mod tests {
                 ClientChange::Removed("b".into())
             ]
         );
+    }
+
+    use base64::Engine;
+
+    const KEY_A: [u8; 32] = [0xa; 32];
+    const KEY_B: [u8; 32] = [0xb; 32];
+
+    fn sealer(current: [u8; 32], previous: Option<[u8; 32]>) -> secret::Sealer {
+        let text = |key: [u8; 32]| base64::engine::general_purpose::STANDARD.encode(key);
+        secret::Sealer::from_keys(&text(current), previous.map(text).as_deref()).expect("keys")
+    }
+
+    fn token(secret: &str) -> OAuthToken {
+        OAuthToken {
+            client: "linear".into(),
+            subject: "alice".into(),
+            secret: secret.into(),
+            scopes: vec!["read".into()],
+            expires_at: Some(1),
+            updated_at_ms: 2,
+        }
+    }
+
+    /// The database file and its write-ahead log, as bytes.
+    fn on_disk(path: &Path) -> Vec<u8> {
+        let mut bytes = std::fs::read(path).expect("db");
+        let wal = path.with_file_name(format!(
+            "{}-wal",
+            path.file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default()
+        ));
+        bytes.extend(std::fs::read(wal).unwrap_or_default());
+        bytes
+    }
+
+    fn holds(bytes: &[u8], text: &str) -> bool {
+        bytes.windows(text.len()).any(|w| w == text.as_bytes())
+    }
+
+    #[tokio::test]
+    async fn tokens_and_client_secrets_are_sealed_on_disk() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("codemode.db");
+        let store = Store::open_with(&path, sealer(KEY_A, None)).expect("open");
+        store
+            .tokens
+            .save_token(&token("the-refresh-token-r1"))
+            .await
+            .expect("save");
+        let mut client = client("linear", "https://mcp.linear.app/mcp");
+        client.auth_type = crate::config::AuthType::Oauth;
+        client.oauth_config = Some(crate::config::OAuthConfig {
+            client_id: Some("id".into()),
+            client_secret: Some("the-client-secret-s1".into()),
+            ..Default::default()
+        });
+        store.clients.save_client(&client).await.expect("save");
+        let bytes = on_disk(&path);
+        assert!(!holds(&bytes, "the-refresh-token-r1"));
+        assert!(!holds(&bytes, "the-client-secret-s1"));
+        let read = store.tokens.token("linear", "alice").await.expect("read");
+        assert_eq!(
+            read.map(|t| t.secret).as_deref(),
+            Some("the-refresh-token-r1")
+        );
+        let changes = store.clients.client_changes().await.expect("changes");
+        assert_eq!(changes, [ClientChange::Saved(Box::new(client))]);
+        assert!(
+            store.tokens.tokens().await.expect("list")[0]
+                .secret
+                .is_empty()
+        );
+    }
+
+    #[tokio::test]
+    async fn rotating_the_key_seals_everything_again() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("codemode.db");
+        {
+            let store = Store::open_with(&path, sealer(KEY_A, None)).expect("open");
+            store.tokens.save_token(&token("t1")).await.expect("save");
+        }
+        // Started with the new key and the old one as previous: resealed at open.
+        drop(Store::open_with(&path, sealer(KEY_B, Some(KEY_A))).expect("rotate"));
+        // The old key is no longer needed.
+        let store = Store::open_with(&path, sealer(KEY_B, None)).expect("open");
+        let read = store.tokens.token("linear", "alice").await.expect("read");
+        assert_eq!(read.map(|t| t.secret).as_deref(), Some("t1"));
+        // Without the key, the store does not open at all: a clear error naming the key to set,
+        // never a wrong secret, and nothing is lost.
+        drop(store);
+        let error = Store::open_with(&path, sealer(KEY_A, None)).err();
+        assert!(matches!(error, Some(StoreError::Secret(_))), "{error:?}");
+        let store = Store::open_with(&path, sealer(KEY_B, None)).expect("open");
+        assert_eq!(store.tokens.tokens().await.expect("list").len(), 1);
     }
 
     #[test]

@@ -119,6 +119,20 @@ impl Sealer {
         })
     }
 
+    /// A sealer with the base64 key `current` and, while rotating, `previous`.
+    ///
+    /// # Errors
+    /// [`SecretError::BadKey`] when a key is not base64 of 32 bytes.
+    pub fn from_keys(current: &str, previous: Option<&str>) -> Result<Sealer, SecretError> {
+        Ok(Sealer {
+            current: Key::parse(current, "the key")?,
+            previous: previous
+                .map(|key| Key::parse(key, "the previous key"))
+                .transpose()?,
+            random: SystemRandom::new(),
+        })
+    }
+
     /// A sealer with a fresh random key that nothing persists (a process without a database).
     ///
     /// # Errors

@@ -293,6 +293,7 @@ async fn the_sdk_demo_server_is_authorized_called_restarted_and_per_user() {
     std::fs::write(
         &config,
         serde_json::json!({"providers": {"double": provider.provider_config(0)},
+            "oauth": {"trusted_user_header": "x-user-id"},
             "governance": {"auth": "open", "virtual_keys": [
             {"name": "alice", "value": "vk-alice", "mcp_configs": [
                 {"mcp_client_name": "demo", "tools_to_execute": ["*"]},
@@ -389,6 +390,9 @@ async fn the_sdk_demo_server_is_authorized_called_restarted_and_per_user() {
         let (status, answer) = greet(&base, "mine", Some(key)).await;
         assert_eq!(status, 200, "{answer}");
     }
+    // Each caller's session is kept for its next call, not opened anew.
+    assert_eq!(greet(&base, "mine", Some("vk-alice")).await.0, 200);
+    assert_eq!(state_of(&base, "mine").await["caller_sessions"], 2);
     let (_, sessions) = json_request(
         reqwest::Method::GET,
         &format!("{base}/api/oauth/sessions"),
@@ -415,8 +419,22 @@ async fn the_sdk_demo_server_is_authorized_called_restarted_and_per_user() {
     )
     .await;
     assert_eq!(status, 200);
+    assert_eq!(state_of(&base, "mine").await["caller_sessions"], 1);
     assert_eq!(greet(&base, "mine", Some("vk-bob")).await.0, 401);
     assert_eq!(greet(&base, "mine", Some("vk-alice")).await.0, 200);
+
+    // Behind one key, each end user a trusted header names authorizes on their own.
+    let call = serde_json::json!({"id": "1", "type": "function",
+        "function": {"name": "mine-greet", "arguments": "{\"name\": \"x\"}"}});
+    let other_user = reqwest::Client::new()
+        .post(format!("{base}/v1/mcp/tool/execute"))
+        .bearer_auth("vk-alice")
+        .header("x-user-id", "alice-colleague")
+        .json(&call)
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(other_user.status(), 401);
 
     // A caller without a token meets the same answer on every surface.
     carol_is_sent_to_authorize(&base, &provider).await;

@@ -35,7 +35,18 @@ async fn hostile(documents: impl Fn(&str) -> Documents) -> String {
         format!("Bearer resource_metadata=\"{base}/.well-known/oauth-protected-resource/mcp\"");
     let json = |body: String| ([(header::CONTENT_TYPE, "application/json")], body);
     let (prm, asm) = (Arc::clone(&served), Arc::clone(&served));
+    let sse_challenge = challenge.clone();
     let app = Router::new()
+        .route(
+            "/sse",
+            get(move || {
+                let challenge = sse_challenge.clone();
+                async move {
+                    (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, challenge)])
+                        .into_response()
+                }
+            }),
+        )
         .route(
             "/mcp",
             post(move || {
@@ -89,13 +100,34 @@ fn documents(resource: Value, authorization_server: Value) -> Documents {
 
 /// A manager with one OAuth client of the server at `base`, after its first attempt.
 async fn connect(base: &str) -> Arc<McpManager> {
+    connect_over(base, "http", "mcp").await
+}
+
+async fn connect_over(base: &str, transport: &str, path: &str) -> Arc<McpManager> {
     let config = Config::parse(
-        &json!({"mcp": {"client_configs": [{"name": "hostile", "connection_type": "http",
-            "connection_string": format!("{base}/mcp"), "auth_type": "oauth"}]}})
+        &json!({"mcp": {"client_configs": [{"name": "hostile", "connection_type": transport,
+            "connection_string": format!("{base}/{path}"), "auth_type": "oauth"}]}})
         .to_string(),
     )
     .expect("config");
     Arc::new(McpManager::start(&config.mcp).await)
+}
+
+#[tokio::test]
+async fn a_legacy_sse_server_asking_for_oauth_waits_for_authorization() {
+    let base = hostile(|base| {
+        let (mut resource, server) = honest(base);
+        resource["resource"] = json!(base);
+        documents(resource, server)
+    })
+    .await;
+    let manager = connect_over(&base, "sse", "sse").await;
+    let status = manager.status().await.remove(0);
+    let state = serde_json::to_value(status.state).expect("state");
+    assert_eq!(state, "pending_authorization", "{status:?}");
+    let url = status.authorize_url.expect("url");
+    assert!(url.starts_with(&format!("{base}/authorize?")), "{url}");
+    assert!(url.contains("code_challenge_method=S256"), "{url}");
 }
 
 /// The client's state and last error; asserts nothing was stored.

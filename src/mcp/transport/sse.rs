@@ -67,7 +67,13 @@ pub async fn connect(
         auth,
     )
     .await
-    .map_err(|error| ConnectError::failed(error.status(), Box::new(error)))?;
+    .map_err(|error| match error {
+        SseError::AuthRequired(challenge) => ConnectError::AuthRequired {
+            challenge,
+            insufficient_scope: false,
+        },
+        error => ConnectError::failed(error.status(), Box::new(error)),
+    })?;
     handler
         .serve(transport)
         .await

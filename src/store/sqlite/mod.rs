@@ -56,14 +56,22 @@ impl Database {
     /// [`StoreError`] when the directory or the database cannot be created, a migration fails,
     /// or the database's schema is newer than this build's.
     pub fn open(path: &Path) -> Result<Database, StoreError> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| StoreError::Directory {
-                path: dir.display().to_string(),
-                source,
-            })?;
-        }
         let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+        if let Some(dir) = dir {
+            create_dir(dir)?;
+        }
         let sealer = Sealer::load(dir.unwrap_or(Path::new(".")))?;
+        Database::open_with(path, sealer)
+    }
+
+    /// [`open`](Self::open) with `sealer` instead of the configured key.
+    ///
+    /// # Errors
+    /// As [`open`](Self::open).
+    pub fn open_with(path: &Path, sealer: Sealer) -> Result<Database, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            create_dir(dir)?;
+        }
         let database = Database {
             sealer,
             path: path.display().to_string(),
@@ -139,6 +147,14 @@ impl Database {
     }
 }
 
+/// Creates `dir` (and its parents) when missing.
+fn create_dir(dir: &Path) -> Result<(), StoreError> {
+    std::fs::create_dir_all(dir).map_err(|source| StoreError::Directory {
+        path: dir.display().to_string(),
+        source,
+    })
+}
+
 /// A `WHERE` clause of equality filters and an `at_ms` range, with its parameters: what the
 /// audit log's and the LLM log's queries filter by.
 pub(super) struct Filter {
@@ -200,6 +216,16 @@ impl SqliteStore {
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
         Ok(SqliteStore {
             database: Arc::new(Database::open(path)?),
+        })
+    }
+
+    /// [`open`](Self::open) with `sealer` instead of the configured key.
+    ///
+    /// # Errors
+    /// As [`Database::open`].
+    pub fn open_with(path: &Path, sealer: Sealer) -> Result<SqliteStore, StoreError> {
+        Ok(SqliteStore {
+            database: Arc::new(Database::open_with(path, sealer)?),
         })
     }
 
