@@ -686,10 +686,32 @@ async fn revoke_at_server(config: &ClientConfig, secret: Secret) -> Result<(), O
         Some(refresh) => (refresh.secret().clone(), "refresh_token"),
         None => (tokens.access_token().secret().clone(), "access_token"),
     };
+    // Client authentication as the server advertises for revocation (else for its token
+    // endpoint): HTTP Basic unless only the body is offered.
+    let methods = [
+        "revocation_endpoint_auth_methods_supported",
+        "token_endpoint_auth_methods_supported",
+    ]
+    .iter()
+    .find_map(|field| metadata.additional_fields.get(*field))
+    .and_then(serde_json::Value::as_array)
+    .map(|methods| {
+        methods
+            .iter()
+            .filter_map(serde_json::Value::as_str)
+            .collect::<Vec<_>>()
+    })
+    .unwrap_or_default();
+    let basic = methods.is_empty() || methods.contains(&"client_secret_basic");
     let mut form = vec![("token", token), ("token_type_hint", hint.to_string())];
     let request = reqwest::Client::new().post(endpoint);
     let request = match &secret.client_secret {
-        Some(client_secret) => request.basic_auth(&secret.client_id, Some(client_secret)),
+        Some(client_secret) if basic => request.basic_auth(&secret.client_id, Some(client_secret)),
+        Some(client_secret) => {
+            form.push(("client_id", secret.client_id.clone()));
+            form.push(("client_secret", client_secret.clone()));
+            request
+        }
         None => {
             form.push(("client_id", secret.client_id.clone()));
             request

@@ -542,9 +542,11 @@ async fn tokens_are_refreshed_in_the_background_and_a_refused_refresh_needs_reau
     let refuse = dir.path().join("refuse-refresh");
     // 31 s tokens: codemode refreshes a token with under 30 s left, so the first health check
     // after a second refreshes it.
+    let revocations = dir.path().join("revocations");
     let demo = DemoServer::start_with(&[
         ("DEMO_TOKEN_TTL_SECS", "31".into()),
         ("DEMO_REFUSE_REFRESH_FILE", refuse.display().to_string()),
+        ("DEMO_REVOCATIONS_FILE", revocations.display().to_string()),
     ]);
     let (config, db) = (
         dir.path().join("codemode.json"),
@@ -571,11 +573,20 @@ async fn tokens_are_refreshed_in_the_background_and_a_refused_refresh_needs_reau
     let first = session_of(&base, "demo").await;
     assert!(first["expires_at"].is_i64(), "{first}");
 
-    // Without any call, the health checks refresh the token before it expires.
+    // Without any call of its own, the health checks refresh the token before it expires; a
+    // call in flight meanwhile (multi-greet takes about two seconds) is not disturbed.
+    let in_flight = tokio::spawn({
+        let call = serde_json::json!({"id": "1", "type": "function",
+            "function": {"name": "demo-multi-greet", "arguments": "{\"name\": \"slow\"}"}});
+        let url = format!("{base}/v1/mcp/tool/execute");
+        async move { json_request(reqwest::Method::POST, &url, None, Some(call)).await }
+    });
     eventually("a background refresh", || async {
         session_of(&base, "demo").await["updated_at_ms"] != first["updated_at_ms"]
     })
     .await;
+    let (status, answer) = in_flight.await.expect("the call ran");
+    assert_eq!(status, 200, "{answer}");
     assert_eq!(state_of(&base, "demo").await["state"], "connected");
     assert_eq!(greet(&base, "demo", None).await.0, 200);
 
@@ -604,5 +615,19 @@ async fn tokens_are_refreshed_in_the_background_and_a_refused_refresh_needs_reau
     authorize(state["authorize_url"].as_str().expect("url")).await;
     assert_eq!(state_of(&base, "demo").await["state"], "connected");
     assert_eq!(greet(&base, "demo", None).await.0, 200);
+
+    // Revoking the operator's authorization revokes it at the server too.
+    let (status, _) = json_request(
+        reqwest::Method::DELETE,
+        &format!("{base}/api/oauth/sessions?client=demo"),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let revoked = std::fs::read_to_string(&revocations).unwrap_or_default();
+    assert_eq!(revoked.trim(), "refresh_token");
+    assert_eq!(state_of(&base, "demo").await["state"], "needs_reauth");
+    assert_eq!(session_of(&base, "demo").await, serde_json::Value::Null);
     codemode.stop();
 }

@@ -5,10 +5,12 @@
 //  - access tokens live DEMO_TOKEN_TTL_SECS (default 3600) and come with a refresh token;
 //  - grant_type=refresh_token works and rotates the refresh token;
 //  - while the file DEMO_REFUSE_REFRESH_FILE exists, every refresh is refused (invalid_grant);
-//  - an expired or unknown token gets a 401 with WWW-Authenticate (the SDK's bearer check).
+//  - an expired or unknown token gets a 401 with WWW-Authenticate (the SDK's bearer check);
+//  - tokens can be revoked (RFC 7009, so the metadata names a revocation endpoint); each
+//    revocation appends its token_type_hint to the file DEMO_REVOCATIONS_FILE.
 // MCP_SDK_DIR is the SDK package directory.
 import { randomUUID } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { appendFileSync, existsSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 
@@ -19,6 +21,7 @@ const errors = await load('dist/esm/server/auth/errors.js');
 
 const ttl = Number(process.env.DEMO_TOKEN_TTL_SECS ?? 3600);
 const refuseFile = process.env.DEMO_REFUSE_REFRESH_FILE;
+const revocationsFile = process.env.DEMO_REVOCATIONS_FILE;
 const provider = DemoInMemoryAuthProvider.prototype;
 const exchangeCode = provider.exchangeAuthorizationCode;
 
@@ -51,4 +54,10 @@ provider.verifyAccessToken = async function (token) {
   const known = this.tokens.get(token);
   if (!known) return { token, clientId: '', scopes: [], expiresAt: 0 };
   return { token, clientId: known.clientId, scopes: known.scopes, expiresAt: Math.floor(known.expiresAt / 1000), resource: known.resource };
+};
+
+provider.revokeToken = async function (client, request) {
+  this.tokens.delete(request.token);
+  this.refreshTokens?.delete(request.token);
+  if (revocationsFile) appendFileSync(revocationsFile, `${request.token_type_hint ?? 'unknown'}\n`);
 };
