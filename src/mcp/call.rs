@@ -323,10 +323,11 @@ async fn call_mcp(
         }
         Err(error) => error,
     };
-    if let Some(ConnectError::AuthRequired {
-        challenge,
-        insufficient_scope,
-    }) = transport::request_refusal(&error)
+    if config.auth_type.is_oauth()
+        && let Some(ConnectError::AuthRequired {
+            challenge,
+            insufficient_scope,
+        }) = transport::request_refusal(&error)
     {
         return Err(managed
             .refused_call(config, subject, &challenge, insufficient_scope)

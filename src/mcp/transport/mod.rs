@@ -200,9 +200,21 @@ pub async fn connect(
     handler: Upstream,
     auth: Option<AuthClient<reqwest::Client>>,
 ) -> Result<Connected, ConnectError> {
-    tokio::time::timeout(CONNECT_TIMEOUT, connect_untimed(config, handler, auth))
+    let connected = tokio::time::timeout(CONNECT_TIMEOUT, connect_untimed(config, handler, auth))
         .await
-        .map_err(|_| ConnectError::Timeout)?
+        .map_err(|_| ConnectError::Timeout)?;
+    match connected {
+        // A client of static headers has no authorization to ask for: the refusal is final.
+        Err(ConnectError::AuthRequired {
+            insufficient_scope, ..
+        }) if !config.auth_type.is_oauth() => Err(ConnectError::Status {
+            status: if insufficient_scope { 403 } else { 401 },
+            source: "the server requires authorization: check the client's headers, or set \
+                     \"auth_type\": \"oauth\""
+                .into(),
+        }),
+        connected => connected,
+    }
 }
 
 /// The OAuth refusal of a `challenge` (see [`http::auth_challenge`]).

@@ -24,21 +24,25 @@
 //! - **Step-up**: a `403 insufficient_scope` starts a new authorization for the scopes the
 //!   server asked for, at most [`MAX_STEP_UPS`] times in a row before codemode stops asking.
 
+mod credentials;
+mod discovery;
+mod revoke;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use rmcp::transport::auth::{AuthorizationMetadata, OAuthClientConfig};
 use rmcp::transport::{
     AuthClient, AuthError, AuthorizationManager, AuthorizationRequest, AuthorizationSession,
-    CredentialRefreshGuard, CredentialStore, StoredCredentials,
 };
-use serde::{Deserialize, Serialize};
 
-use crate::config::mcp::check_oauth_url;
-use crate::config::{ClientConfig, MissingVariable, OAuthConfig, resolve_env};
-use crate::store::{OAuthToken, StoreError, TokenStore};
+use crate::config::{ClientConfig, MissingVariable};
+use crate::store::{StoreError, TokenStore};
+use credentials::{Credentials, Registration, Secret};
+pub use discovery::challenge_param;
+use discovery::{Settings, legacy_metadata, query_value, require_s256};
+use revoke::revoke_at_server;
 
 /// The subject of a client's own authorization (the operator's).
 pub const OPERATOR: &str = "";
@@ -125,23 +129,6 @@ struct Flow {
     subject: String,
     session: AuthorizationSession,
     started: Instant,
-}
-
-/// The registration and tokens of one (client, subject), as sealed at rest.
-#[derive(Serialize, Deserialize)]
-struct Secret {
-    client_id: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    client_secret: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    credentials: Option<StoredCredentials>,
-}
-
-/// A client id and its secret, however they were obtained.
-#[derive(Clone)]
-struct Registration {
-    client_id: String,
-    client_secret: Option<String>,
 }
 
 /// codemode's OAuth client side: flows in progress, and the tokens of every (client, subject).
@@ -247,29 +234,7 @@ impl OAuth {
         }
         let settings = Settings::resolve(config)?;
         let mut manager = self.manager(&settings, &config.name, subject).await?;
-        let (metadata, discovered) = match manager.resolve_metadata_from_challenge(challenge).await
-        {
-            Ok(resolution) => (resolution.metadata, resolution.source.is_discovered()),
-            Err(error) => (
-                legacy_metadata(&settings.url, challenge, error).await?,
-                true,
-            ),
-        };
-        // The spec: a server whose metadata does not list S256 does not do PKCE as OAuth 2.1
-        // requires, and the client must not proceed. (The 2025-03-26 default endpoints come
-        // with no metadata to read.)
-        let s256 = metadata
-            .code_challenge_methods_supported
-            .as_ref()
-            .is_some_and(|methods| methods.iter().any(|m| m == "S256"));
-        if discovered && !s256 {
-            return Err(OAuthError::Discovery(
-                "the authorization server does not advertise PKCE with S256 \
-                 (code_challenge_methods_supported), which OAuth 2.1 requires"
-                    .into(),
-            ));
-        }
-        let metadata = settings.apply(metadata)?;
+        let metadata = discover(&manager, &settings, challenge).await?;
         let supports_cimd = metadata
             .additional_fields
             .get("client_id_metadata_document_supported")
@@ -281,17 +246,37 @@ impl OAuth {
         } else {
             settings.oauth.scopes.clone()
         };
-        let mut request = AuthorizationRequest::new(self.redirect_uri.clone())
+        let request = AuthorizationRequest::new(self.redirect_uri.clone())
             .with_client_name("codemode")
             .with_scopes(scopes.clone());
+        let (request, registration) = self
+            .register(&mut manager, &settings, request, &scopes, supports_cimd)
+            .await?;
+        manager.set_credential_store(self.credentials(&config.name, subject, registration));
+        let session = AuthorizationSession::new(manager, request)
+            .await
+            .map_err(|(_, e)| OAuthError::Authorization(e.to_string()))?;
+        self.remember(&config.name, subject, session)
+    }
+
+    /// How codemode identifies itself to the authorization server, in the spec's order: the
+    /// configured client id; its Client ID Metadata Document when the server supports them;
+    /// else a dynamic registration, made here so that its secret is kept.
+    async fn register(
+        &self,
+        manager: &mut AuthorizationManager,
+        settings: &Settings,
+        request: AuthorizationRequest,
+        scopes: &[String],
+        supports_cimd: bool,
+    ) -> Result<(AuthorizationRequest, Option<Registration>), OAuthError> {
         let registration = match (&settings.oauth.client_id, &self.client_metadata_url) {
-            (Some(client_id), _) => Some(Registration {
+            (Some(client_id), _) => Registration {
                 client_id: client_id.clone(),
                 client_secret: settings.oauth.client_secret.clone(),
-            }),
+            },
             (None, Some(url)) if supports_cimd => {
-                request = request.with_client_metadata_url(url.clone());
-                None
+                return Ok((request.with_client_metadata_url(url.clone()), None));
             }
             (None, _) => {
                 let scopes: Vec<&str> = scopes.iter().map(String::as_str).collect();
@@ -299,23 +284,27 @@ impl OAuth {
                     .register_client("codemode", &self.redirect_uri, &scopes)
                     .await
                     .map_err(|e| OAuthError::Registration(e.to_string()))?;
-                Some(Registration {
+                Registration {
                     client_id: registered.client_id,
                     client_secret: registered.client_secret,
-                })
+                }
             }
         };
-        if let Some(registration) = &registration {
-            request = request.with_preregistered_client(registration.client_id.clone());
-            if let Some(secret) = &registration.client_secret {
-                request = request.with_client_secret(secret.clone());
-            }
+        let mut request = request.with_preregistered_client(registration.client_id.clone());
+        if let Some(secret) = &registration.client_secret {
+            request = request.with_client_secret(secret.clone());
         }
-        let credentials = self.credentials(&config.name, subject, registration);
-        manager.set_credential_store(credentials);
-        let session = AuthorizationSession::new(manager, request)
-            .await
-            .map_err(|(_, e)| OAuthError::Authorization(e.to_string()))?;
+        Ok((request, Some(registration)))
+    }
+
+    /// Keeps `session` until its callback comes back (forgetting expired ones); answers the URL
+    /// that starts it.
+    fn remember(
+        &self,
+        client: &str,
+        subject: &str,
+        session: AuthorizationSession,
+    ) -> Result<String, OAuthError> {
         let url = session.get_authorization_url().to_string();
         let state = query_value(&url, "state").ok_or_else(|| {
             OAuthError::Authorization("the authorization URL has no state".into())
@@ -325,7 +314,7 @@ impl OAuth {
         flows.insert(
             state,
             Flow {
-                client: config.name.clone(),
+                client: client.to_string(),
                 subject: subject.to_string(),
                 session,
                 started: Instant::now(),
@@ -469,298 +458,25 @@ impl OAuth {
     }
 }
 
-/// A client's OAuth settings with `env.NAME` references resolved.
-struct Settings {
-    url: String,
-    oauth: OAuthConfig,
-}
-
-impl Settings {
-    fn resolve(config: &ClientConfig) -> Result<Settings, OAuthError> {
-        let url = resolve_env(config.connection_string.as_deref().unwrap_or_default())?;
-        let given = config.oauth_config.clone().unwrap_or_default();
-        let resolve = |value: &Option<String>| value.as_deref().map(resolve_env).transpose();
-        let oauth = OAuthConfig {
-            client_id: resolve(&given.client_id)?,
-            client_secret: resolve(&given.client_secret)?,
-            scopes: given.scopes,
-            authorize_url: resolve(&given.authorize_url)?,
-            token_url: resolve(&given.token_url)?,
-            registration_url: resolve(&given.registration_url)?,
-            resource: resolve(&given.resource)?,
-        };
-        Ok(Settings { url, oauth })
-    }
-
-    /// `discovered` with the configured endpoints in place of the discovered ones, each
-    /// checked: HTTPS, or HTTP to a loopback host.
-    fn apply(
-        &self,
-        mut metadata: AuthorizationMetadata,
-    ) -> Result<AuthorizationMetadata, OAuthError> {
-        if let Some(url) = &self.oauth.authorize_url {
-            metadata.authorization_endpoint = url.clone();
-        }
-        if let Some(url) = &self.oauth.token_url {
-            metadata.token_endpoint = url.clone();
-        }
-        if let Some(url) = &self.oauth.registration_url {
-            metadata.registration_endpoint = Some(url.clone());
-        }
-        let endpoints = [
-            (
-                "authorization endpoint",
-                Some(&metadata.authorization_endpoint),
-            ),
-            ("token endpoint", Some(&metadata.token_endpoint)),
-            (
-                "registration endpoint",
-                metadata.registration_endpoint.as_ref(),
-            ),
-        ];
-        for (field, url) in endpoints {
-            if let Some(url) = url
-                && let Err(reason) = check_oauth_url(url)
-            {
-                return Err(OAuthError::Endpoint {
-                    field,
-                    url: url.clone(),
-                    reason,
-                });
-            }
-        }
-        Ok(metadata)
-    }
-}
-
-/// rmcp's credential store over codemode's [`TokenStore`], for one (client, subject).
-struct Credentials {
-    tokens: Arc<dyn TokenStore>,
-    client: String,
-    subject: String,
-    /// The registration the tokens belong to (kept with them: a refresh needs the secret).
-    registration: Option<Registration>,
-    refreshing: Arc<tokio::sync::Mutex<()>>,
-}
-
-fn store_failed(error: impl std::fmt::Display) -> AuthError {
-    AuthError::InternalError(format!("the token store failed: {error}"))
-}
-
-#[async_trait]
-impl CredentialStore for Credentials {
-    async fn load(&self) -> Result<Option<StoredCredentials>, AuthError> {
-        let Some(token) = self
-            .tokens
-            .token(&self.client, &self.subject)
-            .await
-            .map_err(store_failed)?
-        else {
-            return Ok(None);
-        };
-        let secret: Secret = serde_json::from_str(&token.secret).map_err(store_failed)?;
-        Ok(secret.credentials)
-    }
-
-    async fn save(&self, credentials: StoredCredentials) -> Result<(), AuthError> {
-        let registration = self.registration.clone().unwrap_or(Registration {
-            client_id: credentials.client_id.clone(),
-            client_secret: None,
-        });
-        let expires_at = credentials
-            .token_response
-            .as_ref()
-            .and_then(oauth2::TokenResponse::expires_in)
-            .zip(credentials.token_received_at)
-            .map(|(lifetime, received)| received.saturating_add(lifetime.as_secs()))
-            .and_then(|at| i64::try_from(at).ok());
-        let secret = Secret {
-            client_id: registration.client_id,
-            client_secret: registration.client_secret,
-            credentials: Some(credentials.clone()),
-        };
-        let token = OAuthToken {
-            client: self.client.clone(),
-            subject: self.subject.clone(),
-            secret: serde_json::to_string(&secret).map_err(store_failed)?,
-            scopes: credentials.granted_scopes.clone(),
-            expires_at,
-            updated_at_ms: now_ms(),
-        };
-        self.tokens.save_token(&token).await.map_err(store_failed)
-    }
-
-    async fn clear(&self) -> Result<(), AuthError> {
-        self.tokens
-            .forget_token(&self.client, &self.subject)
-            .await
-            .map(|_| ())
-            .map_err(store_failed)
-    }
-
-    async fn acquire_refresh_guard(&self) -> Result<Option<CredentialRefreshGuard>, AuthError> {
-        let guard = Arc::clone(&self.refreshing).lock_owned().await;
-        Ok(Some(CredentialRefreshGuard::new(guard)))
-    }
-}
-
-/// The largest metadata document codemode reads.
-const MAX_METADATA_BYTES: usize = 256 * 1024;
-
-/// Discovery failed with `error`: for a 2025-03-26 server (its refusal names no
-/// protected-resource metadata), the authorization server metadata at the server's origin is
-/// taken even when its `issuer` differs from that origin. That revision finds the document by
-/// the server's URL, not by an issuer, so there is no issuer to match; a server of a later
-/// revision names its authorization server, and a mismatch there stays refused.
-async fn legacy_metadata(
-    url: &str,
+/// The authorization server's metadata for `settings`' server, found from `challenge` (or the
+/// well-known locations), with the configured endpoints in place and PKCE S256 required (the
+/// 2025-03-26 default endpoints come with no metadata to read).
+async fn discover(
+    manager: &AuthorizationManager,
+    settings: &Settings,
     challenge: Option<&str>,
-    error: AuthError,
 ) -> Result<AuthorizationMetadata, OAuthError> {
-    let refused = || OAuthError::Discovery(error.to_string());
-    let names_metadata =
-        challenge.is_some_and(|c| challenge_param(c, "resource_metadata").is_some());
-    if names_metadata || !error.to_string().contains("issuer mismatch") {
-        return Err(refused());
+    let (metadata, published) = match manager.resolve_metadata_from_challenge(challenge).await {
+        Ok(resolution) => (resolution.metadata, resolution.source.is_discovered()),
+        Err(error) => (
+            legacy_metadata(&settings.url, challenge, error).await?,
+            true,
+        ),
+    };
+    if published {
+        require_s256(&metadata)?;
     }
-    let mut origin = url::Url::parse(url).map_err(|_| refused())?;
-    origin.set_path("/.well-known/oauth-authorization-server");
-    origin.set_query(None);
-    let response = reqwest::Client::new()
-        .get(origin.as_str())
-        .send()
-        .await
-        .map_err(|_| refused())?;
-    if !response.status().is_success()
-        || response
-            .content_length()
-            .is_some_and(|length| length > MAX_METADATA_BYTES as u64)
-    {
-        return Err(refused());
-    }
-    let body = response.bytes().await.map_err(|_| refused())?;
-    if body.len() > MAX_METADATA_BYTES {
-        return Err(refused());
-    }
-    let metadata: AuthorizationMetadata = serde_json::from_slice(&body).map_err(|e| {
-        OAuthError::Discovery(format!(
-            "the authorization server metadata is malformed: {e}"
-        ))
-    })?;
-    tracing::warn!(
-        issuer = ?metadata.issuer,
-        "a 2025-03-26 server's authorization server metadata names another issuer; using it"
-    );
-    Ok(metadata)
-}
-
-/// Revokes `secret`'s refresh token (else its access token) at the authorization server of
-/// `config`'s server, when its metadata names a revocation endpoint.
-async fn revoke_at_server(config: &ClientConfig, secret: Secret) -> Result<(), OAuthError> {
-    let settings = Settings::resolve(config)?;
-    let manager = AuthorizationManager::new(settings.url.as_str())
-        .await
-        .map_err(|e| OAuthError::Discovery(e.to_string()))?;
-    let metadata = manager
-        .resolve_metadata()
-        .await
-        .map_err(|e| OAuthError::Discovery(e.to_string()))?
-        .metadata;
-    let Some(endpoint) = metadata
-        .additional_fields
-        .get("revocation_endpoint")
-        .and_then(serde_json::Value::as_str)
-    else {
-        return Ok(());
-    };
-    check_oauth_url(endpoint).map_err(|reason| OAuthError::Endpoint {
-        field: "revocation endpoint",
-        url: endpoint.to_string(),
-        reason,
-    })?;
-    let Some(tokens) = secret.credentials.and_then(|c| c.token_response) else {
-        return Ok(());
-    };
-    use oauth2::TokenResponse;
-    let (token, hint) = match tokens.refresh_token() {
-        Some(refresh) => (refresh.secret().clone(), "refresh_token"),
-        None => (tokens.access_token().secret().clone(), "access_token"),
-    };
-    // Client authentication as the server advertises for revocation (else for its token
-    // endpoint): HTTP Basic unless only the body is offered.
-    let methods = [
-        "revocation_endpoint_auth_methods_supported",
-        "token_endpoint_auth_methods_supported",
-    ]
-    .iter()
-    .find_map(|field| metadata.additional_fields.get(*field))
-    .and_then(serde_json::Value::as_array)
-    .map(|methods| {
-        methods
-            .iter()
-            .filter_map(serde_json::Value::as_str)
-            .collect::<Vec<_>>()
-    })
-    .unwrap_or_default();
-    let basic = methods.is_empty() || methods.contains(&"client_secret_basic");
-    let mut form = vec![("token", token), ("token_type_hint", hint.to_string())];
-    let request = reqwest::Client::new().post(endpoint);
-    let request = match &secret.client_secret {
-        Some(client_secret) if basic => request.basic_auth(&secret.client_id, Some(client_secret)),
-        Some(client_secret) => {
-            form.push(("client_id", secret.client_id.clone()));
-            form.push(("client_secret", client_secret.clone()));
-            request
-        }
-        None => {
-            form.push(("client_id", secret.client_id.clone()));
-            request
-        }
-    };
-    let body = url::form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(&form)
-        .finish();
-    let response = request
-        .header(
-            http::header::CONTENT_TYPE,
-            "application/x-www-form-urlencoded",
-        )
-        .body(body)
-        .send()
-        .await
-        .map_err(|e| OAuthError::Authorization(format!("revocation: {e}")))?;
-    if !response.status().is_success() {
-        return Err(OAuthError::Authorization(format!(
-            "revocation: HTTP {}",
-            response.status()
-        )));
-    }
-    Ok(())
-}
-
-/// The value of `name` in `url`'s query.
-fn query_value(url: &str, name: &str) -> Option<String> {
-    let url = url::Url::parse(url).ok()?;
-    url.query_pairs()
-        .find(|(key, _)| key == name)
-        .map(|(_, value)| value.into_owned())
-}
-
-/// The value of parameter `name` in a `WWW-Authenticate` challenge.
-pub fn challenge_param(challenge: &str, name: &str) -> Option<String> {
-    let at = challenge.find(&format!("{name}="))?;
-    let rest = &challenge[at + name.len() + 1..];
-    let value = match rest.strip_prefix('"') {
-        Some(quoted) => quoted.split('"').next()?,
-        None => rest.split([',', ' ']).next()?,
-    };
-    Some(value.to_string())
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    settings.apply(metadata)
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -768,27 +484,4 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn challenge_parameters_are_read_quoted_or_bare() {
-        let challenge = r#"Bearer error="insufficient_scope", scope="mcp:basic mcp:write", resource_metadata="http://x/.well-known/oauth-protected-resource""#;
-        assert_eq!(
-            challenge_param(challenge, "scope").as_deref(),
-            Some("mcp:basic mcp:write")
-        );
-        assert_eq!(
-            challenge_param(challenge, "error").as_deref(),
-            Some("insufficient_scope")
-        );
-        assert_eq!(
-            challenge_param("Bearer realm=x, scope=a", "scope").as_deref(),
-            Some("a")
-        );
-        assert_eq!(challenge_param("Bearer", "scope"), None);
-    }
 }
