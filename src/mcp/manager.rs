@@ -244,6 +244,12 @@ impl McpManager {
         if let (Some(store), false) = (&self.store, in_process) {
             store.save_client(&config).await?;
         }
+        let other_server = client.config().connection_string != config.connection_string;
+        if other_server {
+            // Tokens of one server are never sent to another.
+            self.oauth.forget_client(name).await?;
+            client.callers.clear();
+        }
         let reconnect = client.replace_config(config);
         drop(edit);
         if reconnect {
@@ -269,7 +275,8 @@ impl McpManager {
         let client = removed.ok_or_else(|| ManagerError::NotFound(name.to_string()))?;
         // Dropping the session ends it; a stdio child is stopped with it.
         client.close();
-        self.oauth.forget_flows(name);
+        // A client added later under this name must not inherit these authorizations.
+        self.oauth.forget_client(name).await?;
         Ok(())
     }
 

@@ -438,6 +438,17 @@ async fn the_sdk_demo_server_is_authorized_called_restarted_and_per_user() {
 
     // A caller without a token meets the same answer on every surface.
     carol_is_sent_to_authorize(&base, &provider).await;
+
+    // A removed client takes its authorizations with it.
+    let (status, _) = json_request(
+        reqwest::Method::DELETE,
+        &format!("{base}/api/mcp/client/mine"),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(session_of(&base, "mine").await, serde_json::Value::Null);
     codemode.stop();
 }
 

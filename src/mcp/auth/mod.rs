@@ -388,9 +388,19 @@ impl OAuth {
         }
     }
 
-    /// Forgets every authorization of `client` (it was removed).
-    pub fn forget_flows(&self, client: &str) {
+    /// Forgets every flow in progress and every token of `client` (removed, or pointed at
+    /// another server).
+    ///
+    /// # Errors
+    /// [`OAuthError::Store`] when the store fails.
+    pub async fn forget_client(&self, client: &str) -> Result<(), OAuthError> {
         lock(&self.flows).retain(|_, flow| flow.client != client);
+        for token in self.tokens.tokens().await? {
+            if token.client == client {
+                self.tokens.forget_token(client, &token.subject).await?;
+            }
+        }
+        Ok(())
     }
 
     fn count_step_up(
