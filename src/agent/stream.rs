@@ -19,9 +19,9 @@ use serde_json::{Value, json};
 use sse_stream::SseStream;
 use tokio::sync::mpsc;
 
-use super::{Agent, ToolCall, Usage, append_turn};
+use super::{Agent, ToolCall, Usage, append_turn, auth_required};
 use crate::llm::LlmError;
-use crate::llm::route::{Answer, ChatRequest, Served};
+use crate::llm::route::{Answer, ChatRequest, McpAuthRequired, Served};
 use crate::llm::upstream::EventStream;
 
 /// Chunks buffered between the loop and a slow caller.
@@ -86,6 +86,7 @@ impl Agent {
         let mut usage = Usage::default();
         let mut usage_chunk = None;
         let mut round = 0;
+        let mut auth = None;
         loop {
             let mut turn = match self.read_turn(events, round > 0, &mut usage, &out).await? {
                 Ok(turn) => turn,
@@ -102,12 +103,20 @@ impl Agent {
                 (Vec::new(), Vec::new())
             };
             if !more || auto.is_empty() || !pending.is_empty() {
-                return finish(turn.held, usage_chunk, &usage, &out).await;
+                return finish(turn.held, usage_chunk, auth, &usage, &out).await;
             }
             round += 1;
             let names: Vec<&str> = auto.iter().map(|(c, _)| c.name.as_str()).collect();
             emit(&out, Ok(comment(&format!("running {}", names.join(", "))))).await?;
             let executed = self.run(auto, round).await;
+            if let Some(required) = auth_required(&executed) {
+                let note = format!(
+                    "{} needs your authorization: {}",
+                    required.mcp_client_name, required.authorize_url
+                );
+                emit(&out, Ok(comment(&note))).await?;
+                auth = auth.or(Some(required));
+            }
             append_turn(&mut request.body, &json!(turn.text), &executed);
             events = match open(self, &request).await {
                 Ok((events, _)) => events,
@@ -227,18 +236,31 @@ async fn open(
     }
 }
 
-/// Releases the held chunks, then the summed usage, then `[DONE]`.
+/// Releases the held chunks, then the summed usage, then `[DONE]`. When a tool asked for the
+/// caller's authorization, a last chunk without choices (the usage chunk, when there is one)
+/// carries `extra_fields.mcp_auth_required`, as a complete answer does.
 async fn finish(
     held: Vec<String>,
     usage_chunk: Option<Value>,
+    auth: Option<McpAuthRequired>,
     usage: &Usage,
     out: &Out,
 ) -> Result<(), Gone> {
     for data in held {
         emit(out, Ok(Bytes::from(format!("data: {data}\n\n")))).await?;
     }
-    if let Some(mut chunk) = usage_chunk {
-        usage.write(&mut chunk["usage"]);
+    let last = match (usage_chunk, &auth) {
+        (Some(mut chunk), _) => {
+            usage.write(&mut chunk["usage"]);
+            Some(chunk)
+        }
+        (None, Some(_)) => Some(json!({"object": "chat.completion.chunk", "choices": []})),
+        (None, None) => None,
+    };
+    if let Some(mut chunk) = last {
+        if let Some(auth) = auth {
+            chunk["extra_fields"] = json!({ "mcp_auth_required": auth });
+        }
         emit(out, Ok(Bytes::from(format!("data: {chunk}\n\n")))).await?;
     }
     emit(out, Ok(Bytes::from_static(b"data: [DONE]\n\n"))).await

@@ -252,7 +252,7 @@ async fn with_nothing_auto_executable_the_first_answer_is_returned_unchanged() {
 }
 
 /// A streamed turn: text, a tool call in two argument pieces, the finish, then usage.
-fn streamed_turn(text: &str, call: Option<(&str, &str)>, finish: &str) -> Vec<Value> {
+pub(crate) fn streamed_turn(text: &str, call: Option<(&str, &str)>, finish: &str) -> Vec<Value> {
     let base = |choices: Value| {
         json!({"id": "chatcmpl-s", "object": "chat.completion.chunk", "created": 1,
                "model": "m", "choices": choices})
@@ -283,7 +283,7 @@ fn streamed_turn(text: &str, call: Option<(&str, &str)>, finish: &str) -> Vec<Va
 }
 
 /// The `data:` payloads of a stream, and its comment lines.
-fn stream_parts(text: &str) -> (Vec<Value>, Vec<String>) {
+pub(crate) fn stream_parts(text: &str) -> (Vec<Value>, Vec<String>) {
     let mut chunks = Vec::new();
     let mut comments = Vec::new();
     for line in text.lines() {

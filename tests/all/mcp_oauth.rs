@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use futures::StreamExt;
 
+use crate::agent::{stream_parts, streamed_turn};
 use crate::support::llm::{ProviderDouble, Reply, completion, tool_calls};
 
 /// Every `auth/*` scenario of spec versions 2025-03-26, 2025-06-18 and 2025-11-25, and the
@@ -513,6 +514,41 @@ async fn carol_is_sent_to_authorize(base: &str, provider: &ProviderDouble) {
             .as_str()
             .unwrap_or_default()
             .starts_with("http://localhost:")
+    );
+
+    // Streamed, the same lands on the last chunk, and a comment says it as it happens.
+    provider.reply(Reply::Stream(streamed_turn(
+        "",
+        Some(("c1", "mine-greet")),
+        "tool_calls",
+    )));
+    provider.reply(Reply::Stream(streamed_turn(
+        "please authorize",
+        None,
+        "stop",
+    )));
+    let text = reqwest::Client::new()
+        .post(format!("{base}/v1/chat/completions"))
+        .bearer_auth("vk-carol")
+        .json(&serde_json::json!({"model": "double/m", "stream": true,
+            "messages": [{"role": "user", "content": "greet"}]}))
+        .send()
+        .await
+        .expect("answer")
+        .text()
+        .await
+        .expect("stream");
+    let (chunks, comments) = stream_parts(&text);
+    assert!(
+        comments
+            .iter()
+            .any(|c| c.contains("mine needs your authorization: http://localhost:")),
+        "{text}"
+    );
+    let last = &chunks[chunks.len() - 2];
+    assert_eq!(
+        last["extra_fields"]["mcp_auth_required"]["mcp_client_name"], "mine",
+        "{text}"
     );
 }
 
