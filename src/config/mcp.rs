@@ -179,7 +179,7 @@ impl AuthType {
 /// `oauth_config` of a client (Bifrost's shape). Every field may be `env.NAME`; whatever is
 /// unset is discovered from the server (RFC 9728, RFC 8414, OpenID configuration) or
 /// registered (Client ID Metadata Document, else RFC 7591).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OAuthConfig {
     /// A client id registered with the authorization server beforehand.
@@ -203,6 +203,27 @@ pub struct OAuthConfig {
     /// The RFC 8707 resource indicator, instead of the discovered one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resource: Option<String>,
+}
+
+impl std::fmt::Debug for OAuthConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secret = self.client_secret.as_ref().map(|s| {
+            if s.starts_with("env.") {
+                s.as_str()
+            } else {
+                "<redacted>"
+            }
+        });
+        f.debug_struct("OAuthConfig")
+            .field("client_id", &self.client_id)
+            .field("client_secret", &secret)
+            .field("scopes", &self.scopes)
+            .field("authorize_url", &self.authorize_url)
+            .field("token_url", &self.token_url)
+            .field("registration_url", &self.registration_url)
+            .field("resource", &self.resource)
+            .finish()
+    }
 }
 
 impl OAuthConfig {

@@ -24,8 +24,11 @@ use std::sync::Arc;
 
 use tokio::sync::Notify;
 
+use rmcp::handler::client::progress::ProgressDispatcher;
+
 use super::McpManager;
 use super::auth::OPERATOR;
+use super::callers::CallerSession;
 use super::client::{Connection, Link, ManagedClient};
 use super::result::tool_value;
 use super::supervisor;
@@ -125,18 +128,24 @@ impl McpManager {
             _ => OPERATOR,
         };
         let call = async {
-            let link = match config.auth_type {
+            let (link, dispatcher) = match config.auth_type {
                 AuthType::PerUserOauth => {
-                    Link::Mcp(managed.caller_session(&config, subject).await?)
+                    let caller = managed.caller_session(&config, subject).await?;
+                    (Link::Mcp(caller.session), caller.progress)
                 }
-                _ => link,
+                _ => (link, managed.progress.clone()),
+            };
+            let call = Call {
+                managed: &managed,
+                config: &config,
+                subject,
+                dispatcher: &dispatcher,
             };
             match link {
-                Link::Mcp(session) => call_mcp(
-                    &managed, &config, subject, &session, tool, arguments, progress,
-                )
-                .await
-                .map(ToolAnswer::Mcp),
+                Link::Mcp(session) => call
+                    .mcp(&session, tool, arguments, progress)
+                    .await
+                    .map(ToolAnswer::Mcp),
                 Link::InProcess(server) => {
                     server.call(tool, arguments).await.map(ToolAnswer::Value)
                 }
@@ -156,7 +165,7 @@ impl ManagedClient {
         &self,
         config: &ClientConfig,
         caller: &str,
-    ) -> Result<Arc<Session>, ToolError> {
+    ) -> Result<CallerSession, ToolError> {
         if let Some(session) = self.callers.get(caller) {
             return Ok(session);
         }
@@ -177,11 +186,15 @@ impl ManagedClient {
             .http_client(config, caller)
             .await
             .map_err(|e| unavailable(&e))?;
-        let handler = Upstream::new(Arc::new(Notify::new()), self.progress.clone());
+        let progress = ProgressDispatcher::new();
+        let handler = Upstream::new(Arc::new(Notify::new()), progress.clone());
         match transport::connect(config, handler, Some(auth)).await {
             Ok(connected) => {
-                let session = Arc::new(connected.session);
-                self.callers.put(caller, Arc::clone(&session));
+                let session = CallerSession {
+                    session: Arc::new(connected.session),
+                    progress,
+                };
+                self.callers.put(caller, session.clone());
                 Ok(session)
             }
             Err(ConnectError::AuthRequired {
@@ -214,8 +227,9 @@ impl ManagedClient {
         }
     }
 
-    /// The server refused a call for want of authorization or scope: asks for it (the
-    /// operator's, or the caller's for a per-user client) and says where to give it.
+    /// The server refused a call for want of authorization or scope: asks for it, the caller's
+    /// own for a per-user client (and says where to give it), else the operator's (and says
+    /// that it waits for the operator).
     async fn refused_call(
         &self,
         config: &ClientConfig,
@@ -229,14 +243,23 @@ impl ManagedClient {
                 .caller_authorization(config, subject, Some(challenge), step_up)
                 .await;
         }
-        match supervisor::ask_authorization(self, config, challenge, step_up).await {
-            Ok(authorize_url) => ToolError::AuthRequired {
-                client: config.name.clone(),
-                authorize_url,
-            },
-            Err(reason) => ToolError::Unavailable(format!("{}: {reason}", config.name)),
-        }
+        let reason = supervisor::ask_authorization(self, config, challenge, step_up)
+            .await
+            .err();
+        ToolError::Unavailable(operator_must_authorize(&config.name, reason.as_deref()))
     }
+}
+
+/// What a caller is told of a client that waits for its operator's authorization.
+fn operator_must_authorize(client: &str, reason: Option<&str>) -> String {
+    let mut message = format!(
+        "{client} waits for its operator to authorize it (the link is in GET /api/mcp/clients)"
+    );
+    if let Some(reason) = reason {
+        message.push_str(": ");
+        message.push_str(reason);
+    }
+    message
 }
 
 /// The link to call `tool` over, when `config` allows the tool and the client is connected
@@ -253,20 +276,14 @@ fn usable_link(
         )));
     }
     match connection {
-        Connection::Authorizing { authorize_url } => Err(ToolError::AuthRequired {
-            client: client.clone(),
-            authorize_url: authorize_url.clone(),
-        }),
-        Connection::NeedsReauth {
-            authorize_url: Some(authorize_url),
-            ..
-        } => Err(ToolError::AuthRequired {
-            client: client.clone(),
-            authorize_url: authorize_url.clone(),
-        }),
-        Connection::NeedsReauth { reason, .. } => Err(ToolError::Unavailable(format!(
-            "{client} needs its operator to authorize it again: {reason}"
+        // The operator's authorization link is the operator's: whoever opens it signs the
+        // client, for every caller, into their own account. Callers only learn that it waits.
+        Connection::Authorizing { .. } => Err(ToolError::Unavailable(operator_must_authorize(
+            client, None,
         ))),
+        Connection::NeedsReauth { reason, .. } => Err(ToolError::Unavailable(
+            operator_must_authorize(client, Some(reason)),
+        )),
         Connection::Connected { link, tools, .. } => {
             if !tools.iter().any(|t| t.name == tool) {
                 return Err(ToolError::NotFound(format!(
@@ -293,92 +310,103 @@ const PROGRESS_GRACE: Duration = Duration::from_millis(5);
 /// Where a call's progress notifications are sent.
 pub type ProgressSender = tokio::sync::mpsc::UnboundedSender<ProgressNotificationParam>;
 
-/// Calls `tool` over an MCP session on behalf of `subject`, forwarding its progress to
-/// `progress`. A refusal for want of authorization or scope asks for it.
-async fn call_mcp(
-    managed: &ManagedClient,
-    config: &ClientConfig,
-    subject: &str,
-    session: &Session,
-    tool: &str,
-    arguments: Value,
-    progress: Option<ProgressSender>,
-) -> Result<CallToolResult, ToolError> {
-    let client = config.name.as_str();
-    let arguments = match arguments {
-        Value::Object(map) => map,
-        _ => Default::default(),
-    };
-    let params = CallToolRequestParams::new(tool.to_string()).with_arguments(arguments);
-    let answer = match progress {
-        None => session.call_tool(params).await,
-        Some(sink) => call_reporting(managed, session, params, sink).await,
-    };
-    let error = match answer {
-        Ok(result) => {
-            if config.auth_type.is_oauth() {
-                managed.oauth.succeeded(client, subject);
-            }
-            return Ok(result);
-        }
-        Err(error) => error,
-    };
-    if config.auth_type.is_oauth()
-        && let Some(ConnectError::AuthRequired {
-            challenge,
-            insufficient_scope,
-        }) = transport::request_refusal(&error)
-    {
-        return Err(managed
-            .refused_call(config, subject, &challenge, insufficient_scope)
-            .await);
-    }
-    let error = service_error(client, error);
-    if matches!(error, ToolError::Unavailable(_)) {
-        if subject == OPERATOR {
-            managed.check_now.notify_one();
-        } else {
-            managed.callers.remove(subject);
-        }
-    }
-    Err(error)
+/// One call's context: the client, on whose behalf (`subject`), and where the session's
+/// progress notifications arrive.
+struct Call<'a> {
+    managed: &'a ManagedClient,
+    config: &'a ClientConfig,
+    subject: &'a str,
+    dispatcher: &'a ProgressDispatcher,
 }
 
-/// Sends a `tools/call` and forwards the progress notifications rmcp's own token collects, until
-/// the answer arrives.
-async fn call_reporting(
-    managed: &ManagedClient,
-    session: &Session,
-    params: CallToolRequestParams,
-    sink: ProgressSender,
-) -> Result<CallToolResult, ServiceError> {
-    let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
-    let handle = session
-        .send_request_with_option(request, PeerRequestOptions::no_options())
-        .await?;
-    let mut updates = managed
-        .progress
-        .subscribe(handle.progress_token.clone())
-        .await;
-    let answer = handle.await_response();
-    tokio::pin!(answer);
-    let answer = loop {
-        tokio::select! {
-            answer = &mut answer => break answer?,
-            Some(update) = updates.next() => { let _ = sink.send(update); }
+impl Call<'_> {
+    /// Calls `tool` over `session`, forwarding its progress to `progress`. A refusal for want
+    /// of authorization or scope asks for it.
+    async fn mcp(
+        &self,
+        session: &Session,
+        tool: &str,
+        arguments: Value,
+        progress: Option<ProgressSender>,
+    ) -> Result<CallToolResult, ToolError> {
+        let (managed, config, subject) = (self.managed, self.config, self.subject);
+        let client = config.name.as_str();
+        let arguments = match arguments {
+            Value::Object(map) => map,
+            _ => Default::default(),
+        };
+        let params = CallToolRequestParams::new(tool.to_string()).with_arguments(arguments);
+        let answer = match progress {
+            None => session.call_tool(params).await,
+            Some(sink) => self.reporting(session, params, sink).await,
+        };
+        let error = match answer {
+            Ok(result) => {
+                if config.auth_type.is_oauth() {
+                    managed.oauth.succeeded(client, subject);
+                }
+                return Ok(result);
+            }
+            Err(error) => error,
+        };
+        if config.auth_type.is_oauth()
+            && let Some(ConnectError::AuthRequired {
+                challenge,
+                insufficient_scope,
+            }) = transport::request_refusal(&error)
+        {
+            return Err(managed
+                .refused_call(config, subject, &challenge, insufficient_scope)
+                .await);
         }
-    };
-    // rmcp hands each notification to its handler on a task of its own, so the last updates
-    // can land just after the answer: forward what comes within a moment, without holding the
-    // answer back (every rmcp request carries a progress token, so this is every call's path).
-    tokio::spawn(async move {
-        while let Ok(Some(update)) = tokio::time::timeout(PROGRESS_GRACE, updates.next()).await {
-            let _ = sink.send(update);
+        let error = service_error(client, error);
+        if matches!(error, ToolError::Unavailable(_)) {
+            if subject == OPERATOR {
+                managed.check_now.notify_one();
+            } else {
+                managed.callers.remove(subject);
+            }
         }
-    });
-    match answer {
-        ServerResult::CallToolResult(result) => Ok(result),
-        _ => Err(ServiceError::UnexpectedResponse),
+        Err(error)
+    }
+
+    /// Sends a `tools/call` and forwards the progress notifications rmcp's own token collects,
+    /// until the answer arrives.
+    async fn reporting(
+        &self,
+        session: &Session,
+        params: CallToolRequestParams,
+        sink: ProgressSender,
+    ) -> Result<CallToolResult, ServiceError> {
+        let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
+        let handle = session
+            .send_request_with_option(request, PeerRequestOptions::no_options())
+            .await?;
+        let mut updates = self
+            .dispatcher
+            .subscribe(handle.progress_token.clone())
+            .await;
+        let answer = handle.await_response();
+        tokio::pin!(answer);
+        let answer = loop {
+            tokio::select! {
+                answer = &mut answer => break answer?,
+                Some(update) = updates.next() => { let _ = sink.send(update); }
+            }
+        };
+        // rmcp hands each notification to its handler on a task of its own, so the last updates
+        // can land just after the answer: forward what comes within a moment, without holding the
+        // answer back (every rmcp request carries a progress token, so this is every call's path).
+        tokio::spawn(async move {
+            while let Ok(Some(update)) = tokio::time::timeout(PROGRESS_GRACE, updates.next()).await
+            {
+                let _ = sink.send(update);
+            }
+        });
+        match answer {
+            ServerResult::CallToolResult(result) => Ok(result),
+            _ => Err(ServiceError::UnexpectedResponse),
+        }
     }
 }
 

@@ -9,6 +9,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use rmcp::handler::client::progress::ProgressDispatcher;
+
 use super::transport::Session;
 
 /// How long a caller's session may stay unused before it is closed.
@@ -20,8 +22,16 @@ pub(crate) struct CallerSessions {
     sessions: Mutex<HashMap<String, Pooled>>,
 }
 
+/// One caller's session, and where its progress notifications go: each session numbers its
+/// progress tokens from zero, so sessions cannot share one dispatcher.
+#[derive(Clone)]
+pub(crate) struct CallerSession {
+    pub(crate) session: Arc<Session>,
+    pub(crate) progress: ProgressDispatcher,
+}
+
 struct Pooled {
-    session: Arc<Session>,
+    caller: CallerSession,
     last_used: Instant,
 }
 
@@ -34,29 +44,39 @@ impl CallerSessions {
     }
 
     /// `caller`'s open session, if it has one.
-    pub(crate) fn get(&self, caller: &str) -> Option<Arc<Session>> {
-        let mut sessions = self.lock();
-        evict_idle(&mut sessions);
-        let pooled = sessions.get_mut(caller)?;
-        if pooled.session.is_closed() {
-            sessions.remove(caller);
-            return None;
-        }
-        pooled.last_used = Instant::now();
-        Some(Arc::clone(&pooled.session))
+    pub(crate) fn get(&self, caller: &str) -> Option<CallerSession> {
+        let (found, _closed) = {
+            let mut sessions = self.lock();
+            let mut closed = evict_idle(&mut sessions);
+            let found = match sessions.get_mut(caller) {
+                Some(pooled) if !pooled.caller.session.is_closed() => {
+                    pooled.last_used = Instant::now();
+                    Some(pooled.caller.clone())
+                }
+                Some(_) => {
+                    closed.extend(sessions.remove(caller));
+                    None
+                }
+                None => None,
+            };
+            (found, closed)
+        };
+        // Sessions are dropped (and so closed) after the lock is released.
+        found
     }
 
     /// Keeps `session` as `caller`'s.
-    pub(crate) fn put(&self, caller: &str, session: Arc<Session>) {
-        let mut sessions = self.lock();
-        evict_idle(&mut sessions);
-        sessions.insert(
-            caller.to_string(),
-            Pooled {
-                session,
+    pub(crate) fn put(&self, caller: &str, session: CallerSession) {
+        let _replaced = {
+            let mut sessions = self.lock();
+            let mut closed = evict_idle(&mut sessions);
+            let pooled = Pooled {
+                caller: session,
                 last_used: Instant::now(),
-            },
-        );
+            };
+            closed.extend(sessions.insert(caller.to_string(), pooled));
+            closed
+        };
     }
 
     /// Closes `caller`'s session (its authorization was revoked, say).
@@ -67,9 +87,12 @@ impl CallerSessions {
 
     /// How many sessions are open (idle ones closed first).
     pub(crate) fn len(&self) -> usize {
-        let mut sessions = self.lock();
-        evict_idle(&mut sessions);
-        sessions.len()
+        let (count, _closed) = {
+            let mut sessions = self.lock();
+            let closed = evict_idle(&mut sessions);
+            (sessions.len(), closed)
+        };
+        count
     }
 
     /// Closes every session.
@@ -79,6 +102,15 @@ impl CallerSessions {
     }
 }
 
-fn evict_idle(sessions: &mut HashMap<String, Pooled>) {
-    sessions.retain(|_, pooled| pooled.last_used.elapsed() < IDLE_AFTER);
+/// Takes the sessions idle too long out of `sessions`, for the caller to drop once it has
+/// released the lock.
+fn evict_idle(sessions: &mut HashMap<String, Pooled>) -> Vec<Pooled> {
+    let idle: Vec<String> = sessions
+        .iter()
+        .filter(|(_, pooled)| pooled.last_used.elapsed() >= IDLE_AFTER)
+        .map(|(caller, _)| caller.clone())
+        .collect();
+    idle.iter()
+        .filter_map(|caller| sessions.remove(caller))
+        .collect()
 }

@@ -244,9 +244,13 @@ impl McpManager {
         if let (Some(store), false) = (&self.store, in_process) {
             store.save_client(&config).await?;
         }
-        let other_server = client.config().connection_string != config.connection_string;
+        let before = client.config();
+        let other_server = before.connection_string != config.connection_string
+            || before.auth_type != config.auth_type
+            || before.oauth_config != config.oauth_config;
         if other_server {
-            // Tokens of one server are never sent to another.
+            // Tokens of one server (or authorization server, or registration) are never sent
+            // to another.
             self.oauth.forget_client(name).await?;
             client.callers.clear();
         }
@@ -313,8 +317,7 @@ impl McpManager {
     /// # Errors
     /// [`ManagerError::NotFound`] when there is no such authorization.
     pub async fn revoke(&self, name: &str, subject: &str) -> Result<(), ManagerError> {
-        let config = self.config(name).await.ok();
-        if !self.oauth.revoke(name, subject, config.as_ref()).await? {
+        if !self.oauth.revoke(name, subject).await? {
             return Err(ManagerError::NotFound(format!(
                 "an OAuth authorization of {name} for {}",
                 if subject == OPERATOR {
@@ -338,14 +341,14 @@ impl McpManager {
         Ok(())
     }
 
-    /// Starts a new authorization of an OAuth client by its operator (the old token stays
-    /// until the new one replaces it) and answers the client's status, with its
-    /// `authorize_url`.
+    /// Starts a new authorization of an OAuth client by its operator (the old token stays, and
+    /// a connected client keeps working, until the new one replaces it); answers the client's
+    /// status and the `authorize_url`.
     ///
     /// # Errors
     /// [`ManagerError::NotFound`]; [`ManagerError::Invalid`] for a client that does not use
     /// OAuth; [`ManagerError::OAuth`] when discovery or registration fails.
-    pub async fn reauthorize(&self, name: &str) -> Result<ClientStatus, ManagerError> {
+    pub async fn reauthorize(&self, name: &str) -> Result<(ClientStatus, String), ManagerError> {
         let client = self.get(name).await?;
         let config = client.config();
         if !config.auth_type.is_oauth() {
@@ -354,9 +357,14 @@ impl McpManager {
             )));
         }
         let authorize_url = self.oauth.start(&config, OPERATOR, None, false).await?;
-        client.stop();
-        client.set(Connection::Authorizing { authorize_url });
-        Ok(client.status())
+        // A connected client keeps working with its token until the new one replaces it.
+        if !client.is_connected() {
+            client.stop();
+            client.set(Connection::Authorizing {
+                authorize_url: authorize_url.clone(),
+            });
+        }
+        Ok((client.status(), authorize_url))
     }
 
     /// Ends every client's session (stdio servers are stopped); the clients stay listed, as

@@ -42,5 +42,7 @@ pub async fn remove(
     Path(name): Path<String>,
 ) -> Result<Success, ApiError> {
     state.keys.remove(&name).await?;
+    // A key made later under this name must not inherit this one's upstream accounts.
+    state.manager.oauth().forget_caller(&name).await?;
     Ok(success("virtual key deleted successfully"))
 }

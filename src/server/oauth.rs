@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::error::ApiError;
-use super::management::{Success, connected, success};
+use super::management::{Success, success};
 use crate::app::App;
 use crate::mcp::auth::{CALLBACK_PATH, OPERATOR};
 
@@ -110,8 +110,14 @@ pub async fn reauthorize(
     State(state): State<Arc<App>>,
     Path(name): Path<String>,
 ) -> Result<Success, ApiError> {
-    let status = state.manager.reauthorize(&name).await?;
-    connected(&status, "MCP client reauthorization started")
+    let (status, authorize_url) = state.manager.reauthorize(&name).await?;
+    Ok(Json(json!({
+        "status": "pending_oauth",
+        "message": format!("{name} waits for OAuth authorization: open authorize_url in a browser"),
+        "authorize_url": authorize_url,
+        "mcp_client_name": status.name,
+        "state": status.state,
+    })))
 }
 
 /// Which authorization `DELETE /api/oauth/sessions` revokes.

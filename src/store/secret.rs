@@ -51,6 +51,9 @@ pub enum SecretError {
     /// The system's random source failed.
     #[error("no randomness available")]
     Random,
+    /// Sealing failed.
+    #[error("a secret could not be sealed")]
+    Seal,
 }
 
 /// One AES-256-GCM key and its id.
@@ -149,11 +152,12 @@ impl Sealer {
         })
     }
 
-    /// `plain` sealed with the current key.
+    /// `plain` sealed with the current key, bound to `context` (where it is kept: a sealed
+    /// value moved to another row does not open there).
     ///
     /// # Errors
     /// [`SecretError::Random`] when no nonce can be drawn.
-    pub fn seal(&self, plain: &str) -> Result<String, SecretError> {
+    pub fn seal(&self, plain: &str, context: &str) -> Result<String, SecretError> {
         let mut nonce = [0u8; NONCE_LEN];
         self.random
             .fill(&mut nonce)
@@ -163,10 +167,10 @@ impl Sealer {
             .key
             .seal_in_place_append_tag(
                 Nonce::assume_unique_for_key(nonce),
-                Aad::from(PREFIX.as_bytes()),
+                Aad::from(context.as_bytes()),
                 &mut data,
             )
-            .map_err(|_| SecretError::Random)?;
+            .map_err(|_| SecretError::Seal)?;
         let mut sealed = nonce.to_vec();
         sealed.extend_from_slice(&data);
         Ok(format!(
@@ -176,12 +180,12 @@ impl Sealer {
         ))
     }
 
-    /// The secret `sealed` holds.
+    /// The secret `sealed` holds, sealed for `context`.
     ///
     /// # Errors
-    /// [`SecretError::Open`] when it is not a sealed value, was sealed by an unknown key, or
-    /// was altered.
-    pub fn open(&self, sealed: &str) -> Result<String, SecretError> {
+    /// [`SecretError::Open`] when it is not a sealed value, was sealed by an unknown key or
+    /// for another context, or was altered.
+    pub fn open(&self, sealed: &str, context: &str) -> Result<String, SecretError> {
         let (id, body) = sealed
             .strip_prefix(PREFIX)
             .and_then(|rest| rest.split_once('.'))
@@ -205,10 +209,10 @@ impl Sealer {
             .key
             .open_in_place(
                 Nonce::assume_unique_for_key(nonce),
-                Aad::from(PREFIX.as_bytes()),
+                Aad::from(context.as_bytes()),
                 &mut data[NONCE_LEN..],
             )
-            .map_err(|_| SecretError::Open("altered, or sealed with another key"))?;
+            .map_err(|_| SecretError::Open("altered, moved, or sealed with another key"))?;
         String::from_utf8(plain.to_vec()).map_err(|_| SecretError::Open("not text"))
     }
 
@@ -216,11 +220,6 @@ impl Sealer {
     /// sealed again).
     pub fn needs_resealing(&self, sealed: &str) -> bool {
         !sealed.starts_with(&format!("{PREFIX}{}.", self.current.id))
-    }
-
-    /// Whether `value` looks sealed.
-    pub fn is_sealed(value: &str) -> bool {
-        value.starts_with(PREFIX)
     }
 }
 
@@ -231,7 +230,10 @@ fn key_from_file(path: &PathBuf) -> Result<Key, SecretError> {
         source,
     };
     match std::fs::read_to_string(path) {
-        Ok(text) => Key::parse(&text, &path.display().to_string()),
+        Ok(text) => {
+            warn_if_readable_by_others(path);
+            Key::parse(&text, &path.display().to_string())
+        }
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
             let mut bytes = [0u8; KEY_LEN];
             SystemRandom::new()
@@ -254,6 +256,22 @@ fn key_from_file(path: &PathBuf) -> Result<Key, SecretError> {
     }
 }
 
+/// Logs a warning when the key file can be read by anyone but its owner.
+fn warn_if_readable_by_others(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(metadata) = std::fs::metadata(path)
+            && metadata.permissions().mode() & 0o077 != 0
+        {
+            tracing::warn!(
+                file = %path.display(),
+                "the secret key file is readable by others than its owner: chmod 600 it"
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -261,12 +279,15 @@ mod tests {
     #[test]
     fn a_sealed_secret_opens_and_hides_its_text() {
         let sealer = Sealer::ephemeral().expect("key");
-        let sealed = sealer.seal("refresh-token-123").expect("seal");
+        let sealed = sealer.seal("refresh-token-123", "row").expect("seal");
         assert!(!sealed.contains("refresh-token-123"));
-        assert_eq!(sealer.open(&sealed).expect("open"), "refresh-token-123");
+        assert_eq!(
+            sealer.open(&sealed, "row").expect("open"),
+            "refresh-token-123"
+        );
         assert_ne!(
-            sealer.seal("x").expect("seal"),
-            sealer.seal("x").expect("seal")
+            sealer.seal("x", "row").expect("seal"),
+            sealer.seal("x", "row").expect("seal")
         );
     }
 
@@ -274,13 +295,26 @@ mod tests {
     fn an_altered_or_foreign_value_is_refused() {
         let sealer = Sealer::ephemeral().expect("key");
         let other = Sealer::ephemeral().expect("key");
-        let sealed = sealer.seal("secret").expect("seal");
-        assert!(matches!(other.open(&sealed), Err(SecretError::Open(_))));
+        let sealed = sealer.seal("secret", "row").expect("seal");
+        assert!(matches!(
+            other.open(&sealed, "row"),
+            Err(SecretError::Open(_))
+        ));
+        assert!(matches!(
+            sealer.open(&sealed, "another row"),
+            Err(SecretError::Open(_))
+        ));
         let mut altered = sealed.clone();
         altered.pop();
         altered.push(if sealed.ends_with('A') { 'B' } else { 'A' });
-        assert!(matches!(sealer.open(&altered), Err(SecretError::Open(_))));
-        assert!(matches!(sealer.open("plain"), Err(SecretError::Open(_))));
+        assert!(matches!(
+            sealer.open(&altered, "row"),
+            Err(SecretError::Open(_))
+        ));
+        assert!(matches!(
+            sealer.open("plain", "row"),
+            Err(SecretError::Open(_))
+        ));
     }
 
     #[test]
@@ -303,13 +337,13 @@ mod tests {
     #[test]
     fn a_value_of_the_previous_key_opens_and_asks_for_resealing() {
         let old = Sealer::ephemeral().expect("key");
-        let sealed = old.seal("token").expect("seal");
+        let sealed = old.seal("token", "row").expect("seal");
         let new = Sealer {
             previous: Some(old.current),
             ..Sealer::ephemeral().expect("key")
         };
-        assert_eq!(new.open(&sealed).expect("open"), "token");
+        assert_eq!(new.open(&sealed, "row").expect("open"), "token");
         assert!(new.needs_resealing(&sealed));
-        assert!(!new.needs_resealing(&new.seal("token").expect("seal")));
+        assert!(!new.needs_resealing(&new.seal("token", "row").expect("seal")));
     }
 }

@@ -325,11 +325,13 @@ async fn the_sdk_demo_server_is_authorized_called_restarted_and_per_user() {
         state_of(&base, "demo").await["state"],
         "pending_authorization"
     );
+    // A caller is told the client waits, never given the operator's link (whoever opened it
+    // would sign the client into their own account, for everyone).
     let (status, refused) = greet(&base, "demo", Some("vk-alice")).await;
-    assert_eq!(
-        (status, refused["error"]["type"].as_str()),
-        (401, Some("mcp_auth_required"))
-    );
+    assert_eq!(status, 503, "{refused}");
+    let message = refused["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("waits for its operator"), "{refused}");
+    assert!(!refused.to_string().contains("/authorize"), "{refused}");
 
     // The operator authorizes in a browser; the callback connects the client.
     authorize(added["authorize_url"].as_str().expect("url")).await;
@@ -652,10 +654,7 @@ async fn tokens_are_refreshed_in_the_background_and_a_refused_refresh_needs_reau
         "{state}"
     );
     let (status, refused) = greet(&base, "demo", None).await;
-    assert_eq!(
-        (status, refused["error"]["type"].as_str()),
-        (401, Some("mcp_auth_required"))
-    );
+    assert_eq!(status, 503, "{refused}");
 
     // The operator authorizes again; the client is back.
     std::fs::remove_file(&refuse).expect("allow");
@@ -676,5 +675,21 @@ async fn tokens_are_refreshed_in_the_background_and_a_refused_refresh_needs_reau
     assert_eq!(revoked.trim(), "refresh_token");
     assert_eq!(state_of(&base, "demo").await["state"], "needs_reauth");
     assert_eq!(session_of(&base, "demo").await, serde_json::Value::Null);
+
+    // The operator starts again through the API.
+    let (status, started) = json_request(
+        reqwest::Method::POST,
+        &format!("{base}/api/mcp/client/demo/reauthorize"),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, started["status"].as_str()),
+        (200, Some("pending_oauth"))
+    );
+    authorize(started["authorize_url"].as_str().expect("url")).await;
+    assert_eq!(state_of(&base, "demo").await["state"], "connected");
+    assert_eq!(greet(&base, "demo", None).await.0, 200);
     codemode.stop();
 }

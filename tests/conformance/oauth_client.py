@@ -12,9 +12,10 @@ operator and a consenting user would:
 3. while codemode answers that the client waits for authorization, opens its ``authorize_url``
    as a browser would: the test authorization server consents at once and redirects to
    codemode's ``/api/oauth/callback``, which finishes the exchange and connects the client;
-4. calls each of the server's tools through ``POST /v1/mcp/tool/execute``; a call that answers
-   ``mcp_auth_required`` (the server asked for more scope) is authorized the same way and tried
-   again;
+4. calls each of the server's tools through ``POST /v1/mcp/tool/execute``; when a call fails
+   because the server asked for more scope, the client waits for its operator again (a caller
+   is never given the operator's link): the script, as the operator, reads the new
+   ``authorize_url`` from ``GET /api/mcp/clients``, authorizes, and calls again;
 5. stops codemode. The exit status is 0 when every tool call succeeded.
 
 Only the Python standard library is used, so the suite needs nothing installed.
@@ -136,11 +137,10 @@ def main():
             for _ in range(MAX_AUTHORIZATIONS):
                 status, _, text = request("POST", f"{base}/v1/mcp/tool/execute", call)
                 log("call", tool, status, text[:300])
-                error = json.loads(text).get("error") if status != 200 else None
-                if error and error.get("type") == "mcp_auth_required" \
-                        and authorizations < MAX_AUTHORIZATIONS:
+                waiting = client_status(base).get("authorize_url")
+                if status != 200 and waiting and authorizations < MAX_AUTHORIZATIONS:
                     authorizations += 1
-                    authorize(error["authorize_url"])
+                    authorize(waiting)
                     continue
                 break
             ok = ok and status == 200

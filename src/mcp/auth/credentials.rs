@@ -1,11 +1,14 @@
 //! The tokens of one (client, subject) as rmcp's OAuth client keeps them: rmcp's
-//! `CredentialStore` over codemode's [`TokenStore`], with the registration (client id and secret)
-//! kept beside the tokens, since a refresh needs the secret and rmcp does not store it.
+//! `CredentialStore` over codemode's [`TokenStore`]. Beside the tokens are kept the registration
+//! (client id and secret: a refresh needs the secret, and rmcp does not store it) and the
+//! authorization server's metadata they came from: a refresh or a revocation goes to those
+//! endpoints and no others, whatever the server's metadata says later.
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
+use rmcp::transport::auth::AuthorizationMetadata;
 use rmcp::transport::{AuthError, CredentialRefreshGuard, CredentialStore, StoredCredentials};
 use serde::{Deserialize, Serialize};
 
@@ -19,6 +22,19 @@ pub(super) struct Secret {
     pub(super) client_secret: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) credentials: Option<StoredCredentials>,
+    /// The authorization server the tokens came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) metadata: Option<AuthorizationMetadata>,
+}
+
+impl Secret {
+    /// Its registration.
+    pub(super) fn registration(&self) -> Registration {
+        Registration {
+            client_id: self.client_id.clone(),
+            client_secret: self.client_secret.clone(),
+        }
+    }
 }
 
 /// A client id and its secret, however they were obtained.
@@ -35,11 +51,13 @@ pub(super) struct Credentials {
     pub(super) subject: String,
     /// The registration the tokens belong to (kept with them: a refresh needs the secret).
     pub(super) registration: Option<Registration>,
+    /// The authorization server they come from.
+    pub(super) metadata: Option<AuthorizationMetadata>,
     pub(super) refreshing: Arc<tokio::sync::Mutex<()>>,
 }
 
 fn store_failed(error: impl std::fmt::Display) -> AuthError {
-    AuthError::InternalError(format!("the token store failed: {error}"))
+    AuthError::CredentialStoreError(format!("the token store failed: {error}"))
 }
 
 #[async_trait]
@@ -73,6 +91,7 @@ impl CredentialStore for Credentials {
             client_id: registration.client_id,
             client_secret: registration.client_secret,
             credentials: Some(credentials.clone()),
+            metadata: self.metadata.clone(),
         };
         let token = OAuthToken {
             client: self.client.clone(),

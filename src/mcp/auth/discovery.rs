@@ -3,8 +3,8 @@
 //! PKCE S256 required, the 2025-03-26 metadata whose issuer names no one, and the parameters of
 //! a `WWW-Authenticate` challenge.
 
-use rmcp::transport::AuthError;
 use rmcp::transport::auth::AuthorizationMetadata;
+use rmcp::transport::{AuthError, AuthorizationManager, WWWAuthenticateParams};
 
 use super::OAuthError;
 use crate::config::mcp::check_oauth_url;
@@ -17,6 +17,20 @@ pub(super) struct Settings {
 }
 
 impl Settings {
+    /// An rmcp authorization manager for the server (its metadata requests go through rmcp's
+    /// client, which refuses link-local and reserved addresses).
+    pub(super) async fn manager(&self) -> Result<AuthorizationManager, OAuthError> {
+        AuthorizationManager::new(self.url.as_str())
+            .await
+            .map_err(|e| OAuthError::Discovery(e.to_string()))
+    }
+
+    /// The `scope` a `WWW-Authenticate` challenge of this server asks for.
+    pub(super) fn challenge_scope(&self, challenge: &str) -> Option<String> {
+        let base = url::Url::parse(&self.url).ok()?;
+        WWWAuthenticateParams::parse(challenge, &base).scope
+    }
+
     pub(super) fn resolve(config: &ClientConfig) -> Result<Settings, OAuthError> {
         let url = resolve_env(config.connection_string.as_deref().unwrap_or_default())?;
         let given = config.oauth_config.clone().unwrap_or_default();
@@ -91,6 +105,28 @@ pub(super) fn require_s256(metadata: &AuthorizationMetadata) -> Result<(), OAuth
     ))
 }
 
+/// An HTTP client for codemode's own OAuth requests outside rmcp's (the 2025-03-26 metadata,
+/// revocation): no redirects (a request carrying a token goes where it was sent, or nowhere),
+/// and a time limit.
+pub(super) fn bounded_client() -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+}
+
+/// `response`'s body, unless it is longer than `limit` bytes (read no further than that).
+pub(super) async fn read_bounded(mut response: reqwest::Response, limit: usize) -> Option<Vec<u8>> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.ok()? {
+        if body.len() + chunk.len() > limit {
+            return None;
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Some(body)
+}
+
 /// The largest metadata document codemode reads.
 const MAX_METADATA_BYTES: usize = 256 * 1024;
 
@@ -105,30 +141,30 @@ pub(super) async fn legacy_metadata(
     error: AuthError,
 ) -> Result<AuthorizationMetadata, OAuthError> {
     let refused = || OAuthError::Discovery(error.to_string());
-    let names_metadata =
-        challenge.is_some_and(|c| challenge_param(c, "resource_metadata").is_some());
-    if names_metadata || !error.to_string().contains("issuer mismatch") {
+    let base = url::Url::parse(url).map_err(|_| refused())?;
+    let names_metadata = challenge.is_some_and(|c| {
+        WWWAuthenticateParams::parse(c, &base)
+            .resource_metadata_url
+            .is_some()
+    });
+    if names_metadata || !matches!(error, AuthError::AuthorizationServerMismatch { .. }) {
         return Err(refused());
     }
-    let mut origin = url::Url::parse(url).map_err(|_| refused())?;
+    let mut origin = base;
     origin.set_path("/.well-known/oauth-authorization-server");
     origin.set_query(None);
-    let response = reqwest::Client::new()
+    let response = bounded_client()
+        .map_err(|_| refused())?
         .get(origin.as_str())
         .send()
         .await
         .map_err(|_| refused())?;
-    if !response.status().is_success()
-        || response
-            .content_length()
-            .is_some_and(|length| length > MAX_METADATA_BYTES as u64)
-    {
+    if !response.status().is_success() {
         return Err(refused());
     }
-    let body = response.bytes().await.map_err(|_| refused())?;
-    if body.len() > MAX_METADATA_BYTES {
-        return Err(refused());
-    }
+    let body = read_bounded(response, MAX_METADATA_BYTES)
+        .await
+        .ok_or_else(refused)?;
     let metadata: AuthorizationMetadata = serde_json::from_slice(&body).map_err(|e| {
         OAuthError::Discovery(format!(
             "the authorization server metadata is malformed: {e}"
@@ -149,36 +185,41 @@ pub(super) fn query_value(url: &str, name: &str) -> Option<String> {
         .map(|(_, value)| value.into_owned())
 }
 
-/// The value of parameter `name` in a `WWW-Authenticate` challenge.
-pub fn challenge_param(challenge: &str, name: &str) -> Option<String> {
-    let at = challenge.find(&format!("{name}="))?;
-    let rest = &challenge[at + name.len() + 1..];
-    let value = match rest.strip_prefix('"') {
-        Some(quoted) => quoted.split('"').next()?,
-        None => rest.split([',', ' ']).next()?,
-    };
-    Some(value.to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn challenge_parameters_are_read_quoted_or_bare() {
-        let challenge = r#"Bearer error="insufficient_scope", scope="mcp:basic mcp:write", resource_metadata="http://x/.well-known/oauth-protected-resource""#;
+    fn only_https_or_loopback_endpoints_are_used() {
+        let settings = Settings {
+            url: "https://mcp.example/mcp".into(),
+            oauth: OAuthConfig {
+                token_url: Some("http://login.example/token".into()),
+                ..OAuthConfig::default()
+            },
+        };
+        let mut metadata = AuthorizationMetadata::default();
+        metadata.authorization_endpoint = "https://login.example/authorize".into();
+        metadata.token_endpoint = "https://login.example/token".into();
+        let refused = settings
+            .apply(metadata.clone())
+            .err()
+            .map(|e| e.to_string());
         assert_eq!(
-            challenge_param(challenge, "scope").as_deref(),
-            Some("mcp:basic mcp:write")
+            refused.as_deref(),
+            Some(
+                "OAuth discovery: the token endpoint http://login.example/token is refused: \
+                 must be https (or http to a loopback host)"
+            )
         );
-        assert_eq!(
-            challenge_param(challenge, "error").as_deref(),
-            Some("insufficient_scope")
-        );
-        assert_eq!(
-            challenge_param("Bearer realm=x, scope=a", "scope").as_deref(),
-            Some("a")
-        );
-        assert_eq!(challenge_param("Bearer", "scope"), None);
+        let loopback = Settings {
+            oauth: OAuthConfig {
+                token_url: Some("http://127.0.0.1:9/token".into()),
+                ..OAuthConfig::default()
+            },
+            ..settings
+        };
+        let applied = loopback.apply(metadata).expect("loopback is fine");
+        assert_eq!(applied.token_endpoint, "http://127.0.0.1:9/token");
     }
 }

@@ -40,7 +40,6 @@ use rmcp::transport::{
 use crate::config::{ClientConfig, MissingVariable};
 use crate::store::{StoreError, TokenStore};
 use credentials::{Credentials, Registration, Secret};
-pub use discovery::challenge_param;
 use discovery::{Settings, legacy_metadata, query_value, require_s256};
 use revoke::revoke_at_server;
 
@@ -50,6 +49,9 @@ pub const OPERATOR: &str = "";
 /// Authorizations asked for in a row because the server wanted more scope, before codemode
 /// stops asking (the client then needs the operator).
 pub const MAX_STEP_UPS: u32 = 2;
+
+/// The most authorizations waiting for their callback at once.
+const MAX_FLOWS: usize = 10_000;
 
 /// How long an authorization may wait for its callback.
 const FLOW_LIFETIME: Duration = Duration::from_secs(15 * 60);
@@ -197,13 +199,17 @@ impl OAuth {
     ) -> Result<AuthClient<reqwest::Client>, OAuthError> {
         let settings = Settings::resolve(config)?;
         let stored = self.secret(&config.name, subject).await?;
-        let mut manager = self.manager(&settings, &config.name, subject).await?;
+        let mut manager = self
+            .manager(&settings, &config.name, subject, stored.as_ref())
+            .await?;
         if let Some(secret) = stored.filter(|s| s.credentials.is_some()) {
-            let metadata = match manager.resolve_metadata().await {
-                Ok(resolution) => resolution.metadata,
-                Err(error) => legacy_metadata(&settings.url, None, error).await?,
+            // The endpoints the tokens came from, never rediscovered: a server that later names
+            // another authorization server does not get them.
+            let metadata = match secret.metadata.clone() {
+                Some(metadata) => metadata,
+                None => discover(&manager, &settings, None).await?,
             };
-            manager.set_metadata(settings.apply(metadata)?);
+            manager.set_metadata(metadata);
             let client = OAuthClientConfig::new(secret.client_id, self.redirect_uri.clone());
             let client = match secret.client_secret {
                 Some(client_secret) => client.with_client_secret(client_secret),
@@ -211,7 +217,9 @@ impl OAuth {
             };
             manager.configure_client(client)?;
         }
-        Ok(AuthClient::new(reqwest::Client::new(), manager))
+        let http = crate::mcp::transport::http::client()
+            .map_err(|e| OAuthError::Authorization(e.to_string()))?;
+        Ok(AuthClient::new(http, manager))
     }
 
     /// Prepares an authorization of `config`'s server for `subject` and answers the URL a person
@@ -229,34 +237,88 @@ impl OAuth {
         challenge: Option<&str>,
         step_up: bool,
     ) -> Result<String, OAuthError> {
-        if step_up {
-            self.count_step_up(&config.name, subject, challenge)?;
+        // One authorization at a time per (client, subject): asking again answers the same URL,
+        // so repeated calls neither register again nor use up the step-ups.
+        if let Some(url) = self.live_flow(&config.name, subject) {
+            return Ok(url);
         }
         let settings = Settings::resolve(config)?;
-        let mut manager = self.manager(&settings, &config.name, subject).await?;
+        if step_up {
+            self.count_step_up(&config.name, subject, &settings, challenge)?;
+        }
+        let stored = self.secret(&config.name, subject).await?;
+        let mut manager = self
+            .manager(&settings, &config.name, subject, stored.as_ref())
+            .await?;
         let metadata = discover(&manager, &settings, challenge).await?;
         let supports_cimd = metadata
             .additional_fields
             .get("client_id_metadata_document_supported")
             .and_then(serde_json::Value::as_bool)
             .unwrap_or(false);
-        manager.set_metadata(metadata);
-        let scopes = if settings.oauth.scopes.is_empty() {
-            manager.select_scopes(None, &[])
-        } else {
-            settings.oauth.scopes.clone()
-        };
+        // A registration made with this authorization server is used again.
+        let registered = stored
+            .as_ref()
+            .filter(|s| s.metadata.as_ref().map(|m| &m.issuer) == Some(&metadata.issuer))
+            .map(Secret::registration);
+        manager.set_metadata(metadata.clone());
+        let scopes = self
+            .scopes(&manager, &settings, &config.name, subject, step_up)
+            .await?;
         let request = AuthorizationRequest::new(self.redirect_uri.clone())
             .with_client_name("codemode")
             .with_scopes(scopes.clone());
         let (request, registration) = self
-            .register(&mut manager, &settings, request, &scopes, supports_cimd)
+            .register(
+                &mut manager,
+                &settings,
+                request,
+                &scopes,
+                supports_cimd,
+                registered,
+            )
             .await?;
-        manager.set_credential_store(self.credentials(&config.name, subject, registration));
+        let credentials = self.credentials(&config.name, subject, registration, Some(metadata));
+        manager.set_credential_store(credentials);
         let session = AuthorizationSession::new(manager, request)
             .await
             .map_err(|(_, e)| OAuthError::Authorization(e.to_string()))?;
         self.remember(&config.name, subject, session)
+    }
+
+    /// The scopes to ask for: the configured ones, else the challenge's, else what the
+    /// authorization server supports, else none. A step-up adds those already granted: the
+    /// server asked for more, not for other.
+    async fn scopes(
+        &self,
+        manager: &AuthorizationManager,
+        settings: &Settings,
+        client: &str,
+        subject: &str,
+        step_up: bool,
+    ) -> Result<Vec<String>, OAuthError> {
+        let mut scopes = settings.oauth.scopes.clone();
+        if scopes.is_empty() || step_up {
+            scopes.extend(manager.select_scopes(None, &[]));
+        }
+        if step_up && let Some(token) = self.tokens.token(client, subject).await? {
+            scopes.extend(token.scopes);
+        }
+        let mut seen = std::collections::HashSet::new();
+        scopes.retain(|scope| seen.insert(scope.clone()));
+        Ok(scopes)
+    }
+
+    /// The URL of the authorization of `client` for `subject` still waiting for its callback.
+    fn live_flow(&self, client: &str, subject: &str) -> Option<String> {
+        lock(&self.flows)
+            .values()
+            .find(|flow| {
+                flow.client == client
+                    && flow.subject == subject
+                    && flow.started.elapsed() < FLOW_LIFETIME
+            })
+            .map(|flow| flow.session.get_authorization_url().to_string())
     }
 
     /// How codemode identifies itself to the authorization server, in the spec's order: the
@@ -269,16 +331,19 @@ impl OAuth {
         request: AuthorizationRequest,
         scopes: &[String],
         supports_cimd: bool,
+        registered: Option<Registration>,
     ) -> Result<(AuthorizationRequest, Option<Registration>), OAuthError> {
-        let registration = match (&settings.oauth.client_id, &self.client_metadata_url) {
-            (Some(client_id), _) => Registration {
+        let configured = &settings.oauth.client_id;
+        let registration = match (configured, &self.client_metadata_url, registered) {
+            (Some(client_id), _, _) => Registration {
                 client_id: client_id.clone(),
                 client_secret: settings.oauth.client_secret.clone(),
             },
-            (None, Some(url)) if supports_cimd => {
+            (None, Some(url), _) if supports_cimd => {
                 return Ok((request.with_client_metadata_url(url.clone()), None));
             }
-            (None, _) => {
+            (None, _, Some(registered)) => registered,
+            (None, _, None) => {
                 let scopes: Vec<&str> = scopes.iter().map(String::as_str).collect();
                 let registered = manager
                     .register_client("codemode", &self.redirect_uri, &scopes)
@@ -311,6 +376,11 @@ impl OAuth {
         })?;
         let mut flows = lock(&self.flows);
         flows.retain(|_, flow| flow.started.elapsed() < FLOW_LIFETIME);
+        if flows.len() >= MAX_FLOWS {
+            return Err(OAuthError::Authorization(format!(
+                "{MAX_FLOWS} authorizations are already waiting for their callback; try again later"
+            )));
+        }
         flows.insert(
             state,
             Flow {
@@ -339,10 +409,22 @@ impl OAuth {
             .remove(state)
             .filter(|flow| flow.started.elapsed() < FLOW_LIFETIME)
             .ok_or(OAuthError::UnknownState)?;
-        flow.session
+        let exchanged = flow
+            .session
             .handle_callback_with_issuer(code, state, issuer)
-            .await
-            .map_err(|e| OAuthError::Exchange(e.to_string()))?;
+            .await;
+        if let Err(error) = exchanged {
+            // A callback naming the wrong issuer is not the authorization server's: the real
+            // one may still come back, so its flow stays (rmcp keeps its state for it too).
+            if matches!(
+                error,
+                AuthError::AuthorizationServerMismatch { .. }
+                    | AuthError::AuthorizationServerMissingIssuer { .. }
+            ) {
+                lock(&self.flows).insert(state.to_string(), flow);
+            }
+            return Err(OAuthError::Exchange(error.to_string()));
+        }
         tracing::info!(client = %flow.client, per_user = !flow.subject.is_empty(), "authorized");
         Ok(Authorized {
             client: flow.client,
@@ -350,25 +432,46 @@ impl OAuth {
         })
     }
 
-    /// Forgets the authorization of `client` for `subject`, first revoking its tokens at the
-    /// authorization server when it offers revocation (RFC 7009; a failure there is logged,
-    /// the token is forgotten anyway). Answers whether there was one.
+    /// Forgets the authorization of `client` for `subject`, then revokes its tokens at the
+    /// authorization server they came from, when it offers revocation (RFC 7009; a failure
+    /// there is logged: codemode holds the tokens no more). Answers whether there was one.
     ///
     /// # Errors
     /// [`OAuthError::Store`] when the store fails.
-    pub async fn revoke(
-        &self,
-        client: &str,
-        subject: &str,
-        config: Option<&ClientConfig>,
-    ) -> Result<bool, OAuthError> {
+    pub async fn revoke(&self, client: &str, subject: &str) -> Result<bool, OAuthError> {
         let secret = self.secret(client, subject).await?;
-        if let (Some(secret), Some(config)) = (secret, config)
-            && let Err(error) = revoke_at_server(config, secret).await
+        if !self.forget(client, subject).await? {
+            return Ok(false);
+        }
+        if let Some(secret) = secret
+            && let Err(error) = revoke_at_server(secret).await
         {
             tracing::warn!(client, %error, "the authorization server did not revoke the token");
         }
+        Ok(true)
+    }
+
+    /// Forgets the token of `client` for `subject`, after any refresh of it in flight (which
+    /// would save it again).
+    async fn forget(&self, client: &str, subject: &str) -> Result<bool, OAuthError> {
+        let refreshing = self.refresh_lock(client, subject);
+        let _refresh = refreshing.lock().await;
         Ok(self.tokens.forget_token(client, subject).await?)
+    }
+
+    /// Forgets every token of the caller `key` (its virtual key was removed: a key made later
+    /// with its name must not inherit its upstream accounts), its end users' included.
+    ///
+    /// # Errors
+    /// [`OAuthError::Store`] when the store fails.
+    pub async fn forget_caller(&self, key: &str) -> Result<(), OAuthError> {
+        let users = format!("{key}#");
+        for token in self.tokens.tokens().await? {
+            if token.subject == key || token.subject.starts_with(&users) {
+                self.forget(&token.client, &token.subject).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Drops the flow of `state` after the authorization server answered with an error.
@@ -397,7 +500,7 @@ impl OAuth {
         lock(&self.flows).retain(|_, flow| flow.client != client);
         for token in self.tokens.tokens().await? {
             if token.client == client {
-                self.tokens.forget_token(client, &token.subject).await?;
+                self.forget(client, &token.subject).await?;
             }
         }
         Ok(())
@@ -407,6 +510,7 @@ impl OAuth {
         &self,
         client: &str,
         subject: &str,
+        settings: &Settings,
         challenge: Option<&str>,
     ) -> Result<(), OAuthError> {
         let mut step_ups = lock(&self.step_ups);
@@ -416,28 +520,26 @@ impl OAuth {
         *count += 1;
         if *count > MAX_STEP_UPS {
             let scope = challenge
-                .and_then(|c| challenge_param(c, "scope"))
+                .and_then(|c| settings.challenge_scope(c))
                 .unwrap_or_default();
             return Err(OAuthError::StepUpLimit { scope });
         }
         Ok(())
     }
 
-    /// A manager for `settings`' server whose credentials are those of (client, subject).
+    /// A manager for `settings`' server whose credentials are those of (client, subject), as
+    /// `stored`.
     async fn manager(
         &self,
         settings: &Settings,
         client: &str,
         subject: &str,
+        stored: Option<&Secret>,
     ) -> Result<AuthorizationManager, OAuthError> {
-        let mut manager = AuthorizationManager::new(settings.url.as_str())
-            .await
-            .map_err(|e| OAuthError::Discovery(e.to_string()))?;
-        let registration = self.secret(client, subject).await?.map(|s| Registration {
-            client_id: s.client_id,
-            client_secret: s.client_secret,
-        });
-        manager.set_credential_store(self.credentials(client, subject, registration));
+        let mut manager = settings.manager().await?;
+        let registration = stored.map(Secret::registration);
+        let metadata = stored.and_then(|s| s.metadata.clone());
+        manager.set_credential_store(self.credentials(client, subject, registration, metadata));
         Ok(manager)
     }
 
@@ -446,16 +548,22 @@ impl OAuth {
         client: &str,
         subject: &str,
         registration: Option<Registration>,
+        metadata: Option<AuthorizationMetadata>,
     ) -> Credentials {
-        let key = (client.to_string(), subject.to_string());
-        let refreshing = Arc::clone(lock(&self.refreshing).entry(key).or_default());
         Credentials {
             tokens: Arc::clone(&self.tokens),
             client: client.to_string(),
             subject: subject.to_string(),
             registration,
-            refreshing,
+            metadata,
+            refreshing: self.refresh_lock(client, subject),
         }
+    }
+
+    /// The lock held across a refresh of (client, subject)'s token and its save.
+    fn refresh_lock(&self, client: &str, subject: &str) -> RefreshLock {
+        let key = (client.to_string(), subject.to_string());
+        Arc::clone(lock(&self.refreshing).entry(key).or_default())
     }
 
     async fn secret(&self, client: &str, subject: &str) -> Result<Option<Secret>, OAuthError> {

@@ -1,28 +1,17 @@
 //! Revoking an authorization at its server (RFC 7009), when the server offers it.
 
-use rmcp::transport::AuthorizationManager;
-
 use super::OAuthError;
 use super::credentials::Secret;
-use super::discovery::Settings;
-use crate::config::ClientConfig;
+use super::discovery::bounded_client;
 use crate::config::mcp::check_oauth_url;
 
 /// Revokes `secret`'s refresh token (else its access token) at the authorization server of
 /// `config`'s server, when its metadata names a revocation endpoint.
-pub(super) async fn revoke_at_server(
-    config: &ClientConfig,
-    secret: Secret,
-) -> Result<(), OAuthError> {
-    let settings = Settings::resolve(config)?;
-    let manager = AuthorizationManager::new(settings.url.as_str())
-        .await
-        .map_err(|e| OAuthError::Discovery(e.to_string()))?;
-    let metadata = manager
-        .resolve_metadata()
-        .await
-        .map_err(|e| OAuthError::Discovery(e.to_string()))?
-        .metadata;
+pub(super) async fn revoke_at_server(secret: Secret) -> Result<(), OAuthError> {
+    // The endpoint of the authorization server the tokens came from, as it said then.
+    let Some(metadata) = secret.metadata.as_ref() else {
+        return Ok(());
+    };
     let Some(endpoint) = metadata
         .additional_fields
         .get("revocation_endpoint")
@@ -61,7 +50,9 @@ pub(super) async fn revoke_at_server(
     .unwrap_or_default();
     let basic = methods.is_empty() || methods.contains(&"client_secret_basic");
     let mut form = vec![("token", token), ("token_type_hint", hint.to_string())];
-    let request = reqwest::Client::new().post(endpoint);
+    let request = bounded_client()
+        .map_err(|e| OAuthError::Authorization(format!("revocation: {e}")))?
+        .post(endpoint);
     let request = match &secret.client_secret {
         Some(client_secret) if basic => request.basic_auth(&secret.client_id, Some(client_secret)),
         Some(client_secret) => {

@@ -113,9 +113,14 @@ pub async fn open(
             Some(Err(_)) | None => return Err(SseError::NoEndpoint),
         }
     };
-    let endpoint = reqwest::Url::parse(url)
-        .and_then(|base| base.join(endpoint.trim()))
+    let base = reqwest::Url::parse(url).map_err(|_| SseError::BadEndpoint(url.to_string()))?;
+    let endpoint = base
+        .join(endpoint.trim())
         .map_err(|_| SseError::BadEndpoint(endpoint))?;
+    // Messages carry the OAuth token: they go to the server that was authorized, nowhere else.
+    if auth.is_some() && endpoint.origin() != base.origin() {
+        return Err(SseError::BadEndpoint(endpoint.to_string()));
+    }
 
     let messages = events.filter_map(|event| async move {
         let event = event.ok()?;

@@ -5,7 +5,6 @@ use rusqlite::params;
 
 use super::Database;
 use crate::config::ClientConfig;
-use crate::store::secret::Sealer;
 use crate::store::{ClientChange, StoreError};
 
 impl Database {
@@ -49,10 +48,9 @@ impl Database {
     /// [`StoreError::Sqlite`].
     pub(super) fn save_client(&self, config: &ClientConfig) -> Result<(), StoreError> {
         let mut config = config.clone();
-        if let Some(secret) = client_secret(&mut config)
-            && !Sealer::is_sealed(secret)
-        {
-            *secret = self.seal(secret)?;
+        let context = context(&config.name);
+        if let Some(secret) = client_secret(&mut config) {
+            *secret = self.seal(secret, &context)?;
         }
         let json =
             serde_json::to_string(&config).map_err(|e| StoreError::Corrupt(e.to_string()))?;
@@ -100,10 +98,9 @@ impl Database {
                 Some(json) => {
                     let mut config = ClientConfig::parse(&json)
                         .map_err(|e| StoreError::Corrupt(format!("{name}: {e}")))?;
-                    if let Some(secret) = client_secret(&mut config)
-                        && Sealer::is_sealed(secret)
-                    {
-                        *secret = self.open_sealed(secret)?;
+                    let context = context(&config.name);
+                    if let Some(secret) = client_secret(&mut config) {
+                        *secret = self.open_sealed(secret, &context)?;
                     }
                     Ok(ClientChange::Saved(Box::new(config)))
                 }
@@ -127,11 +124,11 @@ impl Database {
             let Ok(mut config) = ClientConfig::parse(&json) else {
                 continue;
             };
+            let context = context(&config.name);
             if let Some(secret) = client_secret(&mut config)
-                && Sealer::is_sealed(secret)
                 && self.sealer.needs_resealing(secret)
             {
-                *secret = self.open_sealed(secret)?;
+                *secret = self.open_sealed(secret, &context)?;
                 self.save_client(&config)?;
                 count += 1;
             }
@@ -148,4 +145,9 @@ fn client_secret(config: &mut ClientConfig) -> Option<&mut String> {
         .as_mut()
         .and_then(|oauth| oauth.client_secret.as_mut())
         .filter(|secret| !secret.starts_with("env."))
+}
+
+/// What a client's sealed secret is bound to: its row.
+fn context(client: &str) -> String {
+    format!("mcp_clients/{client}/client_secret")
 }

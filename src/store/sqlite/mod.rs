@@ -95,14 +95,14 @@ impl Database {
         Ok(database)
     }
 
-    /// `plain` sealed with the database's key.
-    fn seal(&self, plain: &str) -> Result<String, StoreError> {
-        Ok(self.sealer.seal(plain)?)
+    /// `plain` sealed with the database's key for `context` (the row it is kept in).
+    fn seal(&self, plain: &str, context: &str) -> Result<String, StoreError> {
+        Ok(self.sealer.seal(plain, context)?)
     }
 
-    /// The secret `sealed` holds.
-    fn open_sealed(&self, sealed: &str) -> Result<String, StoreError> {
-        Ok(self.sealer.open(sealed)?)
+    /// The secret `sealed` holds, sealed for `context`.
+    fn open_sealed(&self, sealed: &str, context: &str) -> Result<String, StoreError> {
+        Ok(self.sealer.open(sealed, context)?)
     }
 
     fn migrate(&self) -> Result<(), StoreError> {

@@ -12,7 +12,7 @@ impl Database {
     /// # Errors
     /// [`StoreError`] when sealing or the database fails.
     pub(super) fn save_token(&self, token: &OAuthToken) -> Result<(), StoreError> {
-        let sealed = self.seal(&token.secret)?;
+        let sealed = self.seal(&token.secret, &context(&token.client, &token.subject))?;
         let scopes = token.scopes.join(" ");
         self.with(|c| {
             c.execute(
@@ -93,7 +93,7 @@ impl Database {
     }
 
     fn opened(&self, mut token: OAuthToken, sealed: &str) -> Result<OAuthToken, StoreError> {
-        token.secret = self.open_sealed(sealed)?;
+        token.secret = self.open_sealed(sealed, &context(&token.client, &token.subject))?;
         Ok(token)
     }
 
@@ -126,4 +126,9 @@ impl Database {
             rows.collect()
         })
     }
+}
+
+/// What a token's secret is bound to: its row.
+fn context(client: &str, subject: &str) -> String {
+    format!("oauth_tokens/{client}/{subject}")
 }
