@@ -442,6 +442,24 @@ async fn the_sdk_demo_server_is_authorized_called_restarted_and_per_user() {
     // A caller without a token meets the same answer on every surface.
     carol_is_sent_to_authorize(&base, &provider).await;
 
+    // A removed key takes its upstream authorizations with it.
+    let (status, _) = json_request(
+        reqwest::Method::DELETE,
+        &format!("{base}/api/governance/virtual-keys/alice"),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (_, sessions) = json_request(
+        reqwest::Method::GET,
+        &format!("{base}/api/oauth/sessions"),
+        None,
+        None,
+    )
+    .await;
+    assert!(!sessions.to_string().contains("alice"), "{sessions}");
+
     // A removed client takes its authorizations with it.
     let (status, _) = json_request(
         reqwest::Method::DELETE,
@@ -480,6 +498,13 @@ async fn carol_is_sent_to_authorize(base: &str, provider: &ProviderDouble) {
         .to_string();
     assert!(url.starts_with("http://localhost:"), "{run}");
     assert_eq!(run["result"]["tool_error"], true, "{run}");
+    // Asking again answers the same authorization, not a new registration each time.
+    let (_, again) = greet(base, "mine", Some("vk-carol")).await;
+    assert_eq!(
+        again["error"]["authorize_url"].as_str(),
+        Some(url.as_str()),
+        "{again}"
+    );
 
     let client = crate::mcp_server::connect(base, Some("vk-carol"), Default::default())
         .await
