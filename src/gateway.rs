@@ -31,6 +31,7 @@ use crate::mcp::supervisor::MAX_TOOL_NAME_BYTES;
 use crate::mcp::tools::direct_tools;
 use crate::mcp::{McpManager, ProgressSender, ToolAnswer};
 use crate::observe::audit::{AuditLog, now_ms};
+use crate::observe::metrics::Metrics;
 use crate::policy::Permit;
 use crate::policy::keys::sha256_hex;
 use crate::store::{AuditOutcome, AuditRecord};
@@ -79,7 +80,11 @@ impl Gateway {
         audit: Option<Arc<AuditLog>>,
     ) -> Self {
         Gateway {
-            path: CallPath { manager, audit },
+            path: CallPath {
+                manager,
+                audit,
+                metrics: Arc::new(Metrics::new()),
+            },
             code_mode,
         }
     }
@@ -87,6 +92,18 @@ impl Gateway {
     /// Code mode: the stubs a caller reads.
     pub fn code_mode(&self) -> &CodeMode {
         &self.code_mode
+    }
+
+    /// The metrics of what passed through.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.path.metrics
+    }
+
+    /// The metrics in the Prometheus text format, with the gauges of this moment.
+    pub async fn render_metrics(&self) -> String {
+        let clients = self.path.manager.status().await;
+        let sandbox = self.code_mode.executor().load();
+        self.path.metrics.render(&clients, sandbox)
     }
 
     /// The tools a caller with `permit` is offered: its direct tools as `<client>-<tool>`, then
@@ -235,6 +252,7 @@ impl Gateway {
             },
         });
         let (result, stubs) = self.code_mode.run(code, requested, permit, calls).await?;
+        self.path.metrics.execution(&result);
         let run = CodeRun {
             execution_id,
             result,
@@ -260,6 +278,7 @@ impl Gateway {
 struct CallPath {
     manager: Arc<McpManager>,
     audit: Option<Arc<AuditLog>>,
+    metrics: Arc<Metrics>,
 }
 
 impl CallPath {
@@ -304,6 +323,25 @@ impl CallPath {
         } else {
             Err(denied(permit, client, tool))
         };
+        let outcome = match (&answer, allowed) {
+            (_, false) => AuditOutcome::Denied,
+            (Ok(answer), _) if !answer.is_error() => AuditOutcome::Ok,
+            _ => AuditOutcome::Error,
+        };
+        // Names count as labels only when the call reached the tool (it answered, failed or
+        // timed out): any other refusal may carry a caller's made-up names, counted as `other`.
+        let known = allowed
+            && matches!(
+                answer,
+                Ok(_) | Err(ToolError::Failed(_) | ToolError::Timeout(_))
+            );
+        self.metrics.tool_call(
+            client,
+            tool,
+            known,
+            outcome,
+            started.elapsed().as_secs_f64(),
+        );
         if let (Some(audit), Some(json)) = (&self.audit, arguments_json) {
             audit.record(AuditRecord {
                 at_ms,
@@ -312,11 +350,7 @@ impl CallPath {
                 tool: tool.to_string(),
                 arg_bytes: json.len() as u64,
                 arg_hash: sha256_hex(&json),
-                outcome: match (&answer, allowed) {
-                    (_, false) => AuditOutcome::Denied,
-                    (Ok(answer), _) if !answer.is_error() => AuditOutcome::Ok,
-                    _ => AuditOutcome::Error,
-                },
+                outcome,
                 error_type: match &answer {
                     Err(error) => Some(error.kind()),
                     Ok(answer) if answer.is_error() => Some(ErrorKind::ToolError),

@@ -160,6 +160,14 @@ impl Executor {
         &self.inner.config
     }
 
+    /// Executions running now, and waiting for a slot.
+    pub fn load(&self) -> (usize, usize) {
+        let inner = &*self.inner;
+        let slots = inner.config.max_concurrent.max(1);
+        let busy = slots.saturating_sub(inner.slots.available_permits());
+        (busy, inner.queued.load(Ordering::Acquire))
+    }
+
     /// Runs `code` under `limits`, answering its tool calls with `dispatcher`.
     ///
     /// Waits for a free slot when all are busy and the queue has room.

@@ -1,5 +1,6 @@
-//! Observers of what the gateway does: today the audit log of tool executions; metrics and
-//! traces join here, fed from the one place every call passes
-//! ([`Gateway`](crate::gateway::Gateway)).
+//! Observers of what the gateway does: the audit log of tool executions, and Prometheus
+//! metrics, fed from the one place every call passes ([`Gateway`](crate::gateway::Gateway)) and
+//! from the HTTP layer.
 
 pub mod audit;
+pub mod metrics;

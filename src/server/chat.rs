@@ -98,6 +98,18 @@ pub async fn complete(
             error_response(&error, Some(&served))
         }
     };
+    // A provider a caller named but nobody configured is not a label.
+    let provider = match state.providers.get(&record.provider) {
+        Some(_) => record.provider.as_str(),
+        None => "other",
+    };
+    let model = record.model_used.as_deref().unwrap_or("none");
+    state.gateway.metrics().llm_request(
+        provider,
+        model,
+        record.status,
+        (record.prompt_tokens, record.completion_tokens),
+    );
     if let Some(audit) = &state.audit {
         audit.record_llm(record);
     }

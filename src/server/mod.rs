@@ -18,6 +18,7 @@
 //! - [`mcp`]: codemode as an MCP server, `/mcp` (and the stdio mode's handler).
 //! - [`oauth`]: upstream OAuth: the callback, reauthorization, the authorizations held, and
 //!   codemode's Client ID Metadata Document.
+//! - [`metrics`]: `GET /metrics` (Prometheus), and the count of every request by route.
 //! - [`caller`]: who is calling (virtual key, request filters) and the admin guard of `/api`.
 //! - [`body`]: request bodies as text, with API errors for oversized ones.
 
@@ -31,6 +32,7 @@ pub mod governance;
 pub mod logs;
 pub mod management;
 pub mod mcp;
+pub mod metrics;
 pub mod oauth;
 pub mod providers;
 
@@ -81,6 +83,7 @@ pub fn router(state: Arc<App>) -> Router {
             put(governance::edit).delete(governance::remove),
         )
         .route("/api/logs", get(logs::list))
+        .route("/metrics", get(metrics::scrape))
         .route("/api/logs/llm", get(logs::list_llm))
         .route("/api/providers", get(providers::list).post(providers::add))
         .route(
@@ -118,6 +121,10 @@ pub fn router(state: Arc<App>) -> Router {
         .route("/v1/chat/completions", post(chat::complete))
         .route("/v1/models", get(chat::models))
         .layer(DefaultBodyLimit::max(body::MAX_BODY_BYTES))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            metrics::count_request,
+        ))
         .with_state(state)
 }
 

@@ -95,6 +95,17 @@ async fn a_chat_request_reaches_the_provider_with_the_callers_fields_untouched()
     assert!(sent.get("mcp-exclude-clients").is_none(), "{sent}");
     assert!(sent.get("tools").is_none(), "every client excluded: {sent}");
     assert_eq!(received[0].authorization.as_deref(), Some("Bearer sk-test"));
+
+    // Counted by provider, the model that answered and status, with the tokens reported.
+    let metrics = crate::support::text(&app, "/metrics").await;
+    let requests =
+        r#"codemode_llm_requests_total{provider="double",model="double/small-1",status="200"} 1"#;
+    assert!(metrics.contains(requests), "{metrics}");
+    let prompt =
+        r#"codemode_llm_tokens_total{provider="double",model="double/small-1",kind="prompt"} 3"#;
+    assert!(metrics.contains(prompt), "{metrics}");
+    let completion = r#"codemode_llm_tokens_total{provider="double",model="double/small-1",kind="completion"} 2"#;
+    assert!(metrics.contains(completion), "{metrics}");
 }
 
 /// A key, body filters, filter headers, and the tools the provider should receive.

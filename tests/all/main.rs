@@ -15,6 +15,7 @@ mod mcp_oauth_hostile;
 mod mcp_registry;
 mod mcp_server;
 mod mcp_stdio;
+mod metrics;
 mod policy;
 mod sandbox_cases;
 mod sandbox_isolation;

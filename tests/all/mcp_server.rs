@@ -33,7 +33,7 @@ use crate::support::{EXECUTOR, stdio_client};
 pub(crate) type Client = RunningService<RoleClient, Upstream>;
 
 /// The service on a loopback socket with `clients` and `extra` config; returns its base URL.
-async fn start(clients: Vec<Value>, extra: Value) -> String {
+pub(crate) async fn start(clients: Vec<Value>, extra: Value) -> String {
     let mut config = json!({"mcp": {"client_configs": clients}});
     if let (Value::Object(config), Value::Object(extra)) = (&mut config, extra) {
         config.extend(extra);

@@ -60,3 +60,19 @@ pub async fn send(
     let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     (status, value)
 }
+
+/// The body of `GET uri` through the router, as text.
+pub async fn text(app: &axum::Router, uri: &str) -> String {
+    let request = Request::builder()
+        .uri(uri)
+        .body(Body::empty())
+        .expect("request");
+    let response = app.clone().oneshot(request).await.expect("response");
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    String::from_utf8_lossy(&bytes).into_owned()
+}

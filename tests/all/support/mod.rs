@@ -13,6 +13,6 @@ pub mod sandbox;
 pub mod servers;
 
 pub use gateway::{Managed, open_calls};
-pub use http::{app_state, call, send};
+pub use http::{app_state, call, send, text};
 pub use sandbox::{EXECUTOR, TestTools, limits, run, run_ok, run_with};
 pub use servers::{HttpServer, manager, python_client, stdio_client};
