@@ -20,6 +20,7 @@ use std::time::Instant;
 use async_trait::async_trait;
 use rmcp::model::Tool;
 use serde_json::Value;
+use tracing::Instrument;
 
 use crate::code_mode::analysis::ScriptAnalysis;
 use crate::code_mode::answer::model_answer;
@@ -251,7 +252,21 @@ impl Gateway {
                 script_tools: None,
             },
         });
-        let (result, stubs) = self.code_mode.run(code, requested, permit, calls).await?;
+        let span = tracing::info_span!(
+            "execution",
+            execution_id = %execution_id,
+            calls = tracing::field::Empty,
+            limit = tracing::field::Empty,
+        );
+        let (result, stubs) = self
+            .code_mode
+            .run(code, requested, permit, calls)
+            .instrument(span.clone())
+            .await?;
+        span.record("calls", result.calls.len() as u64);
+        if let Some(limit) = result.error.as_ref().and_then(|e| e.limit) {
+            span.record("limit", limit.as_str());
+        }
         self.path.metrics.execution(&result);
         let run = CodeRun {
             execution_id,
@@ -309,6 +324,13 @@ impl CallPath {
             .as_ref()
             .map(|_| serde_json::to_vec(&arguments).unwrap_or_default());
         let allowed = permit.allows(client, tool);
+        let span = tracing::info_span!(
+            "tool_call",
+            client,
+            tool,
+            outcome = tracing::field::Empty,
+            duration_ms = tracing::field::Empty,
+        );
         let answer = if allowed {
             self.manager
                 .call_tool(
@@ -319,6 +341,7 @@ impl CallPath {
                     arguments,
                     progress,
                 )
+                .instrument(span.clone())
                 .await
         } else {
             Err(denied(permit, client, tool))
@@ -335,13 +358,11 @@ impl CallPath {
                 answer,
                 Ok(_) | Err(ToolError::Failed(_) | ToolError::Timeout(_))
             );
-        self.metrics.tool_call(
-            client,
-            tool,
-            known,
-            outcome,
-            started.elapsed().as_secs_f64(),
-        );
+        let seconds = started.elapsed().as_secs_f64();
+        span.record("outcome", outcome.as_str());
+        span.record("duration_ms", seconds * 1e3);
+        self.metrics
+            .tool_call(client, tool, known, outcome, seconds);
         if let (Some(audit), Some(json)) = (&self.audit, arguments_json) {
             audit.record(AuditRecord {
                 at_ms,

@@ -113,7 +113,10 @@ fn main() -> ExitCode {
             return ExitCode::from(if usage { 64 } else { 0 });
         }
     };
-    init_logging(&cli.command);
+    // The service sets its logs up once its configuration is read (traces may be exported).
+    if !matches!(cli.command, Command::Serve { .. }) {
+        init_logging();
+    }
     let outcome = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -128,22 +131,10 @@ fn main() -> ExitCode {
     }
 }
 
-/// Logs go to stderr: `info` for the service, `warn` for one-shot commands; `RUST_LOG` overrides.
-fn init_logging(command: &Command) {
-    let (default, json) = match command {
-        Command::Serve { log_json, .. } => ("info,rmcp=warn", *log_json),
-        _ => ("warn", false),
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let logs = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(filter);
-    if json {
-        logs.json().init();
-    } else {
-        logs.init();
-    }
+/// Logs of one-shot commands go to stderr: `warn`; `RUST_LOG` overrides.
+fn init_logging() {
+    // Nothing to export: no endpoint, so this cannot fail.
+    let _ = codemode::observe::telemetry::init("warn", false, None);
 }
 
 async fn dispatch(command: Command) -> Result<(), Failure> {
@@ -176,10 +167,10 @@ async fn dispatch(command: Command) -> Result<(), Failure> {
             port,
             host,
             db,
-            ..
+            log_json,
         } => {
             let db = db.unwrap_or_else(Store::default_path);
-            cli::serve::serve(config.as_deref(), &host, port, &db).await
+            cli::serve::serve(config.as_deref(), &host, port, &db, log_json).await
         }
     }
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use codemode::app::{App, StoreChoice};
+use codemode::observe::telemetry;
 use codemode::policy::Auth;
 
 use super::{Failure, load_optional};
@@ -13,8 +14,31 @@ use super::{Failure, load_optional};
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Serves on `host:port` with `config` (or none), keeping runtime changes in `db`.
-pub async fn serve(config: Option<&Path>, host: &str, port: u16, db: &Path) -> Result<(), Failure> {
-    let mut config = load_optional(config)?;
+pub async fn serve(
+    config: Option<&Path>,
+    host: &str,
+    port: u16,
+    db: &Path,
+    log_json: bool,
+) -> Result<(), Failure> {
+    let config = load_optional(config)?;
+    let endpoint = config.observability.otlp_endpoint.as_deref();
+    let telemetry = telemetry::init("info,rmcp=warn", log_json, endpoint)
+        .map_err(|e| Failure::Usage(e.to_string()))?;
+    let outcome = serve_with(config, host, port, db).await;
+    // The last spans leave before the process does (the exporter blocks while it sends).
+    tokio::task::spawn_blocking(move || telemetry.shutdown())
+        .await
+        .map_err(|e| Failure::Internal(e.to_string()))?;
+    outcome
+}
+
+async fn serve_with(
+    mut config: codemode::config::Config,
+    host: &str,
+    port: u16,
+    db: &Path,
+) -> Result<(), Failure> {
     // Bound first: OAuth redirects come back to the address actually listened on.
     let listener = tokio::net::TcpListener::bind((host, port))
         .await

@@ -32,7 +32,7 @@ pub use mcp::{
     RetryPolicy, StdioConfig, ToolManagerConfig,
 };
 pub use providers::{NetworkConfig, Protocol, ProviderConfig, ProviderKey, ProvidersConfig};
-pub use service::{AuditConfig, McpServerConfig, OAuthServiceConfig};
+pub use service::{AuditConfig, McpServerConfig, OAuthServiceConfig, ObservabilityConfig};
 
 use crate::executor::LimitOverrides;
 
@@ -61,6 +61,9 @@ pub struct Config {
     /// codemode extension: how codemode presents itself to upstream OAuth servers.
     #[serde(default)]
     pub oauth: OAuthServiceConfig,
+    /// codemode extension: where traces go.
+    #[serde(default)]
+    pub observability: ObservabilityConfig,
 }
 
 /// A configuration that cannot be used, located by its JSON path.
@@ -119,6 +122,7 @@ impl Config {
                 rest.mcp.check_settings(&mut problems);
                 rest.governance.check(&mut problems);
                 rest.oauth.check(&mut problems);
+                rest.observability.check(&mut problems);
                 providers::check(&rest.providers, &mut problems);
                 Some(rest)
             }

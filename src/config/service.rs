@@ -6,6 +6,31 @@ use serde::{Deserialize, Serialize};
 
 use super::ConfigError;
 
+/// `observability`: where traces go.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ObservabilityConfig {
+    /// An OTLP/HTTP collector (`http://localhost:4318`): spans are exported to
+    /// `<otlp_endpoint>/v1/traces`. Unset: no traces leave the process.
+    pub otlp_endpoint: Option<String>,
+}
+
+impl ObservabilityConfig {
+    /// Adds what is wrong with the section to `problems`.
+    pub fn check(&self, problems: &mut Vec<ConfigError>) {
+        if let Some(endpoint) = &self.otlp_endpoint
+            && url::Url::parse(endpoint)
+                .map(|url| !matches!(url.scheme(), "http" | "https"))
+                .unwrap_or(true)
+        {
+            problems.push(ConfigError::at(
+                "observability.otlp_endpoint",
+                "must be an http(s) URL",
+            ));
+        }
+    }
+}
+
 /// `oauth`: codemode as an OAuth client of upstream MCP servers.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

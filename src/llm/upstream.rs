@@ -117,6 +117,8 @@ pub async fn post(
         })?;
         request = request.header(name, value);
     }
+    // The provider's request joins the caller's trace (W3C traceparent).
+    request = request.headers(crate::observe::telemetry::current_trace_headers());
     let timeout = provider.network.timeout();
     let started = Instant::now();
     let response = match tokio::time::timeout(timeout, request.send()).await {

@@ -1,5 +1,6 @@
 //! `GET /metrics`: the Prometheus text format (behind the admin token when one is set), and the
-//! middleware that counts every HTTP request by the route that served it and its status.
+//! middleware that observes every HTTP request: counted by the route that served it and its
+//! status, and traced in an `http_request` span (the caller's `traceparent` its parent).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -9,7 +10,10 @@ use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use tracing::Instrument;
+
 use crate::app::App;
+use crate::observe::telemetry;
 
 /// The content type of the Prometheus text format.
 const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -21,8 +25,8 @@ pub async fn scrape(State(state): State<Arc<App>>) -> Response {
 }
 
 /// Counts the request under its route's pattern (`/api/mcp/client/{name}`, never the path a
-/// caller typed; `unmatched` when no route took it) and the status it got.
-pub async fn count_request(
+/// caller typed; `unmatched` when no route took it) and the status it got, in a span of its own.
+pub async fn observe_request(
     State(state): State<Arc<App>>,
     request: Request,
     next: Next,
@@ -32,12 +36,21 @@ pub async fn count_request(
         .get::<MatchedPath>()
         .map_or("unmatched", MatchedPath::as_str)
         .to_string();
-    let started = Instant::now();
-    let response = next.run(request).await;
-    state.gateway.metrics().http_request(
-        &route,
-        response.status().as_u16(),
-        started.elapsed().as_secs_f64(),
+    let span = tracing::info_span!(
+        "http_request",
+        otel.name = %format!("{} {route}", request.method()),
+        http.route = %route,
+        http.request.method = %request.method(),
+        http.response.status_code = tracing::field::Empty,
     );
+    telemetry::adopt_caller_trace(&span, request.headers());
+    let started = Instant::now();
+    let response = next.run(request).instrument(span.clone()).await;
+    let status = response.status().as_u16();
+    span.record("http.response.status_code", u64::from(status));
+    state
+        .gateway
+        .metrics()
+        .http_request(&route, status, started.elapsed().as_secs_f64());
     response
 }

@@ -123,7 +123,7 @@ pub fn router(state: Arc<App>) -> Router {
         .layer(DefaultBodyLimit::max(body::MAX_BODY_BYTES))
         .layer(middleware::from_fn_with_state(
             Arc::clone(&state),
-            metrics::count_request,
+            metrics::observe_request,
         ))
         .with_state(state)
 }

@@ -16,6 +16,7 @@ mod mcp_registry;
 mod mcp_server;
 mod mcp_stdio;
 mod metrics;
+mod observability;
 mod policy;
 mod sandbox_cases;
 mod sandbox_isolation;

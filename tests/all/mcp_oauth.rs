@@ -10,6 +10,7 @@ use futures::StreamExt;
 
 use crate::agent::{stream_parts, streamed_turn};
 use crate::support::llm::{ProviderDouble, Reply, completion, tool_calls};
+use crate::support::process::Codemode;
 
 /// Every `auth/*` scenario of spec versions 2025-03-26, 2025-06-18 and 2025-11-25, and the
 /// client scenarios of connecting and calling.
@@ -158,59 +159,6 @@ impl DemoServer {
 }
 
 impl Drop for DemoServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// `codemode serve` as a process, with a config file and a database that outlive it.
-struct Codemode {
-    child: std::process::Child,
-    base: String,
-}
-
-impl Codemode {
-    fn start(config: &Path, db: &Path) -> Codemode {
-        use std::io::BufRead;
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_codemode"))
-            .args(["serve", "--port", "0", "--log-json", "--config"])
-            .arg(config)
-            .arg("--db")
-            .arg(db)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("codemode serve starts");
-        let stderr = child.stderr.take().expect("stderr");
-        let mut lines = std::io::BufReader::new(stderr).lines();
-        let address = loop {
-            let line = lines.next().expect("codemode logs").expect("a line");
-            let Ok(log) = serde_json::from_str::<serde_json::Value>(&line) else {
-                continue;
-            };
-            if log["fields"]["message"] == "codemode is listening" {
-                break log["fields"]["address"]
-                    .as_str()
-                    .expect("address")
-                    .to_string();
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
-        let port = address.rsplit(':').next().expect("port");
-        Codemode {
-            child,
-            base: format!("http://localhost:{port}"),
-        }
-    }
-
-    fn stop(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Codemode {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

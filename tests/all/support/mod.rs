@@ -9,6 +9,7 @@
 pub mod gateway;
 pub mod http;
 pub mod llm;
+pub mod process;
 pub mod sandbox;
 pub mod servers;
 

@@ -1,0 +1,82 @@
+//! Traces: spans exported over OTLP/HTTP to a real receiver (decoding with the OpenTelemetry
+//! project's `opentelemetry-proto`), joined to the caller's trace by its `traceparent`, with the
+//! tool call a child of the HTTP request.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use serde_json::{Value, json};
+
+use crate::support::process::Codemode;
+use crate::support::servers::{server_script, venv_python};
+
+#[tokio::test]
+async fn spans_reach_an_otlp_receiver_inside_the_callers_trace() {
+    let receiver_script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/servers/otlp/receiver.py");
+    let mut receiver = Command::new(venv_python())
+        .arg(receiver_script)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("the receiver starts");
+    let mut lines = BufReader::new(receiver.stdout.take().expect("stdout")).lines();
+    let port = lines.next().expect("a port").expect("a line");
+
+    let dir = tempfile::tempdir().expect("dir");
+    let config = dir.path().join("codemode.json");
+    let everything = json!({"name": "everything", "connection_type": "stdio",
+        "stdio_config": {"command": "node", "args": [server_script("server-everything"), "stdio"]}});
+    std::fs::write(
+        &config,
+        json!({"observability": {"otlp_endpoint": format!("http://127.0.0.1:{port}")},
+               "mcp": {"client_configs": [everything]}})
+        .to_string(),
+    )
+    .expect("config");
+    let codemode = Codemode::start(&config, &dir.path().join("codemode.db"));
+
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let caller_span = "00f067aa0ba902b7";
+    let call = json!({"id": "1", "type": "function",
+        "function": {"name": "everything-echo", "arguments": "{\"message\": \"traced\"}"}});
+    let answer = reqwest::Client::new()
+        .post(format!("{}/v1/mcp/tool/execute", codemode.base))
+        .header("traceparent", format!("00-{trace_id}-{caller_span}-01"))
+        .json(&call)
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(answer.status(), 200);
+    // SIGTERM: the service flushes its spans before it exits.
+    codemode.terminate();
+    let _ = Command::new("kill")
+        .args(["-TERM", &receiver.id().to_string()])
+        .status();
+    let spans: Vec<Value> = lines
+        .map_while(Result::ok)
+        .filter_map(|line| serde_json::from_str(&line).ok())
+        .collect();
+    let _ = receiver.wait();
+
+    let request = spans
+        .iter()
+        .find(|s| s["name"] == "POST /v1/mcp/tool/execute")
+        .unwrap_or_else(|| panic!("no request span in {spans:?}"));
+    assert_eq!(request["trace_id"], trace_id, "{request}");
+    assert_eq!(request["parent_span_id"], caller_span, "{request}");
+    // Recorded after the span began, the status arrives as text.
+    let status = &request["attributes"]["http.response.status_code"];
+    assert!(status == 200 || status == "200", "{request}");
+    let tool_call = spans
+        .iter()
+        .find(|s| s["name"] == "tool_call")
+        .unwrap_or_else(|| panic!("no tool call span in {spans:?}"));
+    assert_eq!(tool_call["trace_id"], trace_id);
+    assert_eq!(
+        tool_call["parent_span_id"], request["span_id"],
+        "{tool_call}"
+    );
+    assert_eq!(tool_call["attributes"]["client"], "everything");
+    assert_eq!(tool_call["attributes"]["tool"], "echo");
+    assert_eq!(tool_call["attributes"]["outcome"], "ok");
+}
