@@ -47,6 +47,14 @@ async fn spans_reach_an_otlp_receiver_inside_the_callers_trace() {
         .await
         .expect("answer");
     assert_eq!(answer.status(), 200);
+    let script = json!({"code": "everything.echo(message='from a script')"});
+    let run = reqwest::Client::new()
+        .post(format!("{}/v1/code/execute", codemode.base))
+        .json(&script)
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(run.status(), 200);
     // SIGTERM: the service flushes its spans before it exits.
     codemode.terminate();
     let _ = Command::new("kill")
@@ -64,9 +72,8 @@ async fn spans_reach_an_otlp_receiver_inside_the_callers_trace() {
         .unwrap_or_else(|| panic!("no request span in {spans:?}"));
     assert_eq!(request["trace_id"], trace_id, "{request}");
     assert_eq!(request["parent_span_id"], caller_span, "{request}");
-    // Recorded after the span began, the status arrives as text.
     let status = &request["attributes"]["http.response.status_code"];
-    assert!(status == 200 || status == "200", "{request}");
+    assert_eq!(number(status), Some(200.0), "{request}");
     let tool_call = spans
         .iter()
         .find(|s| s["name"] == "tool_call")
@@ -79,4 +86,34 @@ async fn spans_reach_an_otlp_receiver_inside_the_callers_trace() {
     assert_eq!(tool_call["attributes"]["client"], "everything");
     assert_eq!(tool_call["attributes"]["tool"], "echo");
     assert_eq!(tool_call["attributes"]["outcome"], "ok");
+
+    // A script's span is its request's child, and its tool calls are the script's.
+    let script_request = spans
+        .iter()
+        .find(|s| s["name"] == "POST /v1/code/execute")
+        .unwrap_or_else(|| panic!("no script request span in {spans:?}"));
+    let execution = spans
+        .iter()
+        .find(|s| s["name"] == "execution")
+        .unwrap_or_else(|| panic!("no execution span in {spans:?}"));
+    assert_eq!(execution["parent_span_id"], script_request["span_id"]);
+    assert_eq!(
+        number(&execution["attributes"]["calls"]),
+        Some(1.0),
+        "{execution}"
+    );
+    let script_call = spans
+        .iter()
+        .find(|s| s["name"] == "tool_call" && s["parent_span_id"] == execution["span_id"]);
+    assert!(
+        script_call.is_some(),
+        "no tool call under the execution: {spans:?}"
+    );
+}
+
+/// A numeric attribute's value: fields recorded after their span began arrive as text.
+fn number(value: &Value) -> Option<f64> {
+    value
+        .as_f64()
+        .or_else(|| value.as_str().and_then(|text| text.parse().ok()))
 }
