@@ -88,13 +88,7 @@ pub async fn connect(
 
 /// The OAuth challenge behind a failed handshake (see [`auth_challenge`]).
 pub fn handshake_challenge(error: &ClientInitializeError) -> Option<(String, bool)> {
-    match error {
-        ClientInitializeError::TransportError { error, .. } => auth_challenge(error.error.as_ref()),
-        ClientInitializeError::LegacyFallbackFailed { fallback, .. } => {
-            handshake_challenge(fallback)
-        }
-        _ => None,
-    }
+    handshake_cause(error).and_then(auth_challenge)
 }
 
 /// The OAuth challenge behind a failed request (see [`auth_challenge`]).
@@ -108,43 +102,52 @@ pub fn request_challenge(error: &rmcp::ServiceError) -> Option<(String, bool)> {
 /// The `WWW-Authenticate` challenge behind an error, when the server refused for want of a
 /// token (`401`) or of scope (`403 insufficient_scope`, then `true`).
 pub fn auth_challenge(error: &(dyn Error + 'static)) -> Option<(String, bool)> {
-    let mut current = Some(error);
-    while let Some(error) = current {
-        if let Some(error) = error.downcast_ref::<StreamableHttpError<reqwest::Error>>() {
-            match error {
-                StreamableHttpError::AuthRequired(refusal) => {
-                    return Some((refusal.www_authenticate_header.clone(), false));
-                }
-                StreamableHttpError::InsufficientScope(refusal) => {
-                    return Some((refusal.www_authenticate_header.clone(), true));
-                }
-                _ => {}
+    in_chain(error, challenge_in)
+}
+
+/// The challenge `error` itself carries, if it is a refusal of codemode's HTTP transports.
+fn challenge_in(error: &(dyn Error + 'static)) -> Option<(String, bool)> {
+    if let Some(error) = error.downcast_ref::<StreamableHttpError<reqwest::Error>>() {
+        return match error {
+            StreamableHttpError::AuthRequired(refusal) => {
+                Some((refusal.www_authenticate_header.clone(), false))
             }
-        }
-        if let Some(error) = error.downcast_ref::<sse::SseError>()
-            && let sse::SseError::AuthRequired(challenge) = error
-        {
-            return Some((challenge.clone(), false));
-        }
-        current = error.source();
+            StreamableHttpError::InsufficientScope(refusal) => {
+                Some((refusal.www_authenticate_header.clone(), true))
+            }
+            _ => None,
+        };
     }
-    None
+    match error.downcast_ref::<sse::SseError>() {
+        Some(sse::SseError::AuthRequired(challenge)) => Some((challenge.clone(), false)),
+        _ => None,
+    }
 }
 
 /// The HTTP status behind a failed handshake, when the server answered with one.
 pub fn status_of(error: &ClientInitializeError) -> Option<u16> {
-    let error = match error {
-        ClientInitializeError::TransportError { error, .. } => error,
+    handshake_cause(error).and_then(|error| in_chain(error, status_in))
+}
+
+/// The transport's error behind a failed handshake (rmcp does not expose it as a `source`).
+fn handshake_cause(error: &ClientInitializeError) -> Option<&(dyn Error + 'static)> {
+    match error {
+        ClientInitializeError::TransportError { error, .. } => Some(error.error.as_ref()),
         // The fallback's failure is the one that says what the server accepts.
-        ClientInitializeError::LegacyFallbackFailed { fallback, .. } => {
-            return status_of(fallback);
-        }
-        _ => return None,
-    };
-    let mut current: Option<&(dyn Error + 'static)> = Some(error.error.as_ref());
+        ClientInitializeError::LegacyFallbackFailed { fallback, .. } => handshake_cause(fallback),
+        _ => None,
+    }
+}
+
+/// The first answer `find` gives for `error` or one of its sources.
+fn in_chain<T>(
+    error: &(dyn Error + 'static),
+    find: impl Fn(&(dyn Error + 'static)) -> Option<T>,
+) -> Option<T> {
+    let mut current = Some(error);
     while let Some(error) = current {
-        if let Some(status) = status_in(error) {
-            return Some(status);
+        if let Some(found) = find(error) {
+            return Some(found);
         }
         current = error.source();
     }
