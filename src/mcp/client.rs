@@ -27,9 +27,8 @@ use super::supervisor;
 use super::transport::Session;
 use crate::config::{AuthType, ClientConfig, ToolManagerConfig};
 
-/// A client's connection state, as the management API reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+/// A client's connection state, as the management API reports it (by [`ClientState::as_str`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClientState {
     /// Connecting (or reconnecting).
     Connecting,
@@ -44,6 +43,26 @@ pub enum ClientState {
     /// The server refused codemode's authorization and it could not be renewed; `last_error`
     /// says why, `authorize_url` (when there is one) starts again.
     NeedsReauth,
+}
+
+impl ClientState {
+    /// The name the API, the metrics and the pages show.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientState::Connecting => "connecting",
+            ClientState::Connected => "connected",
+            ClientState::Disconnected => "disconnected",
+            ClientState::Error => "error",
+            ClientState::PendingAuthorization => "pending_authorization",
+            ClientState::NeedsReauth => "needs_reauth",
+        }
+    }
+}
+
+impl Serialize for ClientState {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
 }
 
 /// What the manager knows about one client.

@@ -62,7 +62,7 @@ struct HttpRequest {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ClientStateLabels {
     client: String,
-    state: String,
+    state: &'static str,
 }
 
 /// `provider`, `model`, `status` of an LLM request.
@@ -326,14 +326,10 @@ impl Metrics {
         self.sandbox_queue_depth.set(gauge(sandbox.1));
         self.client_state.clear();
         for client in clients {
-            let state = serde_json::to_value(client.state)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default();
             self.client_state
                 .get_or_create(&ClientStateLabels {
                     client: client.name.clone(),
-                    state,
+                    state: client.state.as_str(),
                 })
                 .set(1);
         }

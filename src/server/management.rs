@@ -119,6 +119,16 @@ pub async fn reconnect(
     connected(&status, "MCP client reconnected successfully")
 }
 
+/// Bifrost's answer for a client that waits for its operator's OAuth authorization.
+pub(super) fn pending_oauth(client: &str, authorize_url: &str) -> Success {
+    Json(json!({
+        "status": "pending_oauth",
+        "message": format!("{client} waits for OAuth authorization: open authorize_url in a browser"),
+        "authorize_url": authorize_url,
+        "mcp_client_name": client,
+    }))
+}
+
 /// Success when the client connected; `pending_oauth` with its `authorize_url` when it waits
 /// for the operator's OAuth authorization (Bifrost's answer); 502 with its error otherwise (it
 /// stays configured).
@@ -126,15 +136,7 @@ pub(super) fn connected(status: &ClientStatus, message: &str) -> Result<Success,
     match (status.state, &status.authorize_url) {
         (ClientState::Connected, _) => Ok(success(message)),
         (ClientState::PendingAuthorization | ClientState::NeedsReauth, Some(url)) => {
-            Ok(Json(json!({
-                "status": "pending_oauth",
-                "message": format!(
-                    "{} waits for OAuth authorization: open authorize_url in a browser",
-                    status.name
-                ),
-                "authorize_url": url,
-                "mcp_client_name": status.name,
-            })))
+            Ok(pending_oauth(&status.name, url))
         }
         _ => Err(ApiError::Upstream(format!(
             "{} is configured but could not connect: {}",

@@ -109,7 +109,7 @@ pub fn router(state: Arc<App>) -> Router {
     Router::new()
         .merge(api)
         .merge(mcp_route)
-        .route(oauth::CALLBACK, get(oauth::callback))
+        .route(crate::mcp::auth::CALLBACK_PATH, get(oauth::callback))
         .route(
             crate::mcp::auth::METADATA_DOCUMENT_PATH,
             get(oauth::client_metadata),

@@ -18,9 +18,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::error::ApiError;
-use super::management::{Success, success};
+use super::management::{Success, pending_oauth, success};
 use crate::app::App;
-use crate::mcp::auth::{CALLBACK_PATH, OPERATOR};
+use crate::mcp::auth::OPERATOR;
 
 /// What an authorization server appends to the redirect URI.
 #[derive(Deserialize)]
@@ -67,10 +67,7 @@ pub async fn callback(State(state): State<Arc<App>>, Query(query): Query<Callbac
                 Some(status) => format!(
                     "{} is authorized; it is now {}.",
                     authorized.client,
-                    serde_json::to_value(status.state)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_string))
-                        .unwrap_or_default()
+                    status.state.as_str()
                 ),
                 None => format!("{} is authorized.", authorized.client),
             };
@@ -111,13 +108,9 @@ pub async fn reauthorize(
     Path(name): Path<String>,
 ) -> Result<Success, ApiError> {
     let (status, authorize_url) = state.manager.reauthorize(&name).await?;
-    Ok(Json(json!({
-        "status": "pending_oauth",
-        "message": format!("{name} waits for OAuth authorization: open authorize_url in a browser"),
-        "authorize_url": authorize_url,
-        "mcp_client_name": status.name,
-        "state": status.state,
-    })))
+    let mut answer = pending_oauth(&status.name, &authorize_url);
+    answer["state"] = json!(status.state);
+    Ok(answer)
 }
 
 /// Which authorization `DELETE /api/oauth/sessions` revokes.
@@ -171,6 +164,3 @@ pub async fn client_metadata(State(state): State<Arc<App>>) -> Json<Value> {
         "application_type": "web",
     }))
 }
-
-/// The path of the callback, for the router.
-pub const CALLBACK: &str = CALLBACK_PATH;

@@ -5,13 +5,13 @@
 //! endpoints and no others, whatever the server's metadata says later.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use rmcp::transport::auth::AuthorizationMetadata;
 use rmcp::transport::{AuthError, CredentialRefreshGuard, CredentialStore, StoredCredentials};
 use serde::{Deserialize, Serialize};
 
+use crate::observe::audit::now_ms;
 use crate::store::{OAuthToken, TokenStore};
 
 /// The registration and tokens of one (client, subject), as sealed at rest.
@@ -116,10 +116,4 @@ impl CredentialStore for Credentials {
         let guard = Arc::clone(&self.refreshing).lock_owned().await;
         Ok(Some(CredentialRefreshGuard::new(guard)))
     }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
