@@ -173,19 +173,14 @@ impl ManagedClient {
         let unavailable = |error: &dyn std::fmt::Display| {
             ToolError::Unavailable(format!("{client} could not be reached for you: {error}"))
         };
-        let has_token = self
+        let authorized = self
             .oauth
-            .has_token(client, caller)
+            .authorized_client(config, caller)
             .await
             .map_err(|e| unavailable(&e))?;
-        if !has_token {
+        let Some(auth) = authorized else {
             return Err(self.caller_authorization(config, caller, None, false).await);
-        }
-        let auth = self
-            .oauth
-            .http_client(config, caller)
-            .await
-            .map_err(|e| unavailable(&e))?;
+        };
         let progress = ProgressDispatcher::new();
         let handler = Upstream::new(Arc::new(Notify::new()), progress.clone());
         match transport::connect(config, handler, Some(auth)).await {

@@ -197,8 +197,35 @@ impl OAuth {
         config: &ClientConfig,
         subject: &str,
     ) -> Result<AuthClient<reqwest::Client>, OAuthError> {
-        let settings = Settings::resolve(config)?;
         let stored = self.secret(&config.name, subject).await?;
+        self.client_with(config, subject, stored).await
+    }
+
+    /// [`http_client`](Self::http_client) when `subject` holds a token for `config`'s server,
+    /// else `None` (nothing to connect with).
+    ///
+    /// # Errors
+    /// As [`http_client`](Self::http_client).
+    pub async fn authorized_client(
+        &self,
+        config: &ClientConfig,
+        subject: &str,
+    ) -> Result<Option<AuthClient<reqwest::Client>>, OAuthError> {
+        match self.secret(&config.name, subject).await? {
+            Some(stored) if stored.credentials.is_some() => {
+                Ok(Some(self.client_with(config, subject, Some(stored)).await?))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    async fn client_with(
+        &self,
+        config: &ClientConfig,
+        subject: &str,
+        stored: Option<Secret>,
+    ) -> Result<AuthClient<reqwest::Client>, OAuthError> {
+        let settings = Settings::resolve(config)?;
         let mut manager = self
             .manager(&settings, &config.name, subject, stored.as_ref())
             .await?;
