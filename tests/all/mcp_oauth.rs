@@ -183,6 +183,28 @@ async fn json_request(
     (status, response.json().await.unwrap_or_default())
 }
 
+/// Adds `name`, an HTTP client of `demo` with `auth_type` and the `extra` settings, through the
+/// operator API.
+async fn add_client(
+    base: &str,
+    name: &str,
+    demo: &DemoServer,
+    auth_type: &str,
+    mut extra: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    extra["name"] = name.into();
+    extra["connection_type"] = "http".into();
+    extra["connection_string"] = demo.url().into();
+    extra["auth_type"] = auth_type.into();
+    json_request(
+        reqwest::Method::POST,
+        &format!("{base}/api/mcp/client"),
+        None,
+        Some(extra),
+    )
+    .await
+}
+
 /// Opens `authorize_url` as a consenting browser: the demo server consents at once and
 /// redirects to codemode's callback, which is loaded.
 async fn authorize(authorize_url: &str) {
@@ -258,15 +280,7 @@ async fn the_sdk_demo_server_is_authorized_called_restarted_and_per_user() {
     let base = codemode.base.clone();
 
     // The operator adds the client: it waits for authorization.
-    let client = serde_json::json!({"name": "demo", "connection_type": "http",
-        "connection_string": demo.url(), "auth_type": "oauth"});
-    let (status, added) = json_request(
-        reqwest::Method::POST,
-        &format!("{base}/api/mcp/client"),
-        None,
-        Some(client),
-    )
-    .await;
+    let (status, added) = add_client(&base, "demo", &demo, "oauth", serde_json::json!({})).await;
     assert_eq!(status, 200, "{added}");
     assert_eq!(added["status"], "pending_oauth", "{added}");
     assert_eq!(
@@ -320,16 +334,8 @@ async fn the_sdk_demo_server_is_authorized_called_restarted_and_per_user() {
     assert_eq!(status, 200, "{answer}");
 
     // Per-user: the operator's authorization lists the tools, each caller authorizes its own.
-    let per_user = serde_json::json!({"name": "mine", "connection_type": "http",
-        "connection_string": demo.url(), "auth_type": "per_user_oauth",
-        "tools_to_auto_execute": ["greet"]});
-    let (_, added) = json_request(
-        reqwest::Method::POST,
-        &format!("{base}/api/mcp/client"),
-        None,
-        Some(per_user),
-    )
-    .await;
+    let auto = serde_json::json!({"tools_to_auto_execute": ["greet"]});
+    let (_, added) = add_client(&base, "mine", &demo, "per_user_oauth", auto).await;
     authorize(added["authorize_url"].as_str().expect("url")).await;
     assert_eq!(state_of(&base, "mine").await["state"], "connected");
     for key in ["vk-alice", "vk-bob"] {
@@ -582,15 +588,7 @@ async fn tokens_are_refreshed_in_the_background_and_a_refused_refresh_needs_reau
     .expect("config");
     let codemode = Codemode::start(&config, &db);
     let base = codemode.base.clone();
-    let client = serde_json::json!({"name": "demo", "connection_type": "http",
-        "connection_string": demo.url(), "auth_type": "oauth"});
-    let (_, added) = json_request(
-        reqwest::Method::POST,
-        &format!("{base}/api/mcp/client"),
-        None,
-        Some(client),
-    )
-    .await;
+    let (_, added) = add_client(&base, "demo", &demo, "oauth", serde_json::json!({})).await;
     authorize(added["authorize_url"].as_str().expect("url")).await;
     let first = session_of(&base, "demo").await;
     assert!(first["expires_at"].is_i64(), "{first}");

@@ -68,11 +68,5 @@ pub async fn text(app: &axum::Router, uri: &str) -> String {
         .body(Body::empty())
         .expect("request");
     let response = app.clone().oneshot(request).await.expect("response");
-    let bytes = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
-    String::from_utf8_lossy(&bytes).into_owned()
+    super::llm::body_text(response).await
 }
