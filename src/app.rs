@@ -21,6 +21,7 @@ use crate::mcp::auth::OAuth;
 use crate::observe::audit::AuditLog;
 use crate::policy::KeyRing;
 use crate::policy::keys::{KeyHash, hash_key};
+use crate::server::ui::session::Sessions;
 use crate::store::{Store, StoreError};
 
 /// Where runtime changes and the audit log are kept.
@@ -74,6 +75,8 @@ pub struct App {
     pub trusted_user_header: Option<String>,
     /// codemode's Client ID Metadata Document URL, when it has one.
     pub client_metadata_url: Option<String>,
+    /// The web UI's login sessions.
+    pub ui_sessions: Sessions,
 }
 
 impl App {
@@ -153,6 +156,7 @@ impl App {
             disable_auto_tool_inject: config.mcp.tool_manager_config.disable_auto_tool_inject,
             trusted_user_header: config.oauth.trusted_user_header.clone(),
             client_metadata_url: config.oauth.client_metadata_url(),
+            ui_sessions: Sessions::default(),
         })
     }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 use codemode::app::{App, StoreChoice};
 use codemode::observe::telemetry;
 use codemode::policy::Auth;
+use codemode::server::ui::access::is_loopback;
 
 use super::{Failure, load_optional};
 
@@ -97,15 +98,6 @@ fn default_public_url(host: &str, port: u16) -> String {
     } else {
         format!("http://{host}:{port}")
     }
-}
-
-/// Whether `host` names this machine only: `localhost` or a loopback address.
-fn is_loopback(host: &str) -> bool {
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .trim_matches(['[', ']'])
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -23,7 +23,7 @@ pub mod tokens;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use codemode_stubs::{Catalog, ServerSpec, ToolSpec};
+use codemode_stubs::{Catalog, ServerSpec, StubFile, ToolSpec};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -112,6 +112,18 @@ impl CodeMode {
             cache.1.insert(key, Arc::clone(&stubs));
         }
         stubs
+    }
+
+    /// Every stub file a script run with `permit` can use: all the servers it reaches, the
+    /// code-mode ones and the others alike (scripts bind them all). What the web UI's
+    /// playground shows beside its editor.
+    pub async fn script_files(&self, permit: &Permit) -> Vec<StubFile> {
+        let registry = self.manager.tools().await;
+        let mut specs = server_specs(&registry, permit);
+        for spec in &mut specs {
+            spec.listed = true;
+        }
+        Catalog::build(&specs, self.level).files()
     }
 
     /// Whether `permit` reaches any code-mode client (so the meta-tools are offered).

@@ -78,6 +78,8 @@ pub struct ClientStatus {
     pub last_error: Option<String>,
     /// Names of the tools it may run (after `tools_to_execute` and `tools_to_skip`).
     pub tools: Vec<String>,
+    /// Names of every tool its server offers, the ones it may not run included.
+    pub offered_tools: Vec<String>,
     /// Connection attempts that failed since it was added or last connected.
     pub failed_attempts: u32,
     /// The process id of a stdio client's server.
@@ -249,13 +251,9 @@ impl ManagedClient {
             Connection::NeedsReauth { authorize_url, .. } => authorize_url.clone(),
             _ => None,
         };
-        let (last_error, tools, pid) = match &shared.connection {
+        let (last_error, offered_tools, pid) = match &shared.connection {
             Connection::Connected { tools, pid, .. } => {
-                let names = tools
-                    .iter()
-                    .map(|t| t.name.to_string())
-                    .filter(|n| config.allows_tool(n))
-                    .collect();
+                let names: Vec<String> = tools.iter().map(|t| t.name.to_string()).collect();
                 (None, names, *pid)
             }
             Connection::Failed(error) | Connection::NeedsReauth { reason: error, .. } => {
@@ -265,12 +263,18 @@ impl ManagedClient {
                 (None, Vec::new(), None)
             }
         };
+        let tools = offered_tools
+            .iter()
+            .filter(|n| config.allows_tool(n))
+            .cloned()
+            .collect();
         ClientStatus {
             name: config.name.clone(),
             config: config.redacted(),
             state: shared.connection.state(),
             last_error,
             tools,
+            offered_tools,
             failed_attempts: shared.failed_attempts,
             pid,
             authorize_url,

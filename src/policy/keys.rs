@@ -285,6 +285,26 @@ impl KeyRing {
             (None, None) => return Err(AuthError::Missing),
             (None, Some(_)) => return Err(AuthError::Unknown),
         };
+        self.grant(found, hash)
+    }
+
+    /// The permit of the key named `name`, for an admin who acts as it (the web UI's
+    /// playground): the same rules its holder gets.
+    ///
+    /// # Errors
+    /// [`AuthError::Unknown`] when no usable key has that name (its `env.NAME` may be unset),
+    /// [`AuthError::Disabled`] when it is disabled.
+    pub fn permit_of(&self, name: &str) -> Result<Permit, AuthError> {
+        let keys = self.read();
+        let (found, hash) = keys
+            .by_name
+            .get(name)
+            .and_then(|key| Some((key, key.hash.clone()?)))
+            .ok_or(AuthError::Unknown)?;
+        self.grant(found, hash)
+    }
+
+    fn grant(&self, found: &VirtualKey, hash: KeyHash) -> Result<Permit, AuthError> {
         if !found.config.is_active {
             return Err(AuthError::Disabled(found.config.name.clone()));
         }
@@ -344,6 +364,19 @@ impl KeyRing {
         Ok(())
     }
 
+    /// The hash of a key's new `value`. `<redacted>` (what a listing shows) keeps the hash of
+    /// the key it replaces, so a listing edited and sent back never makes that placeholder a
+    /// working key.
+    fn hash_of(&self, replacing: Option<&str>, value: &str) -> Result<KeyHash, KeyError> {
+        if value != REDACTED {
+            let value = resolve_env(value).map_err(|e| KeyError::Value(e.to_string()))?;
+            return Ok(hash_key(&value));
+        }
+        replacing
+            .and_then(|name| self.read().by_name.get(name).and_then(|k| k.hash.clone()))
+            .ok_or_else(|| KeyError::Value("give the key's value (\"<redacted>\" only keeps a key's value when it is edited)".into()))
+    }
+
     /// Hashes `config`'s value, checks that no other key has it, records the change (removing
     /// `replacing` when the key is renamed) and applies it. The caller holds `edits`.
     async fn save(
@@ -351,8 +384,7 @@ impl KeyRing {
         replacing: Option<&str>,
         config: VirtualKeyConfig,
     ) -> Result<(), KeyError> {
-        let value = resolve_env(&config.value).map_err(|e| KeyError::Value(e.to_string()))?;
-        let hash = hash_key(&value);
+        let hash = self.hash_of(replacing, &config.value)?;
         let taken = self.read().by_hash.get(&hash).is_some_and(|k| {
             k.config.name != config.name && Some(k.config.name.as_str()) != replacing
         });

@@ -1,19 +1,15 @@
 //! Who is calling: [`Caller`] turns a request's virtual key and filter headers into its
-//! [`Permit`]; [`BodyFilters`] are the same filters given in a JSON body; [`require_admin`]
-//! guards `/api/*` with the admin token when one is configured.
+//! [`Permit`]; [`BodyFilters`] are the same filters given in a JSON body.
 
 use std::sync::Arc;
 
-use axum::extract::{FromRequestParts, Request, State};
+use axum::extract::FromRequestParts;
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::error::ApiError;
 use crate::app::App;
-use crate::policy::keys::hash_key;
 use crate::policy::rules::header_list;
 use crate::policy::{AuthError, Permit, RequestFilter};
 
@@ -106,28 +102,4 @@ impl BodyFilters {
             self.exclude_tools,
         ))
     }
-}
-
-/// Lets a request to `/api/*` through only with `Authorization: Bearer <admin token>`, when an
-/// admin token is configured.
-pub async fn require_admin(
-    State(state): State<Arc<App>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    if let Some(expected) = &state.admin_token {
-        let presented = request
-            .headers()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(|token| hash_key(token.trim()));
-        if presented.as_ref() != Some(expected) {
-            return ApiError::Unauthorized(
-                "the management API needs Authorization: Bearer <admin token>".into(),
-            )
-            .into_response();
-        }
-    }
-    next.run(request).await
 }

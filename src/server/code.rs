@@ -22,6 +22,7 @@ use crate::app::App;
 use crate::code_mode::CodeRun;
 use crate::code_mode::analysis::ScriptAnalysis;
 use crate::executor::LimitOverrides;
+use crate::policy::Permit;
 
 /// The request body.
 #[derive(Deserialize)]
@@ -40,15 +41,21 @@ pub async fn execute(
     Body(body): Body,
 ) -> Result<Json<CodeRun>, ApiError> {
     let request: CodeRequest = parse(&body)?;
-    if request.code.trim().is_empty() {
+    let permit = request.filters.narrow(permit);
+    run(&state, &permit, &request.code, &request.limits).await
+}
+
+/// Runs `code` for `permit`: the path `/v1/code/execute` and the UI's playground share.
+pub(super) async fn run(
+    state: &App,
+    permit: &Permit,
+    code: &str,
+    limits: &LimitOverrides,
+) -> Result<Json<CodeRun>, ApiError> {
+    if code.trim().is_empty() {
         return Err(ApiError::InvalidRequest("code: must not be empty".into()));
     }
-    let permit = request.filters.narrow(permit);
-    let run = state
-        .gateway
-        .run_code(&permit, &request.code, &request.limits)
-        .await?;
-    Ok(Json(run))
+    Ok(Json(state.gateway.run_code(permit, code, limits).await?))
 }
 
 /// The body of `POST /v1/code/analyze`.

@@ -24,9 +24,16 @@ pub enum ApiError {
     /// The request is malformed or names a bad field.
     #[error("{0}")]
     InvalidRequest(String),
+    /// A field of a configuration is invalid: the body also names it in `field`.
+    #[error("{0}")]
+    InvalidField(ConfigError),
     /// No valid credentials.
     #[error("{0}")]
     Unauthorized(String),
+    /// Credentials do not matter: this request may not be made from where it comes (a
+    /// cross-origin browser request, the UI on a non-loopback listener without an admin token).
+    #[error("{0}")]
+    Forbidden(String),
     /// The named client does not exist.
     #[error("{0}")]
     NotFound(String),
@@ -80,7 +87,9 @@ impl ApiError {
     fn status_and_type(&self) -> (StatusCode, &'static str) {
         match self {
             ApiError::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+            ApiError::InvalidField(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
             ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::Upstream(_) => (StatusCode::BAD_GATEWAY, "upstream_error"),
@@ -117,13 +126,16 @@ impl IntoResponse for ApiError {
             body["error"]["mcp_client_name"] = json!(client);
             body["error"]["authorize_url"] = json!(authorize_url);
         }
+        if let ApiError::InvalidField(error) = &self {
+            body["error"]["field"] = json!(error.path);
+        }
         (status, Json(body)).into_response()
     }
 }
 
 impl From<ConfigError> for ApiError {
     fn from(error: ConfigError) -> Self {
-        ApiError::InvalidRequest(error.to_string())
+        ApiError::InvalidField(error)
     }
 }
 

@@ -19,7 +19,10 @@
 //! - [`oauth`]: upstream OAuth: the callback, reauthorization, the authorizations held, and
 //!   codemode's Client ID Metadata Document.
 //! - [`metrics`]: `GET /metrics` (Prometheus), and the count of every request by route.
-//! - [`caller`]: who is calling (virtual key, request filters) and the admin guard of `/api`.
+//! - [`ui`]: the web UI (`/mcp-clients`, `/logs`, `/keys`, `/playground`, the login), and the
+//!   admin guard of `/api/*` it shares with scripts.
+//! - [`playground`]: `/api/playground/*`, scripts run as a named key for the UI.
+//! - [`caller`]: who is calling (virtual key, request filters).
 //! - [`body`]: request bodies as text, with API errors for oversized ones.
 
 pub mod body;
@@ -34,7 +37,9 @@ pub mod management;
 pub mod mcp;
 pub mod metrics;
 pub mod oauth;
+pub mod playground;
 pub mod providers;
+pub mod ui;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -90,9 +95,11 @@ pub fn router(state: Arc<App>) -> Router {
             "/api/providers/{name}",
             put(providers::edit).delete(providers::remove),
         )
+        .route("/api/playground/stubs", get(playground::stubs))
+        .route("/api/playground/execute", post(playground::execute))
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(&state),
-            caller::require_admin,
+            ui::require_admin,
         ));
     let mcp_service = mcp::service(
         Arc::clone(&state),
@@ -109,6 +116,7 @@ pub fn router(state: Arc<App>) -> Router {
     Router::new()
         .merge(api)
         .merge(mcp_route)
+        .merge(ui::routes(Arc::clone(&state)))
         .route(crate::mcp::auth::CALLBACK_PATH, get(oauth::callback))
         .route(
             crate::mcp::auth::METADATA_DOCUMENT_PATH,
@@ -129,7 +137,8 @@ pub fn router(state: Arc<App>) -> Router {
 }
 
 /// Serves `router(state)` on `listener` until `shutdown` resolves, then lets in-flight requests
-/// finish.
+/// finish. Requests carry whether the listener is a loopback address (the UI needs one when no
+/// admin token is set).
 ///
 /// # Errors
 /// The listener's I/O error.
@@ -138,7 +147,9 @@ pub async fn serve(
     state: Arc<App>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
+    let loopback = listener.local_addr()?.ip().is_loopback();
+    let router = router(state).layer(axum::Extension(ui::access::Listener { loopback }));
+    axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await
 }

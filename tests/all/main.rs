@@ -26,3 +26,5 @@ mod sandbox_security;
 mod sandbox_tools;
 mod serve_process;
 mod support;
+mod ui;
+mod ui_access;

@@ -5,7 +5,9 @@
 //! - [`gateway`]: a manager with the gateway in front of it.
 //! - [`http`]: the service's router and requests through it.
 //! - [`llm`]: an LLM provider double speaking OpenAI's protocol.
+//! - [`browser`]: headless Chromium through chromedriver, and the service it browses.
 
+pub mod browser;
 pub mod gateway;
 pub mod http;
 pub mod llm;
