@@ -330,7 +330,8 @@ impl Call<'_> {
             Value::Object(map) => map,
             _ => Default::default(),
         };
-        let params = CallToolRequestParams::new(tool.to_string()).with_arguments(arguments);
+        let mut params = CallToolRequestParams::new(tool.to_string()).with_arguments(arguments);
+        transport::trace::stamp(&mut params);
         let answer = match progress {
             None => session.call_tool(params).await,
             Some(sink) => self.reporting(session, params, sink).await,

@@ -1,6 +1,7 @@
 //! Traces: spans exported over OTLP/HTTP to a real receiver (decoding with the OpenTelemetry
 //! project's `opentelemetry-proto`), joined to the caller's trace by its `traceparent`, with the
-//! tool call a child of the HTTP request.
+//! tool call a child of the HTTP request, and the tool call's context carried on to an HTTP
+//! upstream (header and `_meta`, read by a server of the official Python SDK).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -22,14 +23,30 @@ async fn spans_reach_an_otlp_receiver_inside_the_callers_trace() {
     let mut lines = BufReader::new(receiver.stdout.take().expect("stdout")).lines();
     let port = lines.next().expect("a port").expect("a line");
 
+    let upstream_script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/servers/python/trace_context.py");
+    let mut upstream = Command::new(venv_python())
+        .arg(upstream_script)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the upstream starts");
+    let upstream_port = BufReader::new(upstream.stdout.take().expect("stdout"))
+        .lines()
+        .next()
+        .expect("a port")
+        .expect("a line");
+
     let dir = tempfile::tempdir().expect("dir");
     let config = dir.path().join("codemode.json");
     let everything = json!({"name": "everything", "connection_type": "stdio",
         "stdio_config": {"command": "node", "args": [server_script("server-everything"), "stdio"]}});
+    let traced = json!({"name": "traced", "connection_type": "http",
+        "connection_string": format!("http://127.0.0.1:{upstream_port}/mcp")});
     std::fs::write(
         &config,
         json!({"observability": {"otlp_endpoint": format!("http://127.0.0.1:{port}")},
-               "mcp": {"client_configs": [everything]}})
+               "mcp": {"client_configs": [everything, traced]}})
         .to_string(),
     )
     .expect("config");
@@ -47,6 +64,20 @@ async fn spans_reach_an_otlp_receiver_inside_the_callers_trace() {
         .await
         .expect("answer");
     assert_eq!(answer.status(), 200);
+    let call = json!({"id": "2", "type": "function",
+        "function": {"name": "traced-trace_context", "arguments": "{}"}});
+    let answer: Value = reqwest::Client::new()
+        .post(format!("{}/v1/mcp/tool/execute", codemode.base))
+        .header("traceparent", format!("00-{trace_id}-{caller_span}-01"))
+        .json(&call)
+        .send()
+        .await
+        .expect("answer")
+        .json()
+        .await
+        .expect("json");
+    let seen: Value = serde_json::from_str(answer["content"].as_str().unwrap_or_default())
+        .unwrap_or_else(|_| panic!("the upstream's answer: {answer}"));
     let script = json!({"code": "everything.echo(message='from a script')"});
     let run = reqwest::Client::new()
         .post(format!("{}/v1/code/execute", codemode.base))
@@ -65,6 +96,20 @@ async fn spans_reach_an_otlp_receiver_inside_the_callers_trace() {
         .filter_map(|line| serde_json::from_str(&line).ok())
         .collect();
     let _ = receiver.wait();
+    let _ = upstream.kill();
+    let _ = upstream.wait();
+
+    // The HTTP upstream got the tool call's own context, as a header and in `_meta`.
+    let upstream_call = spans
+        .iter()
+        .find(|s| s["name"] == "tool_call" && s["attributes"]["tool"] == "trace_context")
+        .unwrap_or_else(|| panic!("no span of the traced call in {spans:?}"));
+    let expected = format!(
+        "00-{trace_id}-{}-01",
+        upstream_call["span_id"].as_str().unwrap_or_default()
+    );
+    assert_eq!(seen["header"], expected, "{seen}");
+    assert_eq!(seen["meta"], expected, "{seen}");
 
     let request = spans
         .iter()

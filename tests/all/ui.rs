@@ -62,13 +62,17 @@ async fn the_ui_adds_a_client_runs_a_script_and_shows_its_calls_live() {
         .wait_for("//section[@data-client='everything']//span[@data-state='connected']")
         .await;
     browser
-        .wait_for("//section[@data-client='everything']//li[@data-tool='echo']/span[text()='allowed']")
+        .wait_for(
+            "//section[@data-client='everything']//li[@data-tool='echo']/span[text()='allowed']",
+        )
         .await;
     browser
         .wait_for("//section[@data-client='everything']//li[@data-tool='echo']/span[text()='auto']")
         .await;
     browser
-        .wait_for("//section[@data-client='everything']//li[@data-tool='get-env']/span[text()='skipped']")
+        .wait_for(
+            "//section[@data-client='everything']//li[@data-tool='get-env']/span[text()='skipped']",
+        )
         .await;
     let status = app.manager.status().await;
     assert_eq!(status.len(), 1);
@@ -108,7 +112,14 @@ async fn the_ui_adds_a_client_runs_a_script_and_shows_its_calls_live() {
     browser
         .wait_for("//ol[@id='timeline']/li[@data-call='everything.echo']")
         .await;
-    assert!(browser.find("#run-error").await.is_displayed().await.is_ok_and(|shown| !shown));
+    assert!(
+        browser
+            .find("#run-error")
+            .await
+            .is_displayed()
+            .await
+            .is_ok_and(|shown| !shown)
+    );
     assert!(browser.text("#out-stdout").await.contains("Echo: hi"));
     assert!(browser.text("#out-result").await.contains('5'));
     browser.screenshot("playground").await;
@@ -116,24 +127,45 @@ async fn the_ui_adds_a_client_runs_a_script_and_shows_its_calls_live() {
     // The log shows those calls, and one made elsewhere appears without a reload.
     browser.goto(&format!("{base}/logs")).await;
     browser.wait_for("//tr[td/code[text()='echo']]").await;
-    browser.eval("window.stillThisPage = true; return null").await;
+    browser
+        .eval("window.stillThisPage = true; return null")
+        .await;
     let code = "from servers import everything\nresult = everything.get_annotated_message(messageType='success')";
-    let (status, run) = post_json(&format!("{base}/v1/code/execute"), json!({"code": code}), None).await;
+    let (status, run) = post_json(
+        &format!("{base}/v1/code/execute"),
+        json!({"code": code}),
+        None,
+    )
+    .await;
     assert_eq!(status, 200, "{run}");
     assert_eq!(run["ok"], true, "{run}");
     browser
         .wait_for("//tr[td/code[text()='get-annotated-message']]")
         .await;
-    assert_eq!(browser.eval("return window.stillThisPage === true").await, true);
+    assert_eq!(
+        browser.eval("return window.stillThisPage === true").await,
+        true
+    );
     browser.screenshot("logs").await;
 
     // The filter narrows to one tool.
     browser.fill("#q-tool", "echo").await;
-    browser.find("#q-tool").await.send_keys(&Key::Enter.to_string()).await.expect("enter");
-    browser.wait_for("//p[@id='summary' and starts-with(., '1 call ')]").await;
+    browser
+        .find("#q-tool")
+        .await
+        .send_keys(&Key::Enter.to_string())
+        .await
+        .expect("enter");
+    browser
+        .wait_for("//p[@id='summary' and starts-with(., '1 call ')]")
+        .await;
 
     // A narrow window: nothing wider than the window.
-    browser.client.set_window_size(420, 900).await.expect("resize");
+    browser
+        .client
+        .set_window_size(420, 900)
+        .await
+        .expect("resize");
     browser.goto(&format!("{base}/mcp-clients")).await;
     browser
         .wait_for("//section[@data-client='everything']//span[@data-state='connected']")
@@ -163,14 +195,30 @@ async fn the_ui_login_refuses_a_wrong_token_and_a_new_key_is_shown_once() {
 
     // A wrong token is refused on the login page.
     browser.fill("#token", "not-the-token").await;
-    browser.find("#token").await.send_keys(&Key::Enter.to_string()).await.expect("enter");
+    browser
+        .find("#token")
+        .await
+        .send_keys(&Key::Enter.to_string())
+        .await
+        .expect("enter");
     let refused = browser.wait_for("//p[@id='login-error']").await;
-    assert!(refused.text().await.expect("text").contains("not the admin token"));
+    assert!(
+        refused
+            .text()
+            .await
+            .expect("text")
+            .contains("not the admin token")
+    );
     assert_eq!(browser.path().await, "/login");
 
     // The right one opens the page asked for, with an HttpOnly, SameSite=Strict session.
     browser.fill("#token", ADMIN_TOKEN).await;
-    browser.find("#token").await.send_keys(&Key::Enter.to_string()).await.expect("enter");
+    browser
+        .find("#token")
+        .await
+        .send_keys(&Key::Enter.to_string())
+        .await
+        .expect("enter");
     browser.wait_for("//h1[text()='Virtual keys']").await;
     assert_eq!(browser.path().await, "/keys");
     let cookie = browser
@@ -181,21 +229,35 @@ async fn the_ui_login_refuses_a_wrong_token_and_a_new_key_is_shown_once() {
     assert_eq!(cookie.http_only(), Some(true));
     assert_eq!(cookie.same_site(), Some(cookie::SameSite::Strict));
     let scripts_see = browser.eval("return document.cookie").await;
-    assert!(!scripts_see.as_str().unwrap_or_default().contains("codemode_session"));
+    assert!(
+        !scripts_see
+            .as_str()
+            .unwrap_or_default()
+            .contains("codemode_session")
+    );
 
     // A key made with the keyboard only: Enter on the button; the name; Tab past the
     // description and the active box to the client's rule, Space to allow it, Tab to its tools
     // and Enter to submit.
-    browser.eval("document.getElementById('add-key').focus(); return null").await;
+    browser
+        .eval("document.getElementById('add-key').focus(); return null")
+        .await;
     let active = browser.client.active_element().await.expect("focus");
-    active.send_keys(&Key::Enter.to_string()).await.expect("enter");
-    browser.wait_for("//form[@id='key-form' and not(@hidden)]").await;
+    active
+        .send_keys(&Key::Enter.to_string())
+        .await
+        .expect("enter");
+    browser
+        .wait_for("//form[@id='key-form' and not(@hidden)]")
+        .await;
     let focused = browser.client.active_element().await.expect("focus");
     assert_eq!(focused.attr("id").await.expect("id"), Some("k-name".into()));
     let tab = Key::Tab.to_string();
     let keys = format!("pipeline{tab}{tab}{tab} {tab}{}", Key::Enter);
     focused.send_keys(&keys).await.expect("types");
-    let shown = browser.wait_for("//p[@id='new-key-value' and normalize-space() != '']").await;
+    let shown = browser
+        .wait_for("//p[@id='new-key-value' and normalize-space() != '']")
+        .await;
     let value = shown.text().await.expect("text");
     assert!(value.starts_with("cmk_"), "{value}");
     browser.wait_for("//tr[@data-key-name='pipeline']").await;
@@ -221,7 +283,12 @@ async fn the_ui_login_refuses_a_wrong_token_and_a_new_key_is_shown_once() {
     browser.wait_for("//input[@id='token']").await;
     browser.goto(&format!("{base}/mcp-clients")).await;
     assert_eq!(browser.path().await, "/login");
-    let (status, _) = post_json(&format!("{base}/api/governance/virtual-keys"), json!({}), None).await;
+    let (status, _) = post_json(
+        &format!("{base}/api/governance/virtual-keys"),
+        json!({}),
+        None,
+    )
+    .await;
     assert_eq!(status, 401);
     browser.close().await;
 }

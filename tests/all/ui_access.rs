@@ -30,13 +30,17 @@ fn client() -> Client {
 async fn login(base: &str) -> (String, String) {
     let response = client()
         .post(format!("{base}/login"))
-        .header("content-type", "application/x-www-form-urlencoded").body(form(&[("token", ADMIN_TOKEN), ("next", "/keys")]))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[("token", ADMIN_TOKEN), ("next", "/keys")]))
         .send()
         .await
         .expect("answer");
     assert_eq!(response.status(), 303);
     assert_eq!(response.headers()["location"], "/keys");
-    let set_cookie = response.headers()["set-cookie"].to_str().expect("text").to_string();
+    let set_cookie = response.headers()["set-cookie"]
+        .to_str()
+        .expect("text")
+        .to_string();
     assert!(set_cookie.contains("HttpOnly"), "{set_cookie}");
     assert!(set_cookie.contains("SameSite=Strict"), "{set_cookie}");
     let cookie = set_cookie.split(';').next().expect("pair").to_string();
@@ -61,7 +65,13 @@ async fn login(base: &str) -> (String, String) {
 async fn error_type(response: Response) -> (u16, String) {
     let status = response.status().as_u16();
     let body: Value = response.json().await.unwrap_or(Value::Null);
-    (status, body["error"]["type"].as_str().unwrap_or_default().to_string())
+    (
+        status,
+        body["error"]["type"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+    )
 }
 
 fn key(name: &str, value: &str) -> Value {
@@ -75,7 +85,12 @@ async fn a_session_changes_nothing_without_its_csrf_token_or_from_another_origin
     let keys = format!("{base}/api/governance/virtual-keys");
 
     // Reading needs only the session; a made-up cookie is nobody.
-    let read = client().get(&keys).header("cookie", &cookie).send().await.expect("answer");
+    let read = client()
+        .get(&keys)
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("answer");
     assert_eq!(read.status(), 200);
     let forged = client()
         .get(&keys)
@@ -152,7 +167,12 @@ async fn a_session_changes_nothing_without_its_csrf_token_or_from_another_origin
         .await
         .expect("answer");
     assert_eq!(out.status(), 303);
-    let after = client().get(&keys).header("cookie", &cookie).send().await.expect("answer");
+    let after = client()
+        .get(&keys)
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("answer");
     assert_eq!(after.status(), 401);
     let page = client()
         .get(format!("{base}/logs"))
@@ -169,17 +189,25 @@ async fn a_wrong_login_is_refused_and_a_login_never_redirects_elsewhere() {
     let (base, _app, _dir) = serve(json!({"governance": {"admin_token": ADMIN_TOKEN}})).await;
     let wrong = client()
         .post(format!("{base}/login"))
-        .header("content-type", "application/x-www-form-urlencoded").body(form(&[("token", "nope"), ("next", "/keys")]))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[("token", "nope"), ("next", "/keys")]))
         .send()
         .await
         .expect("answer");
     assert_eq!(wrong.status(), 401);
     assert!(wrong.headers().get("set-cookie").is_none());
-    assert!(wrong.text().await.expect("html").contains("not the admin token"));
+    assert!(
+        wrong
+            .text()
+            .await
+            .expect("html")
+            .contains("not the admin token")
+    );
     for next in ["https://evil.example/", "//evil.example", "/api/logs"] {
         let response = client()
             .post(format!("{base}/login"))
-            .header("content-type", "application/x-www-form-urlencoded").body(form(&[("token", ADMIN_TOKEN), ("next", next)]))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form(&[("token", ADMIN_TOKEN), ("next", next)]))
             .send()
             .await
             .expect("answer");
@@ -189,7 +217,8 @@ async fn a_wrong_login_is_refused_and_a_login_never_redirects_elsewhere() {
     let cross = client()
         .post(format!("{base}/login"))
         .header("origin", "http://evil.example")
-        .header("content-type", "application/x-www-form-urlencoded").body(form(&[("token", ADMIN_TOKEN)]))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[("token", ADMIN_TOKEN)]))
         .send()
         .await
         .expect("answer");
@@ -200,7 +229,11 @@ async fn a_wrong_login_is_refused_and_a_login_never_redirects_elsewhere() {
 async fn without_an_admin_token_the_ui_answers_on_loopback_only() {
     // Loopback listener: open to localhost, refused to a rebound name.
     let (base, _app, _dir) = serve(json!({})).await;
-    let page = client().get(format!("{base}/playground")).send().await.expect("answer");
+    let page = client()
+        .get(format!("{base}/playground"))
+        .send()
+        .await
+        .expect("answer");
     assert_eq!(page.status(), 200);
     assert_eq!(
         page.headers()["content-security-policy"]
@@ -226,20 +259,30 @@ async fn without_an_admin_token_the_ui_answers_on_loopback_only() {
         .await
         .expect("answer");
     assert_eq!(from_page.status(), 403);
-    let scripted = client().get(format!("{base}/api/mcp/clients")).send().await.expect("answer");
+    let scripted = client()
+        .get(format!("{base}/api/mcp/clients"))
+        .send()
+        .await
+        .expect("answer");
     assert_eq!(scripted.status(), 200);
 
     // A listener on every interface: the UI is closed, and says how to open it.
-    let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("0.0.0.0:0")
+        .await
+        .expect("bind");
     let port = listener.local_addr().expect("address").port();
-    let config = codemode::config::Config::parse(r#"{"governance": {"auth": "open"}}"#)
-        .expect("config");
+    let config =
+        codemode::config::Config::parse(r#"{"governance": {"auth": "open"}}"#).expect("config");
     let app = std::sync::Arc::new(
         codemode::app::App::build(&config, codemode::app::StoreChoice::None)
             .await
             .expect("app"),
     );
-    tokio::spawn(codemode::server::serve(listener, app, std::future::pending()));
+    tokio::spawn(codemode::server::serve(
+        listener,
+        app,
+        std::future::pending(),
+    ));
     let open = client()
         .get(format!("http://127.0.0.1:{port}/mcp-clients"))
         .send()
@@ -249,7 +292,10 @@ async fn without_an_admin_token_the_ui_answers_on_loopback_only() {
     let body: Value = open.json().await.expect("json");
     assert_eq!(status, 403);
     assert!(
-        body["error"]["message"].as_str().unwrap_or_default().contains("admin_token"),
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("admin_token"),
         "{body}"
     );
 }
@@ -281,16 +327,35 @@ async fn the_api_names_a_bad_field_keeps_an_edited_keys_value_and_runs_the_playg
         .await
         .expect("answer");
     assert_eq!(made.status(), 200);
-    let listed: Value = http.get(&keys).send().await.expect("answer").json().await.expect("json");
+    let listed: Value = http
+        .get(&keys)
+        .send()
+        .await
+        .expect("answer")
+        .json()
+        .await
+        .expect("json");
     let mut listed_key = listed["virtual_keys"][0].clone();
     assert_eq!(listed_key["value"], "<redacted>");
     listed_key["description"] = json!("edited");
-    let edited = http.put(format!("{keys}/k")).json(&listed_key).send().await.expect("answer");
+    let edited = http
+        .put(format!("{keys}/k"))
+        .json(&listed_key)
+        .send()
+        .await
+        .expect("answer");
     assert_eq!(edited.status(), 200);
     let tools_with = |key: &'static str| {
         let http = http.clone();
         let url = format!("{base}/v1/mcp/tools");
-        async move { http.get(url).bearer_auth(key).send().await.expect("answer").status() }
+        async move {
+            http.get(url)
+                .bearer_auth(key)
+                .send()
+                .await
+                .expect("answer")
+                .status()
+        }
     };
     assert_eq!(tools_with("the-real-value").await, 200);
     assert_eq!(tools_with("<redacted>").await, 401);

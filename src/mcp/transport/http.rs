@@ -18,6 +18,7 @@ use rmcp::transport::streamable_http_client::{
     StreamableHttpClientTransport, StreamableHttpClientTransportConfig, StreamableHttpError,
 };
 
+use super::trace::Traced;
 use super::{ConnectError, Session, Upstream, sse};
 use crate::config::{ClientConfig, resolve_env};
 
@@ -75,11 +76,13 @@ pub async fn connect(
         .reinit_on_expired_session(true);
     let session = match auth {
         None => {
-            let transport = StreamableHttpClientTransport::with_client(client()?, transport_config);
+            let transport =
+                StreamableHttpClientTransport::with_client(Traced(client()?), transport_config);
             handler.serve(transport).await
         }
         Some(auth) => {
-            let transport = StreamableHttpClientTransport::with_client(auth, transport_config);
+            let transport =
+                StreamableHttpClientTransport::with_client(Traced(auth), transport_config);
             handler.serve(transport).await
         }
     };

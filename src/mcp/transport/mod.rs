@@ -2,7 +2,8 @@
 //!
 //! One file per transport: [`stdio`] (a child process), [`http`] (streamable HTTP, and the one
 //! HTTP client factory every HTTP transport uses, where upstream authentication plugs in),
-//! [`sse`] (the legacy HTTP+SSE transport rmcp no longer has). [`connect`] picks one by the
+//! [`sse`] (the legacy HTTP+SSE transport rmcp no longer has); [`trace`] carries a tool call's
+//! trace context to the server. [`connect`] picks one by the
 //! client's `connection_type`, completes the MCP handshake and lists the tools, within
 //! [`CONNECT_TIMEOUT`].
 //!
@@ -13,6 +14,7 @@
 pub mod http;
 pub mod sse;
 pub mod stdio;
+pub mod trace;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -143,6 +143,7 @@ pub async fn open(
                 .post(endpoint.clone())
                 .headers(headers.clone())
                 .headers(bearer(auth.as_ref()).await?)
+                .headers(super::trace::headers_of(&message).into_iter().collect())
                 .json(&message)
                 .send()
                 .await?;

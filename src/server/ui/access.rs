@@ -192,10 +192,23 @@ mod tests {
 
     #[test]
     fn loopback_names() {
-        for host in ["localhost", "LOCALHOST", "127.0.0.1", "127.1.2.3", "::1", "[::1]"] {
+        for host in [
+            "localhost",
+            "LOCALHOST",
+            "127.0.0.1",
+            "127.1.2.3",
+            "::1",
+            "[::1]",
+        ] {
             assert!(is_loopback(host), "{host}");
         }
-        for host in ["example.com", "0.0.0.0", "10.0.0.1", "localhost.evil.com", ""] {
+        for host in [
+            "example.com",
+            "0.0.0.0",
+            "10.0.0.1",
+            "localhost.evil.com",
+            "",
+        ] {
             assert!(!is_loopback(host), "{host}");
         }
     }
@@ -210,7 +223,10 @@ mod tests {
 
     #[test]
     fn a_change_from_another_origin_is_refused() {
-        let same = headers(&[("host", "127.0.0.1:8080"), ("origin", "http://127.0.0.1:8080")]);
+        let same = headers(&[
+            ("host", "127.0.0.1:8080"),
+            ("origin", "http://127.0.0.1:8080"),
+        ]);
         assert!(same_origin(&Method::POST, &same).is_ok());
         for origin in ["http://evil.example", "null", "http://127.0.0.1:9090"] {
             let other = headers(&[("host", "127.0.0.1:8080"), ("origin", origin)]);

@@ -70,12 +70,36 @@ const LOGIN: &str = include_str!("../../../ui/login.html");
 /// The files under `/ui/`: name, content type, text.
 const ASSETS: [(&str, &str, &str); 7] = [
     ("app.css", "text/css", include_str!("../../../ui/app.css")),
-    ("common.js", "text/javascript", include_str!("../../../ui/common.js")),
-    ("clients.js", "text/javascript", include_str!("../../../ui/clients.js")),
-    ("logs.js", "text/javascript", include_str!("../../../ui/logs.js")),
-    ("keys.js", "text/javascript", include_str!("../../../ui/keys.js")),
-    ("playground.js", "text/javascript", include_str!("../../../ui/playground.js")),
-    ("icon.svg", "image/svg+xml", include_str!("../../../ui/icon.svg")),
+    (
+        "common.js",
+        "text/javascript",
+        include_str!("../../../ui/common.js"),
+    ),
+    (
+        "clients.js",
+        "text/javascript",
+        include_str!("../../../ui/clients.js"),
+    ),
+    (
+        "logs.js",
+        "text/javascript",
+        include_str!("../../../ui/logs.js"),
+    ),
+    (
+        "keys.js",
+        "text/javascript",
+        include_str!("../../../ui/keys.js"),
+    ),
+    (
+        "playground.js",
+        "text/javascript",
+        include_str!("../../../ui/playground.js"),
+    ),
+    (
+        "icon.svg",
+        "image/svg+xml",
+        include_str!("../../../ui/icon.svg"),
+    ),
 ];
 
 /// Every page answers with these: scripts and styles from this origin only, no framing, no
@@ -231,7 +255,8 @@ async fn login(
     }
     if !access::is_admin_token(&state, &form.token) {
         tracing::warn!("UI login refused: wrong admin token");
-        let error = r#"<p class="error" role="alert" id="login-error">That is not the admin token.</p>"#;
+        let error =
+            r#"<p class="error" role="alert" id="login-error">That is not the admin token.</p>"#;
         return (StatusCode::UNAUTHORIZED, Html(login_html(next, error))).into_response();
     }
     let (id, _) = match state.ui_sessions.start() {
@@ -275,7 +300,11 @@ fn with_cookie(response: impl IntoResponse, cookie: &Cookie<'_>) -> Response {
 }
 
 /// Lets a request to `/api/*` through only for an admin: see [`access::api`].
-pub async fn require_admin(State(state): State<Arc<App>>, request: Request, next: Next) -> Response {
+pub async fn require_admin(
+    State(state): State<Arc<App>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let listener = request.extensions().get::<Listener>().copied();
     match access::api(&state, request.method(), request.headers(), listener) {
         Ok(_) => next.run(request).await,

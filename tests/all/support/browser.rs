@@ -182,7 +182,9 @@ fn executable(variable: &str, default: &str) -> String {
         .flat_map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
         .map(|dir| dir.join(default))
         .find(|candidate| candidate.is_file())
-        .unwrap_or_else(|| panic!("{default} is not installed: the README's test command installs it"))
+        .unwrap_or_else(|| {
+            panic!("{default} is not installed: the README's test command installs it")
+        })
         .display()
         .to_string()
 }
