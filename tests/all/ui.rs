@@ -175,6 +175,49 @@ async fn the_ui_adds_a_client_runs_a_script_and_shows_its_calls_live() {
         .await;
     assert_eq!(fits, true);
     browser.screenshot("mcp-clients-narrow").await;
+
+    // Edit: the form opens with the client's settings; clearing the skipped tool allows it.
+    browser
+        .client
+        .set_window_size(1280, 800)
+        .await
+        .expect("resize");
+    browser.click("[data-key='everything:edit']").await;
+    assert_eq!(browser.text("#client-form-title").await, "Edit everything");
+    assert_eq!(
+        browser
+            .find("#f-skip")
+            .await
+            .prop("value")
+            .await
+            .expect("value"),
+        Some("get-env".into())
+    );
+    browser.fill("#f-skip", "").await;
+    browser.click("#save-client").await;
+    browser
+        .wait_for(
+            "//section[@data-client='everything']//li[@data-tool='get-env']/span[text()='allowed']",
+        )
+        .await;
+    assert!(
+        app.manager.status().await[0]
+            .config
+            .tools_to_skip
+            .is_empty()
+    );
+
+    // Delete, once confirmed: the server goes, and so does its card.
+    browser.click("[data-key='everything:delete']").await;
+    browser
+        .client
+        .accept_alert()
+        .await
+        .expect("the confirmation");
+    browser
+        .wait_for("//p[contains(., 'No MCP clients yet')]")
+        .await;
+    assert!(app.manager.status().await.is_empty());
     browser.close().await;
 }
 

@@ -3,8 +3,8 @@
 //! - **The admin token**, as `Authorization: Bearer`, opens `/api/*` (scripts, curl).
 //! - **A UI session** (the cookie a login with the admin token sets) opens the pages and
 //!   `/api/*`; a state-changing request must also carry the session's CSRF token in
-//!   [`CSRF_HEADER`](super::session::CSRF_HEADER). The cookie is `SameSite=Strict` as well, so
-//!   a link from another site does not carry it.
+//!   [`CSRF_HEADER`]. The cookie is `SameSite=Strict` as well, so a link from another site
+//!   does not carry it.
 //! - **No admin token configured**: the API stays open as before, but the pages only answer on
 //!   a loopback listener and to a loopback `Host`, and so does every request a browser makes to
 //!   the API. A page of another site cannot reach it then: its `Host` (after a DNS rebinding)
