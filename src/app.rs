@@ -97,8 +97,12 @@ impl App {
                     .map_err(|error| StoreError::Task(error.to_string()))??,
             ),
         };
-        let executor = Executor::new(ExecutorConfig::default())?;
-        executor.config().limits.resolve(&config.sandbox)?;
+        let executor = Executor::new(ExecutorConfig {
+            max_concurrent: config.sandbox.max_executions(),
+            max_queued: config.sandbox.max_queued(),
+            ..ExecutorConfig::default()
+        })?;
+        executor.config().limits.resolve(&config.sandbox.limits)?;
         let manager = match &store {
             Some(store) => {
                 let oauth = Arc::new(OAuth::new(
@@ -140,7 +144,7 @@ impl App {
         let code_mode = CodeMode::new(
             Arc::clone(&manager),
             executor,
-            config.sandbox,
+            config.sandbox.limits,
             config.mcp.tool_manager_config.code_mode_binding_level,
         );
         let gateway = Arc::new(Gateway::new(Arc::clone(&manager), code_mode, audit.clone()));

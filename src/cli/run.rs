@@ -22,7 +22,7 @@ pub async fn run_script(
     let has_config = config.is_some();
     let config = config.map(load_config).transpose()?.unwrap_or_default();
     // Flags win over the file's `sandbox` section, which wins over the built-in defaults.
-    let overrides = requested.or(&config.sandbox);
+    let overrides = requested.or(&config.sandbox.limits);
     let app = App::build(&config, StoreChoice::None).await?;
     let executor = app.gateway.code_mode().executor();
     let limits = executor

@@ -2,9 +2,8 @@
 //!
 //! One file per section: [`mcp`] (clients and the tool manager), [`governance`] (virtual keys,
 //! the admin token), [`providers`] (LLM providers for the chat endpoint), [`service`] (`audit`,
-//! `mcp_server`); the `sandbox` section is the
-//! executor's [`LimitOverrides`]. [`env`](mod@env) reads `env.NAME` references, only when a value is
-//! used.
+//! `mcp_server`), [`sandbox`](mod@sandbox) (default limits, executions at once).
+//! [`env`](mod@env) reads `env.NAME` references, only when a value is used.
 //!
 //! Raw text becomes a validated [`Config`] once, at the edge, in one pass ([`Config::check`])
 //! that collects every problem with its JSON path: each client is read on its own, so one bad
@@ -15,6 +14,7 @@ pub mod env;
 pub mod governance;
 pub mod mcp;
 pub mod providers;
+pub mod sandbox;
 pub mod service;
 
 use std::collections::HashSet;
@@ -32,9 +32,8 @@ pub use mcp::{
     RetryPolicy, StdioConfig, ToolManagerConfig,
 };
 pub use providers::{NetworkConfig, Protocol, ProviderConfig, ProviderKey, ProvidersConfig};
+pub use sandbox::SandboxConfig;
 pub use service::{AuditConfig, McpServerConfig, OAuthServiceConfig, ObservabilityConfig};
-
-use crate::executor::LimitOverrides;
 
 /// A configuration that parsed and validated.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -49,9 +48,9 @@ pub struct Config {
     /// LLM providers of `/v1/chat/completions`.
     #[serde(default, skip_serializing_if = "ProvidersConfig::is_empty")]
     pub providers: ProvidersConfig,
-    /// Default limits of sandbox executions.
+    /// Default limits of sandbox executions, and how many run at once.
     #[serde(default)]
-    pub sandbox: LimitOverrides,
+    pub sandbox: SandboxConfig,
     /// codemode extension: how long the audit log keeps records.
     #[serde(default)]
     pub audit: AuditConfig,
@@ -123,6 +122,7 @@ impl Config {
                 rest.governance.check(&mut problems);
                 rest.oauth.check(&mut problems);
                 rest.observability.check(&mut problems);
+                rest.sandbox.check(&mut problems);
                 providers::check(&rest.providers, &mut problems);
                 Some(rest)
             }
@@ -257,7 +257,7 @@ mod tests {
         let config = Config::parse(text).expect("valid");
         assert_eq!(config.mcp.client_configs.len(), 2);
         assert!(config.mcp.client_configs[0].is_code_mode_client);
-        assert_eq!(config.sandbox.memory_mb, Some(256));
+        assert_eq!(config.sandbox.limits.memory_mb, Some(256));
         assert_eq!(
             config.mcp.client_configs[1].env_references(),
             ["MCP_URL", "MCP_TOKEN"]

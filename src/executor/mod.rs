@@ -15,8 +15,11 @@
 //! [`RunResult`], never with a host panic.
 //!
 //! Executions run concurrently, at most `max_concurrent` at once; up to `max_queued` more wait,
-//! and beyond that [`ExecuteError::Busy`] answers at once. Long guest computations yield to the
-//! async runtime at every epoch tick, so one script cannot starve others on the same thread.
+//! and beyond that [`ExecuteError::Busy`] answers at once. An execution waiting on a tool is a
+//! suspended fiber that holds no thread, and long guest computations yield to the async runtime
+//! at every epoch tick, so the bound is one of memory (a pool slot and a fiber stack each), not
+//! of cores: [`DEFAULT_MAX_EXECUTIONS`] by default, far more than the cores, and CPU-bound
+//! scripts share the cores in epoch-sized turns.
 
 mod bounded_json;
 mod calls;
@@ -55,6 +58,12 @@ pub const SANDBOX_KEY: &str = env!("CODEMODE_SANDBOX_KEY");
 /// How often the engine's epoch advances: the granularity of deadlines and of yielding.
 const EPOCH_TICK: Duration = Duration::from_millis(5);
 
+/// Executions in flight at once unless configured (`sandbox.max_executions`).
+pub const DEFAULT_MAX_EXECUTIONS: usize = 64;
+
+/// Executions that may wait for one unless configured (`sandbox.max_queued`).
+pub const DEFAULT_MAX_QUEUED: usize = 64;
+
 /// Largest script accepted, in bytes.
 pub const MAX_CODE_BYTES: usize = 1 << 20;
 
@@ -63,7 +72,7 @@ pub const MAX_CODE_BYTES: usize = 1 << 20;
 pub struct ExecutorConfig {
     /// Default and maximum limits of an execution.
     pub limits: LimitPolicy,
-    /// Executions running at once.
+    /// Executions in flight at once (running, or waiting on a tool).
     pub max_concurrent: usize,
     /// Executions waiting for a slot before new ones are refused as busy.
     pub max_queued: usize,
@@ -75,8 +84,8 @@ impl Default for ExecutorConfig {
     fn default() -> Self {
         ExecutorConfig {
             limits: LimitPolicy::default(),
-            max_concurrent: thread::available_parallelism().map_or(2, usize::from),
-            max_queued: 64,
+            max_concurrent: DEFAULT_MAX_EXECUTIONS,
+            max_queued: DEFAULT_MAX_QUEUED,
             wasm_stack_bytes: engine::DEFAULT_WASM_STACK_BYTES,
         }
     }

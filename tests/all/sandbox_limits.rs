@@ -5,7 +5,8 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use codemode::executor::{
-    ErrorKind, ExecuteError, Executor, ExecutorConfig, LimitKind, Limits, NoTools, ToolDispatcher,
+    DEFAULT_MAX_EXECUTIONS, DEFAULT_MAX_QUEUED, ErrorKind, ExecuteError, Executor, ExecutorConfig,
+    LimitKind, Limits, NoTools, ToolDispatcher,
 };
 
 use crate::support::{TestTools, limits, run, run_ok, run_with};
@@ -215,6 +216,53 @@ async fn limits_above_the_maximum_are_refused_before_running() {
     assert!(matches!(error, Some(ExecuteError::Limits(_))), "{error:?}");
 }
 
+/// Scripts waiting on a tool hold no core: with the default bound, 63 scripts wait at a barrier
+/// while a CPU-bound script runs beside them to its end (on two worker threads); the slots and
+/// the queue then full, one more is refused as busy; and everything finishes once released.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scripts_waiting_on_tools_hold_no_core() {
+    let executor = Executor::new(ExecutorConfig::default()).expect("executor");
+    let waiting = DEFAULT_MAX_EXECUTIONS - 1;
+    // The waiting scripts, the CPU-bound one once it is done, and this test.
+    let tools = TestTools::new(waiting + 2);
+    let spawn = |code: &'static str| {
+        let executor = executor.clone();
+        let tools: Arc<dyn ToolDispatcher> = tools.clone();
+        tokio::spawn(async move { executor.execute(code, &Limits::DEFAULT, tools).await })
+    };
+    let mut runs: Vec<_> = (0..waiting)
+        .map(|_| spawn("import codemode\ncodemode.call_tool('test', 'meet')"))
+        .collect();
+    runs.push(spawn(
+        "import codemode\nresult = sum(i * i for i in range(300_000))\ncodemode.call_tool('test', 'meet')",
+    ));
+    // Every waiting script and the CPU-bound one (its work done) are at the barrier.
+    while tools.calls.load(Ordering::SeqCst) < waiting + 1 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(executor.load(), (DEFAULT_MAX_EXECUTIONS, 0));
+    runs.extend((0..DEFAULT_MAX_QUEUED).map(|_| spawn("1")));
+    while executor.load().1 < DEFAULT_MAX_QUEUED {
+        tokio::task::yield_now().await;
+    }
+    let refused = executor
+        .execute("1", &Limits::DEFAULT, Arc::new(NoTools))
+        .await;
+    assert!(
+        matches!(refused, Err(ExecuteError::Busy { .. })),
+        "{refused:?}"
+    );
+    tools
+        .call("test", "meet", serde_json::json!({}))
+        .await
+        .expect("meet");
+    for run in runs {
+        let result = run.await.expect("joined").expect("ran");
+        assert!(result.ok, "{:?}", result.error);
+    }
+    assert_eq!(executor.load(), (0, 0));
+}
+
 #[tokio::test]
 async fn a_full_queue_answers_busy() {
     let config = ExecutorConfig {
@@ -248,7 +296,6 @@ async fn a_full_queue_answers_busy() {
         matches!(second, Err(ExecuteError::Busy { .. })),
         "{second:?}"
     );
-    use codemode::executor::ToolDispatcher as _;
     tools
         .call("test", "meet", serde_json::json!({}))
         .await
