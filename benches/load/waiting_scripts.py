@@ -1,0 +1,132 @@
+"""Scripts that wait on a tool, sent at once to `codemode serve` (issue 16, items 0 and 7).
+
+Starts the given codemode binary with server-everything over stdio, then sends N scripts at once
+to POST /v1/code/execute, each waiting SECONDS on the tool `trigger-long-running-operation`, and
+one CPU-bound script beside them. Reports the wall time until all finished, the CPU-bound
+script's own time, and codemode's resident memory idle, at its peak while the scripts wait, and
+per waiting execution ((peak - idle) / N). `--max-executions` sets `sandbox.max_executions`
+(2 reproduces the old bound of one execution per core on these machines).
+
+    tests/servers/venv/bin/python benches/load/waiting_scripts.py target/release/codemode \
+        [--scripts 64] [--seconds 2] [--max-executions 64]
+"""
+
+import argparse
+import concurrent.futures
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+EVERYTHING = ROOT / "tests/servers/node_modules/@modelcontextprotocol/server-everything/dist/index.js"
+CPU_BOUND = "result = sum(i * i for i in range(1_000_000))"
+
+
+def rss_bytes(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def start(binary: str, max_executions: int, workdir: pathlib.Path) -> tuple[subprocess.Popen, str]:
+    config = {
+        "sandbox": {"max_executions": max_executions, "max_queued": 256, "timeout_ms": 60_000},
+        "mcp": {"client_configs": [{
+            "name": "everything", "connection_type": "stdio",
+            "stdio_config": {"command": "node", "args": [str(EVERYTHING), "stdio"]},
+            "tool_execution_timeout": 60,
+        }]},
+    }
+    (workdir / "codemode.json").write_text(json.dumps(config))
+    process = subprocess.Popen(
+        [binary, "serve", "--port", "0", "--log-json", "--config", str(workdir / "codemode.json"),
+         "--db", str(workdir / "codemode.db")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    for line in process.stderr:
+        log = json.loads(line) if line.startswith("{") else {}
+        if log.get("fields", {}).get("message") == "codemode is listening":
+            port = log["fields"]["address"].rsplit(":", 1)[1]
+            threading.Thread(target=lambda: [None for _ in process.stderr], daemon=True).start()
+            return process, f"http://127.0.0.1:{port}"
+    raise SystemExit("codemode did not start")
+
+
+def waiting_script(seconds: float) -> str:
+    return ("from servers import everything\n"
+            f"everything.trigger_long_running_operation(duration={seconds}, steps=1)")
+
+
+def run(base: str, code: str) -> tuple[float, dict]:
+    body = json.dumps({"code": code}).encode()
+    request = urllib.request.Request(f"{base}/v1/code/execute", data=body,
+                                     headers={"content-type": "application/json"})
+    started = time.perf_counter()
+    with urllib.request.urlopen(request, timeout=300) as response:
+        answer = json.load(response)
+    return time.perf_counter() - started, answer
+
+
+def measure(binary: str, scripts: int, seconds: float, max_executions: int) -> dict:
+    with tempfile.TemporaryDirectory() as workdir:
+        process, base = start(binary, max_executions, pathlib.Path(workdir))
+        try:
+            run(base, waiting_script(0.01))  # warm: the client is connected, the pool touched
+            waiting = waiting_script(seconds)
+            idle = rss_bytes(process.pid)
+            peak = idle
+            done = threading.Event()
+
+            def sample() -> None:
+                nonlocal peak
+                while not done.wait(0.01):
+                    peak = max(peak, rss_bytes(process.pid))
+
+            sampler = threading.Thread(target=sample)
+            sampler.start()
+            started = time.perf_counter()
+            with concurrent.futures.ThreadPoolExecutor(scripts + 1) as pool:
+                waits = [pool.submit(run, base, waiting) for _ in range(scripts)]
+                cpu = pool.submit(run, base, CPU_BOUND)
+                results = [w.result() for w in waits]
+                cpu_seconds, cpu_answer = cpu.result()
+            wall = time.perf_counter() - started
+            done.set()
+            sampler.join()
+            failed = [a for _, a in results if not a.get("ok")] + ([] if cpu_answer.get("ok") else [cpu_answer])
+            return {
+                "max_executions": max_executions,
+                "scripts": scripts,
+                "tool_seconds": seconds,
+                "all_done_s": round(wall, 2),
+                "slowest_waiting_script_s": round(max(s for s, _ in results), 2),
+                "cpu_bound_script_s": round(cpu_seconds, 2),
+                "failed": len(failed),
+                "rss_idle_mib": round(idle / 2**20, 1),
+                "rss_peak_mib": round(peak / 2**20, 1),
+                "per_waiting_execution_mib": round((peak - idle) / scripts / 2**20, 2),
+            }
+        finally:
+            process.terminate()
+            process.wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("binary")
+    parser.add_argument("--scripts", type=int, default=64)
+    parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--max-executions", type=int, default=64)
+    args = parser.parse_args()
+    print(json.dumps(measure(args.binary, args.scripts, args.seconds, args.max_executions)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
