@@ -55,7 +55,8 @@ function card(client, open) {
     : config.connection_string ?? "";
   const state = client.state;
   const actions = h("div", { class: "actions" });
-  if (client.authorize_url) {
+  // Only a web address becomes a link (the page's CSP would stop a javascript: one anyway).
+  if (/^https?:\/\//.test(client.authorize_url ?? "")) {
     actions.append(h("a", { class: "button primary", href: client.authorize_url, target: "_blank", rel: "noopener" }, "Authorize"));
   }
   actions.append(
