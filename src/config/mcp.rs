@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::{ConfigError, check_name, field, first_problem, parse_json};
+use super::{ConfigError, REDACTED, check_name, field, first_problem, parse_json};
 
 /// The `mcp` section.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -211,7 +211,7 @@ impl std::fmt::Debug for OAuthConfig {
             if s.starts_with("env.") {
                 s.as_str()
             } else {
-                "<redacted>"
+                REDACTED
             }
         });
         f.debug_struct("OAuthConfig")
@@ -421,10 +421,34 @@ impl ClientConfig {
         );
         for value in secrets {
             if !value.starts_with("env.") {
-                *value = "<redacted>".into();
+                *value = REDACTED.into();
             }
         }
         config
+    }
+
+    /// Puts back, from `current`, each secret this configuration carries as `<redacted>` (a
+    /// listing edited and sent back), so the placeholder never replaces a real header value or
+    /// client secret.
+    pub fn restore_redacted(&mut self, current: &ClientConfig) {
+        for (name, value) in &mut self.headers {
+            if let (REDACTED, Some(kept)) = (value.as_str(), current.headers.get(name)) {
+                value.clone_from(kept);
+            }
+        }
+        let kept = current
+            .oauth_config
+            .as_ref()
+            .and_then(|oauth| oauth.client_secret.as_ref());
+        let secret = self
+            .oauth_config
+            .as_mut()
+            .and_then(|oauth| oauth.client_secret.as_mut());
+        if let (Some(secret), Some(kept)) = (secret, kept)
+            && secret == REDACTED
+        {
+            secret.clone_from(kept);
+        }
     }
 
     /// The names of every `env.NAME` reference this client uses.

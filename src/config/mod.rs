@@ -35,6 +35,10 @@ pub use providers::{NetworkConfig, Protocol, ProviderConfig, ProviderKey, Provid
 pub use sandbox::SandboxConfig;
 pub use service::{AuditConfig, McpServerConfig, OAuthServiceConfig, ObservabilityConfig};
 
+/// What a listing shows instead of a literal secret (a header value, a client secret, a key's
+/// value). Sent back in an edit, it keeps the secret it stands for.
+pub const REDACTED: &str = "<redacted>";
+
 /// A configuration that parsed and validated.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use super::Permit;
 use super::rules::{ToolRule, key_rules};
 use crate::config::{
-    AuthMode, GovernanceConfig, VirtualKeyConfig, VirtualKeyProvider, resolve_env,
+    AuthMode, GovernanceConfig, REDACTED, VirtualKeyConfig, VirtualKeyProvider, resolve_env,
 };
 use crate::store::{KeyChange, KeyStore, StoreError};
 
@@ -200,8 +200,6 @@ pub struct KeyRing {
     edits: tokio::sync::Mutex<()>,
     store: Option<Arc<dyn KeyStore>>,
 }
-
-const REDACTED: &str = "<redacted>";
 
 impl KeyRing {
     /// The keys of the config file with the store's changes applied (they win); later changes

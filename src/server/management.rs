@@ -67,7 +67,8 @@ pub async fn edit(
     if let Value::Object(object) = &mut merged {
         object.insert("name".into(), Value::String(name.clone()));
     }
-    let config = ClientConfig::parse(&merged.to_string())?;
+    let mut config = ClientConfig::parse(&merged.to_string())?;
+    config.restore_redacted(&state.manager.config(&name).await?);
     let status = state.manager.replace(&name, config).await?;
     if full {
         connected(&status, "MCP client updated successfully")

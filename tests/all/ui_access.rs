@@ -300,9 +300,9 @@ async fn without_an_admin_token_the_ui_answers_on_loopback_only() {
 }
 
 #[tokio::test]
-async fn the_api_names_a_bad_field_keeps_an_edited_keys_value_and_runs_the_playground_as_a_key() {
+async fn the_api_names_a_bad_field_keeps_redacted_secrets_and_runs_the_playground_as_a_key() {
     let everything = stdio_client("everything", "server-everything", &["stdio"], &[]);
-    let (base, _app, _dir) = serve(json!({"mcp": {"client_configs": [everything]}})).await;
+    let (base, app, _dir) = serve(json!({"mcp": {"client_configs": [everything]}})).await;
     let http = client();
 
     let bad = http
@@ -314,6 +314,46 @@ async fn the_api_names_a_bad_field_keeps_an_edited_keys_value_and_runs_the_playg
     assert_eq!(bad.status(), 400);
     let body: Value = bad.json().await.expect("json");
     assert_eq!(body["error"]["field"], "stdio_config.command", "{body}");
+
+    // A client's listing (a literal header redacted) sent back whole keeps the header's value.
+    let remote = json!({"name": "remote", "connection_type": "http",
+        "connection_string": "http://127.0.0.1:1/mcp", "headers": {"Authorization": "Bearer s3cret"}});
+    let added = http
+        .post(format!("{base}/api/mcp/client"))
+        .json(&remote)
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(
+        added.status(),
+        502,
+        "it cannot connect, and stays configured"
+    );
+    let clients: Value = http
+        .get(format!("{base}/api/mcp/clients"))
+        .send()
+        .await
+        .expect("answer")
+        .json()
+        .await
+        .expect("json");
+    let listed = clients
+        .as_array()
+        .and_then(|all| all.iter().find(|c| c["name"] == "remote"))
+        .expect("listed");
+    let mut config = listed["config"].clone();
+    assert_eq!(config["headers"]["Authorization"], "<redacted>");
+    config["tool_execution_timeout"] = json!(5);
+    let edited = http
+        .put(format!("{base}/api/mcp/client/remote"))
+        .json(&config)
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(edited.status(), 502);
+    let kept = app.manager.config("remote").await.expect("configured");
+    assert_eq!(kept.headers["Authorization"], "Bearer s3cret");
+    assert_eq!(kept.tool_execution_timeout, Some(5));
 
     // A key, listed (value redacted), edited and sent back: its value still works, and the
     // placeholder never becomes one.
