@@ -28,6 +28,7 @@ pub mod engine;
 mod host;
 pub mod limits;
 mod memory;
+mod module_cache;
 pub mod outcome;
 mod output;
 pub mod protocol;
@@ -305,9 +306,26 @@ fn runtime_config(config: &ExecutorConfig) -> wasmtime::Config {
     engine_config
 }
 
-/// Loads the module `build.rs` precompiled for this engine configuration.
+/// Loads the module `build.rs` precompiled for this engine configuration: mapped from the
+/// cache file [`module_cache`] keeps, so it is shared copy-on-write rather than copied on every
+/// start, else from the embedded bytes.
 #[allow(unsafe_code)]
 fn load_module(engine: &Engine) -> wasmtime::Result<Module> {
+    let cached = module_cache::cache_dir()
+        .and_then(|dir| module_cache::ready_file(&dir, SANDBOX_KEY, SANDBOX_CWASM));
+    if let Some(path) = cached {
+        // SAFETY: `deserialize_file` trusts the file to be wasmtime's own output and to stay
+        // unchanged while mapped. It holds the embedded bytes below, written by codemode under a
+        // name that hashes them, and is used only when it and its folder are this user's and
+        // nobody else may write them (see `module_cache`); wasmtime still checks its header,
+        // version and configuration.
+        match unsafe { Module::deserialize_file(engine, &path) } {
+            Ok(module) => return Ok(module),
+            Err(error) => {
+                tracing::warn!(%error, file = %path.display(), "the sandbox cache file did not load; using the embedded module")
+            }
+        }
+    }
     // SAFETY: `Module::deserialize` trusts its input to be wasmtime's own output. These bytes
     // were produced by `Engine::precompile_module` of this wasmtime version in our build script
     // and embedded at compile time; nothing at run time can change them. wasmtime still checks
