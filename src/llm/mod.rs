@@ -21,7 +21,7 @@ pub mod route;
 pub mod upstream;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 use reqwest::StatusCode;
@@ -56,7 +56,9 @@ pub struct Providers {
     /// Serialises changes across the store's write.
     edits: tokio::sync::Mutex<()>,
     store: Option<Arc<dyn ProviderStore>>,
-    http: reqwest::Client,
+    /// Built at the first request: building it reads the system's root certificates, a cost
+    /// every start of `codemode run` would pay for nothing.
+    http: OnceLock<reqwest::Client>,
 }
 
 /// Every provider as written and as ready to call, always in agreement.
@@ -118,16 +120,11 @@ impl Providers {
         for (name, provider) in config {
             ready.insert(name, provider.clone());
         }
-        // Timeouts are per attempt (see `route`); the pool keeps connections to providers warm.
-        let http = reqwest::Client::builder()
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build()
-            .unwrap_or_default();
         Providers {
             state: RwLock::new(ready),
             edits: tokio::sync::Mutex::new(()),
             store: None,
-            http,
+            http: OnceLock::new(),
         }
     }
 
@@ -253,8 +250,15 @@ impl Providers {
         Ok(())
     }
 
+    /// The HTTP client of every provider request. Timeouts are per attempt (see `route`); the
+    /// pool keeps connections to providers warm.
     pub(crate) fn http(&self) -> &reqwest::Client {
-        &self.http
+        self.http.get_or_init(|| {
+            reqwest::Client::builder()
+                .pool_idle_timeout(Duration::from_secs(90))
+                .build()
+                .unwrap_or_default()
+        })
     }
 
     /// Every model the providers serve, as `<provider>/<model>`: what each OpenAI-protocol
@@ -269,7 +273,7 @@ impl Providers {
                 .first()
                 .and_then(|k| keys::choose(provider, k.models.first()?).ok().flatten());
             let listed = match provider.protocol {
-                Protocol::OpenAi => openai::list_models(&self.http, provider, key.as_ref())
+                Protocol::OpenAi => openai::list_models(self.http(), provider, key.as_ref())
                     .await
                     .ok(),
                 Protocol::Anthropic => None,
