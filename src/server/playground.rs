@@ -75,14 +75,12 @@ fn permit(state: &App, key: Option<&str>) -> Result<Permit, ApiError> {
         None => state.keys.authenticate(None),
     };
     permit.map_err(|error| {
-        ApiError::InvalidRequest(match (error, key) {
-            (AuthError::Missing, _) => {
-                "key: virtual keys are required here; pick one to run as".into()
-            }
-            (AuthError::Disabled(name), _) => format!("key: the virtual key {name} is disabled"),
-            (_, name) => format!(
+        ApiError::InvalidRequest(match error {
+            AuthError::Missing => "key: virtual keys are required here; pick one to run as".into(),
+            AuthError::Disabled(name) => format!("key: the virtual key {name} is disabled"),
+            _ => format!(
                 "key: no usable virtual key named {}",
-                name.unwrap_or_default()
+                key.unwrap_or_default()
             ),
         })
     })

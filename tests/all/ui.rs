@@ -150,12 +150,7 @@ async fn the_ui_adds_a_client_runs_a_script_and_shows_its_calls_live() {
 
     // The filter narrows to one tool.
     browser.fill("#q-tool", "echo").await;
-    browser
-        .find("#q-tool")
-        .await
-        .send_keys(&Key::Enter.to_string())
-        .await
-        .expect("enter");
+    browser.press_enter("#q-tool").await;
     browser
         .wait_for("//p[@id='summary' and starts-with(., '1 call ')]")
         .await;
@@ -238,12 +233,7 @@ async fn the_ui_login_refuses_a_wrong_token_and_a_new_key_is_shown_once() {
 
     // A wrong token is refused on the login page.
     browser.fill("#token", "not-the-token").await;
-    browser
-        .find("#token")
-        .await
-        .send_keys(&Key::Enter.to_string())
-        .await
-        .expect("enter");
+    browser.press_enter("#token").await;
     let refused = browser.wait_for("//p[@id='login-error']").await;
     assert!(
         refused
@@ -256,12 +246,7 @@ async fn the_ui_login_refuses_a_wrong_token_and_a_new_key_is_shown_once() {
 
     // The right one opens the page asked for, with an HttpOnly, SameSite=Strict session.
     browser.fill("#token", ADMIN_TOKEN).await;
-    browser
-        .find("#token")
-        .await
-        .send_keys(&Key::Enter.to_string())
-        .await
-        .expect("enter");
+    browser.press_enter("#token").await;
     browser.wait_for("//h1[text()='Virtual keys']").await;
     assert_eq!(browser.path().await, "/keys");
     let cookie = browser

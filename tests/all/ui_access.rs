@@ -4,13 +4,29 @@
 //! named in the error, a key listing sent back keeps its value, the playground's key choice).
 
 use reqwest::redirect::Policy;
-use reqwest::{Client, Response};
+use reqwest::{Client, RequestBuilder, Response};
 use serde_json::{Value, json};
 
 use crate::support::browser::serve;
 use crate::support::stdio_client;
 
 const ADMIN_TOKEN: &str = "an-admin-token-for-the-access-test";
+
+/// A request sent, its answer awaited (and read as JSON).
+trait Answer {
+    async fn answer(self) -> Response;
+    async fn json_answer(self) -> Value;
+}
+
+impl Answer for RequestBuilder {
+    async fn answer(self) -> Response {
+        self.send().await.expect("answer")
+    }
+
+    async fn json_answer(self) -> Value {
+        self.answer().await.json().await.expect("json")
+    }
+}
 
 /// `pairs` as an HTML form's body.
 fn form(pairs: &[(&str, &str)]) -> String {
@@ -32,9 +48,8 @@ async fn login(base: &str) -> (String, String) {
         .post(format!("{base}/login"))
         .header("content-type", "application/x-www-form-urlencoded")
         .body(form(&[("token", ADMIN_TOKEN), ("next", "/keys")]))
-        .send()
-        .await
-        .expect("answer");
+        .answer()
+        .await;
     assert_eq!(response.status(), 303);
     assert_eq!(response.headers()["location"], "/keys");
     let set_cookie = response.headers()["set-cookie"]
@@ -47,9 +62,8 @@ async fn login(base: &str) -> (String, String) {
     let page = client()
         .get(format!("{base}/keys"))
         .header("cookie", &cookie)
-        .send()
-        .await
-        .expect("answer");
+        .answer()
+        .await;
     assert_eq!(page.status(), 200);
     let html = page.text().await.expect("html");
     let csrf = html
@@ -85,19 +99,13 @@ async fn a_session_changes_nothing_without_its_csrf_token_or_from_another_origin
     let keys = format!("{base}/api/governance/virtual-keys");
 
     // Reading needs only the session; a made-up cookie is nobody.
-    let read = client()
-        .get(&keys)
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .expect("answer");
+    let read = client().get(&keys).header("cookie", &cookie).answer().await;
     assert_eq!(read.status(), 200);
     let forged = client()
         .get(&keys)
         .header("cookie", "codemode_session=00")
-        .send()
-        .await
-        .expect("answer");
+        .answer()
+        .await;
     assert_eq!(error_type(forged).await, (401, "unauthorized".into()));
 
     // A change needs the CSRF token too, and from a browser, this origin.
@@ -105,18 +113,16 @@ async fn a_session_changes_nothing_without_its_csrf_token_or_from_another_origin
         .post(&keys)
         .header("cookie", &cookie)
         .json(&key("a", "value-a"))
-        .send()
-        .await
-        .expect("answer");
+        .answer()
+        .await;
     assert_eq!(error_type(without).await, (403, "forbidden".into()));
     let wrong = client()
         .post(&keys)
         .header("cookie", &cookie)
         .header("x-csrf-token", "0".repeat(64))
         .json(&key("a", "value-a"))
-        .send()
-        .await
-        .expect("answer");
+        .answer()
+        .await;
     assert_eq!(error_type(wrong).await, (403, "forbidden".into()));
     let elsewhere = client()
         .post(&keys)
@@ -124,19 +130,14 @@ async fn a_session_changes_nothing_without_its_csrf_token_or_from_another_origin
         .header("x-csrf-token", &csrf)
         .header("origin", "http://evil.example")
         .json(&key("a", "value-a"))
-        .send()
-        .await
-        .expect("answer");
+        .answer()
+        .await;
     assert_eq!(error_type(elsewhere).await, (403, "forbidden".into()));
     let listed: Value = client()
         .get(&keys)
         .header("cookie", &cookie)
-        .send()
-        .await
-        .expect("answer")
-        .json()
-        .await
-        .expect("json");
+        .json_answer()
+        .await;
     assert_eq!(listed["virtual_keys"], json!([]), "nothing was created");
     let made = client()
         .post(&keys)
@@ -144,9 +145,8 @@ async fn a_session_changes_nothing_without_its_csrf_token_or_from_another_origin
         .header("x-csrf-token", &csrf)
         .header("origin", &base)
         .json(&key("a", "value-a"))
-        .send()
-        .await
-        .expect("answer");
+        .answer()
+        .await;
     assert_eq!(made.status(), 200);
 
     // The admin token itself still works without a session, as before.
@@ -154,32 +154,24 @@ async fn a_session_changes_nothing_without_its_csrf_token_or_from_another_origin
         .post(&keys)
         .bearer_auth(ADMIN_TOKEN)
         .json(&key("b", "value-b"))
-        .send()
-        .await
-        .expect("answer");
+        .answer()
+        .await;
     assert_eq!(scripted.status(), 200);
 
     // After logging out the cookie opens nothing.
     let out = client()
         .post(format!("{base}/logout"))
         .header("cookie", &cookie)
-        .send()
-        .await
-        .expect("answer");
+        .answer()
+        .await;
     assert_eq!(out.status(), 303);
-    let after = client()
-        .get(&keys)
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .expect("answer");
+    let after = client().get(&keys).header("cookie", &cookie).answer().await;
     assert_eq!(after.status(), 401);
     let page = client()
         .get(format!("{base}/logs"))
         .header("cookie", &cookie)
-        .send()
-        .await
-        .expect("answer");
+        .answer()
+        .await;
     assert_eq!(page.status(), 303);
     assert_eq!(page.headers()["location"], "/login?next=/logs");
 }
@@ -191,9 +183,8 @@ async fn a_wrong_login_is_refused_and_a_login_never_redirects_elsewhere() {
         .post(format!("{base}/login"))
         .header("content-type", "application/x-www-form-urlencoded")
         .body(form(&[("token", "nope"), ("next", "/keys")]))
-        .send()
-        .await
-        .expect("answer");
+        .answer()
+        .await;
     assert_eq!(wrong.status(), 401);
     assert!(wrong.headers().get("set-cookie").is_none());
     assert!(
@@ -208,9 +199,8 @@ async fn a_wrong_login_is_refused_and_a_login_never_redirects_elsewhere() {
             .post(format!("{base}/login"))
             .header("content-type", "application/x-www-form-urlencoded")
             .body(form(&[("token", ADMIN_TOKEN), ("next", next)]))
-            .send()
-            .await
-            .expect("answer");
+            .answer()
+            .await;
         assert_eq!(response.headers()["location"], "/mcp-clients", "{next}");
     }
     // A login posted by another site's page is refused.
@@ -219,9 +209,8 @@ async fn a_wrong_login_is_refused_and_a_login_never_redirects_elsewhere() {
         .header("origin", "http://evil.example")
         .header("content-type", "application/x-www-form-urlencoded")
         .body(form(&[("token", ADMIN_TOKEN)]))
-        .send()
-        .await
-        .expect("answer");
+        .answer()
+        .await;
     assert_eq!(cross.status(), 403);
 }
 
@@ -229,11 +218,7 @@ async fn a_wrong_login_is_refused_and_a_login_never_redirects_elsewhere() {
 async fn without_an_admin_token_the_ui_answers_on_loopback_only() {
     // Loopback listener: open to localhost, refused to a rebound name.
     let (base, _app, _dir) = serve(json!({})).await;
-    let page = client()
-        .get(format!("{base}/playground"))
-        .send()
-        .await
-        .expect("answer");
+    let page = client().get(format!("{base}/playground")).answer().await;
     assert_eq!(page.status(), 200);
     assert!(
         page.headers()["content-security-policy"]
@@ -244,9 +229,8 @@ async fn without_an_admin_token_the_ui_answers_on_loopback_only() {
     let rebound = client()
         .get(format!("{base}/playground"))
         .header("host", "evil.example")
-        .send()
-        .await
-        .expect("answer");
+        .answer()
+        .await;
     assert_eq!(error_type(rebound).await, (403, "forbidden".into()));
     // A page of that rebound name calling the API is refused too; a script without a browser's
     // headers is not (the API stays open without an admin token, as before).
@@ -254,15 +238,13 @@ async fn without_an_admin_token_the_ui_answers_on_loopback_only() {
         .get(format!("{base}/api/mcp/clients"))
         .header("host", "evil.example")
         .header("sec-fetch-site", "same-origin")
-        .send()
-        .await
-        .expect("answer");
+        .answer()
+        .await;
     assert_eq!(from_page.status(), 403);
     let scripted = client()
         .get(format!("{base}/api/mcp/clients"))
-        .send()
-        .await
-        .expect("answer");
+        .answer()
+        .await;
     assert_eq!(scripted.status(), 200);
 
     // A listener on every interface: the UI is closed, and says how to open it.
@@ -284,9 +266,8 @@ async fn without_an_admin_token_the_ui_answers_on_loopback_only() {
     ));
     let open = client()
         .get(format!("http://127.0.0.1:{port}/mcp-clients"))
-        .send()
-        .await
-        .expect("answer");
+        .answer()
+        .await;
     let status = open.status().as_u16();
     let body: Value = open.json().await.expect("json");
     assert_eq!(status, 403);
@@ -308,9 +289,8 @@ async fn the_api_names_a_bad_field_keeps_redacted_secrets_and_runs_the_playgroun
     let bad = http
         .post(format!("{base}/api/mcp/client"))
         .json(&json!({"name": "ok", "connection_type": "stdio", "stdio_config": {"command": ""}}))
-        .send()
-        .await
-        .expect("answer");
+        .answer()
+        .await;
     assert_eq!(bad.status(), 400);
     let body: Value = bad.json().await.expect("json");
     assert_eq!(body["error"]["field"], "stdio_config.command", "{body}");
@@ -321,9 +301,8 @@ async fn the_api_names_a_bad_field_keeps_redacted_secrets_and_runs_the_playgroun
     let added = http
         .post(format!("{base}/api/mcp/client"))
         .json(&remote)
-        .send()
-        .await
-        .expect("answer");
+        .answer()
+        .await;
     assert_eq!(
         added.status(),
         502,
@@ -331,12 +310,8 @@ async fn the_api_names_a_bad_field_keeps_redacted_secrets_and_runs_the_playgroun
     );
     let clients: Value = http
         .get(format!("{base}/api/mcp/clients"))
-        .send()
-        .await
-        .expect("answer")
-        .json()
-        .await
-        .expect("json");
+        .json_answer()
+        .await;
     let listed = clients
         .as_array()
         .and_then(|all| all.iter().find(|c| c["name"] == "remote"))
@@ -347,9 +322,8 @@ async fn the_api_names_a_bad_field_keeps_redacted_secrets_and_runs_the_playgroun
     let edited = http
         .put(format!("{base}/api/mcp/client/remote"))
         .json(&config)
-        .send()
-        .await
-        .expect("answer");
+        .answer()
+        .await;
     assert_eq!(edited.status(), 502);
     let kept = app.manager.config("remote").await.expect("configured");
     assert_eq!(kept.headers["Authorization"], "Bearer s3cret");
@@ -362,94 +336,62 @@ async fn the_api_names_a_bad_field_keeps_redacted_secrets_and_runs_the_playgroun
     let made = http
         .post(&keys)
         .json(&json!({"name": "k", "value": "the-real-value", "mcp_configs": rules}))
-        .send()
-        .await
-        .expect("answer");
+        .answer()
+        .await;
     assert_eq!(made.status(), 200);
-    let listed: Value = http
-        .get(&keys)
-        .send()
-        .await
-        .expect("answer")
-        .json()
-        .await
-        .expect("json");
+    let listed: Value = http.get(&keys).json_answer().await;
     let mut listed_key = listed["virtual_keys"][0].clone();
     assert_eq!(listed_key["value"], "<redacted>");
     listed_key["description"] = json!("edited");
     let edited = http
         .put(format!("{keys}/k"))
         .json(&listed_key)
-        .send()
-        .await
-        .expect("answer");
+        .answer()
+        .await;
     assert_eq!(edited.status(), 200);
     let tools_with = |key: &'static str| {
         let http = http.clone();
         let url = format!("{base}/v1/mcp/tools");
-        async move {
-            http.get(url)
-                .bearer_auth(key)
-                .send()
-                .await
-                .expect("answer")
-                .status()
-        }
+        async move { http.get(url).bearer_auth(key).answer().await.status() }
     };
     assert_eq!(tools_with("the-real-value").await, 200);
     assert_eq!(tools_with("<redacted>").await, 401);
     let fresh = http
         .post(&keys)
         .json(&json!({"name": "other", "value": "<redacted>"}))
-        .send()
-        .await
-        .expect("answer");
+        .answer()
+        .await;
     assert_eq!(fresh.status(), 400);
 
     // The playground acts as the named key: its stubs and its calls only.
     let stubs: Value = http
         .get(format!("{base}/api/playground/stubs?key=k"))
-        .send()
-        .await
-        .expect("answer")
-        .json()
-        .await
-        .expect("json");
+        .json_answer()
+        .await;
     let text = stubs["files"][0]["text"].as_str().unwrap_or_default();
     assert!(text.contains("def echo("), "{stubs}");
     assert!(!text.contains("get_sum"), "{stubs}");
     let run: Value = http
         .post(format!("{base}/api/playground/execute"))
         .json(&json!({"key": "k", "code": "from servers import everything\nresult = everything.echo(message='x')"}))
-        .send()
-        .await
-        .expect("answer")
-        .json()
-        .await
-        .expect("json");
+        .json_answer().await;
     assert_eq!(run["ok"], true, "{run}");
     assert_eq!(run["calls"][0]["tool"], "echo");
     let logs: Value = http
         .get(format!("{base}/api/logs?vk=k"))
-        .send()
-        .await
-        .expect("answer")
-        .json()
-        .await
-        .expect("json");
+        .json_answer()
+        .await;
     assert_eq!(logs["total"], 1, "{logs}");
     // Keys are required now: without one the playground says to pick one.
     let keyless = http
         .post(format!("{base}/api/playground/execute"))
         .json(&json!({"code": "print(1)"}))
-        .send()
-        .await
-        .expect("answer");
+        .answer()
+        .await;
     assert_eq!(keyless.status(), 400);
     let unknown = http
         .get(format!("{base}/api/playground/stubs?key=nobody"))
-        .send()
-        .await
-        .expect("answer");
+        .answer()
+        .await;
     assert_eq!(unknown.status(), 400);
 }

@@ -28,14 +28,12 @@ pub struct Listener {
     pub loopback: bool,
 }
 
-/// How a request to the UI or `/api/*` was let in.
+/// Who a page is shown to.
 #[derive(Debug)]
 pub enum Admin {
-    /// With the admin token itself.
-    Token,
-    /// With a UI session.
+    /// A browser logged in with the admin token.
     Session(Session),
-    /// No admin token is configured, and the request comes from this machine's loopback.
+    /// Anyone on this machine's loopback: no admin token is configured.
     Open,
 }
 
@@ -48,7 +46,7 @@ pub fn is_loopback(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-/// The admin behind a request to `/api/*`.
+/// Whether a request to `/api/*` comes from an admin.
 ///
 /// # Errors
 /// [`ApiError::Forbidden`] for a browser request from elsewhere, [`ApiError::Unauthorized`]
@@ -58,17 +56,17 @@ pub fn api(
     method: &Method,
     headers: &HeaderMap,
     listener: Option<Listener>,
-) -> Result<Admin, ApiError> {
+) -> Result<(), ApiError> {
     same_origin(method, headers)?;
     if state.admin_token.is_none() {
         let from_browser = headers.contains_key(ORIGIN) || headers.contains_key("sec-fetch-site");
         if from_browser {
             on_loopback(headers, listener)?;
         }
-        return Ok(Admin::Open);
+        return Ok(());
     }
     if bearer_is_admin(state, headers) {
-        return Ok(Admin::Token);
+        return Ok(());
     }
     let Some(session) = session(state, headers) else {
         return Err(ApiError::Unauthorized(
@@ -86,7 +84,7 @@ pub fn api(
             )));
         }
     }
-    Ok(Admin::Session(session))
+    Ok(())
 }
 
 /// Whether a page may be shown: `Ok(Some(admin))` when it may, `Ok(None)` when the browser

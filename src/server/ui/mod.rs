@@ -176,7 +176,7 @@ fn render(page: &Page, admin: &Admin) -> String {
             r#"<form method="post" action="/logout"><button type="submit" class="link">Log out</button></form>"#,
             "",
         ),
-        Admin::Token | Admin::Open => (
+        Admin::Open => (
             "",
             "",
             r#"<p class="notice" role="note">No admin token is configured: this UI is open to anyone who can reach this loopback address. Set <code>governance.admin_token</code> to require a login.</p>"#,
@@ -263,14 +263,10 @@ async fn login(
         Ok(started) => started,
         Err(error) => return ApiError::Internal(Box::new(error)).into_response(),
     };
-    let cookie = Cookie::build((session::COOKIE, id))
-        .http_only(true)
-        .same_site(SameSite::Strict)
-        .path("/")
-        .max_age(cookie::time::Duration::seconds(
-            session::LIFETIME.as_secs().try_into().unwrap_or(i64::MAX),
-        ))
-        .build();
+    let mut cookie = session_cookie(id);
+    cookie.set_max_age(cookie::time::Duration::seconds(
+        session::LIFETIME.as_secs().try_into().unwrap_or(i64::MAX),
+    ));
     with_cookie(Redirect::to(next), &cookie)
 }
 
@@ -282,13 +278,18 @@ async fn logout(State(state): State<Arc<App>>, method: Method, headers: HeaderMa
     if let Some(id) = access::session_id(&headers) {
         state.ui_sessions.end(&id);
     }
-    let mut cookie = Cookie::build((session::COOKIE, ""))
+    let mut cookie = session_cookie(String::new());
+    cookie.make_removal();
+    with_cookie(Redirect::to("/login"), &cookie)
+}
+
+/// The session cookie carrying `id`: HttpOnly, SameSite=Strict, for the whole site.
+fn session_cookie(id: String) -> Cookie<'static> {
+    Cookie::build((session::COOKIE, id))
         .http_only(true)
         .same_site(SameSite::Strict)
         .path("/")
-        .build();
-    cookie.make_removal();
-    with_cookie(Redirect::to("/login"), &cookie)
+        .build()
 }
 
 fn with_cookie(response: impl IntoResponse, cookie: &Cookie<'_>) -> Response {
@@ -307,7 +308,7 @@ pub async fn require_admin(
 ) -> Response {
     let listener = request.extensions().get::<Listener>().copied();
     match access::api(&state, request.method(), request.headers(), listener) {
-        Ok(_) => next.run(request).await,
+        Ok(()) => next.run(request).await,
         Err(error) => error.into_response(),
     }
 }

@@ -125,6 +125,12 @@ impl Browser {
         field.send_keys(text).await.expect("types");
     }
 
+    /// Presses Enter in the field `css` selects (a form's implicit submission).
+    pub async fn press_enter(&self, css: &str) {
+        let key = fantoccini::key::Key::Enter.to_string();
+        self.find(css).await.send_keys(&key).await.expect("enter");
+    }
+
     pub async fn click(&self, css: &str) {
         self.find(css).await.click().await.expect("clicks");
     }
