@@ -106,3 +106,24 @@ async fn waiting_on_a_call_never_started_is_a_value_error_not_an_internal_one() 
     assert_eq!(bad_stream.error.expect("an error").kind, "ValueError");
     assert_eq!(run_ok("result = 'fine'").await.result, "fine");
 }
+
+/// The snapshot's objects are immortal (their reference counts never written, so a run dirties
+/// fewer of its pages), while everything a script creates is freed as usual: `__del__` and
+/// weak-reference callbacks still run for the script's own objects.
+#[tokio::test]
+async fn snapshot_objects_are_immortal_and_script_objects_are_not() {
+    let code = "import sys, json, weakref\n\
+                class Tracked:\n    def __del__(self):\n        print('freed')\n\
+                t = Tracked()\n\
+                seen = []\n\
+                r = weakref.ref(t, lambda _: seen.append('callback'))\n\
+                del t\n\
+                result = {'json': sys.getrefcount(json) > 2**20, 'len': sys.getrefcount(len) > 2**20,\n\
+                          'mine': sys.getrefcount(Tracked) < 100, 'seen': seen, 'dead': r() is None}\n";
+    let result = run_ok(code).await;
+    assert_eq!(result.stdout, "freed\n");
+    assert_eq!(
+        result.result,
+        serde_json::json!({"json": true, "len": true, "mine": true, "seen": ["callback"], "dead": true})
+    );
+}
