@@ -1,7 +1,10 @@
 //! Sandbox benchmarks (issue 2): fresh execution, the cost of a tool call, interpreter speed
 //! against CPython on the same machine.
 //!
-//! - `fresh_execution/print`: a whole execution of `print(1+1)` in a fresh instance.
+//! - `fresh_execution/print`: a whole execution of `print(1+1)` in a fresh instance, then p50/p99
+//!   of 2,000 single runs, and the same for Monty's fresh pool checkout measured right after
+//!   (`benches/peers/monty_fresh.py`, issue 16 item 1) when `benches/peers/venv` holds
+//!   pydantic-monty.
 //! - `tool_calls/1000_calls` vs `tool_calls/1000_iterations`: the same loop with and without a
 //!   tool call per iteration; (calls - iterations) / 1000 is the cost of one call.
 //! - `analysis/50_lines` (issue 13): the guest's analysis of a 50-line script (which tools it
@@ -12,6 +15,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use std::io::Write;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
@@ -57,6 +61,52 @@ fn fresh_execution(c: &mut Criterion) {
         b.to_async(&runtime)
             .iter(|| execute(&executor, "print(1+1)", Arc::new(NoTools)));
     });
+    fresh_latency(&runtime, &executor);
+}
+
+/// Runs of `print(1+1)` timed one by one for the percentiles.
+const LATENCY_RUNS: usize = 2_000;
+
+/// Prints p50 and p99 of a fresh execution, and of Monty's fresh pool checkout measured right
+/// after in the same run when `benches/peers/venv` has it (see docs/benchmarks.md).
+fn fresh_latency(runtime: &tokio::runtime::Runtime, executor: &Executor) {
+    let mut times: Vec<Duration> = runtime.block_on(async {
+        let mut times = Vec::with_capacity(LATENCY_RUNS);
+        for _ in 0..LATENCY_RUNS {
+            let started = std::time::Instant::now();
+            execute(executor, "print(1+1)", Arc::new(NoTools)).await;
+            times.push(started.elapsed());
+        }
+        times
+    });
+    times.sort();
+    let percentile = |p: usize| times[(times.len() * p / 100).min(times.len() - 1)];
+    println!(
+        "fresh_execution/print latency over {LATENCY_RUNS} runs: p50 {:.1} µs, p99 {:.1} µs",
+        percentile(50).as_secs_f64() * 1e6,
+        percentile(99).as_secs_f64() * 1e6
+    );
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/peers/venv/bin/python");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/peers/monty_fresh.py");
+    if !python.exists() {
+        println!("monty: not measured ({} is missing)", python.display());
+        return;
+    }
+    match Command::new(&python)
+        .arg(&script)
+        .arg(LATENCY_RUNS.to_string())
+        .output()
+    {
+        Ok(output) if output.status.success() => println!(
+            "monty fresh checkout over {LATENCY_RUNS} runs: {}",
+            String::from_utf8_lossy(&output.stdout).trim()
+        ),
+        Ok(output) => println!(
+            "monty: failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        ),
+        Err(error) => println!("monty: cannot run {}: {error}", python.display()),
+    }
 }
 
 /// Fifty lines of a typical orchestration script over two servers.
