@@ -22,7 +22,8 @@ import subprocess
 import tempfile
 import threading
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
+from serve import rss_bytes, start_serve
+
 
 SCRIPTS = {
     "print": "print(1+1)",
@@ -55,14 +56,6 @@ end
 """
 
 
-def rss_bytes(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
 def start(binary: str, workdir: pathlib.Path) -> tuple[subprocess.Popen, str]:
     if pathlib.Path(binary).name == "serve_echo":
         process = subprocess.Popen([binary], stdout=subprocess.PIPE, text=True)
@@ -70,19 +63,7 @@ def start(binary: str, workdir: pathlib.Path) -> tuple[subprocess.Popen, str]:
         if not line.startswith("listening "):
             raise SystemExit("serve_echo did not start")
         return process, line.split()[1]
-    config = {"sandbox": {"max_queued": 1024}}
-    (workdir / "codemode.json").write_text(json.dumps(config))
-    process = subprocess.Popen(
-        [binary, "serve", "--port", "0", "--log-json", "--config", str(workdir / "codemode.json"),
-         "--db", str(workdir / "codemode.db")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    for line in process.stderr:
-        log = json.loads(line) if line.startswith("{") else {}
-        if log.get("fields", {}).get("message") == "codemode is listening":
-            port = log["fields"]["address"].rsplit(":", 1)[1]
-            threading.Thread(target=lambda: [None for _ in process.stderr], daemon=True).start()
-            return process, f"http://127.0.0.1:{port}"
-    raise SystemExit("codemode did not start")
+    return start_serve(binary, {"sandbox": {"max_queued": 1024}}, workdir)
 
 
 def load(base: str, pid: int, code: str, connections: int, seconds: int,

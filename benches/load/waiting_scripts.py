@@ -19,7 +19,6 @@ them between all executions), to PSS, and to private memory (the pages only it h
 import argparse
 import concurrent.futures
 import json
-import os
 import pathlib
 import subprocess
 import sys
@@ -28,17 +27,11 @@ import threading
 import time
 import urllib.request
 
+from serve import rss_bytes, start_serve
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 EVERYTHING = ROOT / "tests/servers/node_modules/@modelcontextprotocol/server-everything/dist/index.js"
 CPU_BOUND = "result = sum(i * i for i in range(1_000_000))"
-
-
-def rss_bytes(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
 
 
 def smaps(pid: int) -> dict:
@@ -82,18 +75,7 @@ def start(binary: str, max_executions: int, workdir: pathlib.Path) -> tuple[subp
             "tool_execution_timeout": 60,
         }]},
     }
-    (workdir / "codemode.json").write_text(json.dumps(config))
-    process = subprocess.Popen(
-        [binary, "serve", "--port", "0", "--log-json", "--config", str(workdir / "codemode.json"),
-         "--db", str(workdir / "codemode.db")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    for line in process.stderr:
-        log = json.loads(line) if line.startswith("{") else {}
-        if log.get("fields", {}).get("message") == "codemode is listening":
-            port = log["fields"]["address"].rsplit(":", 1)[1]
-            threading.Thread(target=lambda: [None for _ in process.stderr], daemon=True).start()
-            return process, f"http://127.0.0.1:{port}"
-    raise SystemExit("codemode did not start")
+    return start_serve(binary, config, workdir)
 
 
 def waiting_script(seconds: float) -> str:
