@@ -1,7 +1,8 @@
 //! Gateway overhead (issue 3): one `echo` call to server-everything over stdio, made directly with
 //! an rmcp client, through codemode's manager in the same process, and through codemode's
 //! `POST /v1/mcp/tool/execute` (HTTP on loopback, the manager, the same kind of stdio session
-//! behind it), and through codemode's `/mcp` with an rmcp streamable-HTTP client (issue 6). Needs `npm ci --prefix tests/servers`.
+//! behind it), and through codemode's `/mcp` with an rmcp streamable-HTTP client (issue 6): rmcp's default
+//! client, which opens a connection per request, and the same transport over a pooling client. Needs `npm ci --prefix tests/servers`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
@@ -25,6 +26,12 @@ fn server_script() -> String {
         .join("tests/servers/node_modules/@modelcontextprotocol/server-everything/dist/index.js")
         .display()
         .to_string()
+}
+
+/// `tool` (echo, under whatever name the client knows it) with the bench's message.
+fn echo_params(tool: &'static str) -> CallToolRequestParams {
+    let arguments = json!({"message": "hi"});
+    CallToolRequestParams::new(tool).with_arguments(arguments.as_object().cloned().expect("object"))
 }
 
 fn gateway(c: &mut Criterion) {
@@ -59,16 +66,23 @@ fn gateway(c: &mut Criterion) {
         tokio::spawn(serve(listener, state, std::future::pending()));
         (base, calls)
     });
+    // rmcp's default client opens a new connection for every request (it turns pooling off);
+    // the pooled one is the same transport over a plain reqwest client that keeps them.
+    let mcp_config = || {
+        rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig::with_uri(
+            format!("{base}/mcp"),
+        )
+    };
     let mcp_client = runtime.block_on(async {
-        let config =
-            rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig::with_uri(
-                format!("{base}/mcp"),
-            );
-        ().serve(rmcp::transport::StreamableHttpClientTransport::from_config(
-            config,
-        ))
-        .await
-        .expect("mcp session")
+        let transport = rmcp::transport::StreamableHttpClientTransport::from_config(mcp_config());
+        ().serve(transport).await.expect("mcp session")
+    });
+    let mcp_pooled = runtime.block_on(async {
+        let transport = rmcp::transport::StreamableHttpClientTransport::with_client(
+            reqwest::Client::new(),
+            mcp_config(),
+        );
+        ().serve(transport).await.expect("mcp session")
     });
     let http = reqwest::Client::new();
     let url = format!("{base}/v1/mcp/tool/execute");
@@ -76,15 +90,8 @@ fn gateway(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("echo_call");
     group.bench_function("direct_rmcp", |b| {
-        b.to_async(&runtime).iter(|| async {
-            let params = CallToolRequestParams::new("echo").with_arguments(
-                json!({"message": "hi"})
-                    .as_object()
-                    .cloned()
-                    .expect("object"),
-            );
-            direct.call_tool(params).await.expect("echo")
-        });
+        b.to_async(&runtime)
+            .iter(|| async { direct.call_tool(echo_params("echo")).await.expect("echo") });
     });
     group.bench_function("via_manager", |b| {
         b.to_async(&runtime).iter(|| async {
@@ -94,17 +101,19 @@ fn gateway(c: &mut Criterion) {
                 .expect("echo")
         });
     });
-    group.bench_function("via_codemode_mcp", |b| {
-        b.to_async(&runtime).iter(|| async {
-            let params = CallToolRequestParams::new("everything-echo").with_arguments(
-                json!({"message": "hi"})
-                    .as_object()
-                    .cloned()
-                    .expect("object"),
-            );
-            mcp_client.call_tool(params).await.expect("echo")
+    for (name, client) in [
+        ("via_codemode_mcp", &mcp_client),
+        ("via_codemode_mcp_pooled", &mcp_pooled),
+    ] {
+        group.bench_function(name, |b| {
+            b.to_async(&runtime).iter(|| async {
+                client
+                    .call_tool(echo_params("everything-echo"))
+                    .await
+                    .expect("echo")
+            });
         });
-    });
+    }
     group.bench_function("via_codemode_http", |b| {
         b.to_async(&runtime).iter(|| async {
             let response = http.post(&url).json(&body).send().await.expect("POST");

@@ -48,6 +48,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware;
 use axum::routing::{get, post, put};
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
 pub use error::ApiError;
@@ -149,6 +150,14 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let loopback = listener.local_addr()?.ip().is_loopback();
     let router = router(state).layer(axum::Extension(ui::access::Listener { loopback }));
+    // Answers go out at once: with Nagle's algorithm on, the last small write of an answer (an
+    // SSE stream's end, say) waits for the client's delayed ACK, about 40 ms, on every request
+    // of a kept-alive connection.
+    let listener = listener.tap_io(|stream| {
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY on a connection");
+        }
+    });
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await
