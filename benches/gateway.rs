@@ -1,8 +1,9 @@
 //! Gateway overhead (issue 3): one `echo` call to server-everything over stdio, made directly with
-//! an rmcp client, through codemode's manager in the same process, and through codemode's
+//! an rmcp client, through codemode's manager in the same process, through codemode's
 //! `POST /v1/mcp/tool/execute` (HTTP on loopback, the manager, the same kind of stdio session
-//! behind it), and through codemode's `/mcp` with an rmcp streamable-HTTP client (issue 6): rmcp's default
-//! client, which opens a connection per request, and the same transport over a pooling client. Needs `npm ci --prefix tests/servers`.
+//! behind it), and through codemode's `/mcp` with an rmcp streamable-HTTP client (issue 6): rmcp's
+//! default client, which opens a connection per request, and the same transport over a pooling
+//! client. Needs `npm ci --prefix tests/servers`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 

@@ -22,7 +22,6 @@ import math
 import pathlib
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 
@@ -136,4 +135,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
